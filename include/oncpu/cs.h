@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * oncpu/cs.h - per-CPU critical sections (restartable sequences).
+ *
+ * Each operation runs on the data of one CPU (or virtual CPU) and is either
+ * committed by a single final store while the thread is still on that CPU,
+ * or not at all: a preemption, migration or signal before the commit makes
+ * the kernel resume the thread at the abort handler, which returns
+ * ONCPU_CS_ABORTED. No atomic instruction, no lock.
+ *
+ * Usage: read the id, compute addresses from it, run the operation; retry
+ * on ONCPU_CS_ABORTED, take your fallback on ONCPU_CS_UNAVAILABLE:
+ *
+ *	for (;;) {
+ *		int cpu = oncpu_cs_id(ONCPU_CPU);
+ *		if (cpu < 0)
+ *			return fallback();              // ONCPU_CS_UNAVAILABLE
+ *		intptr_t *head = oncpu_ptr(heads, cpu);
+ *		int r = oncpu_cs_cmpeq_store(ONCPU_CPU, head, old, new, cpu);
+ *		if (r != ONCPU_CS_ABORTED)
+ *			return r;                       // committed or compare failed
+ *	}
+ *
+ * Indexing mode (first argument, a bare token):
+ *   ONCPU_CPU   the id is the CPU number (rseq cpu_id).
+ *   ONCPU_VCPU  the id is the virtual CPU (mm_cid; see oncpu/thread.h).
+ * Memory order of the commit (ops with a try-store), a bare token:
+ *   ONCPU_RELAXED, ONCPU_RELEASE (try-stores become visible before the commit).
+ * Any other token is a compile-time error: there is no combination that
+ * silently "aborts" forever.
+ *
+ * Results: ONCPU_CS_COMMITTED (0); ONCPU_CS_CMPFAIL (1, nothing written);
+ * ONCPU_CS_ABORTED (-1, nothing committed; try-stores may have happened;
+ * retry with a fresh id); ONCPU_CS_UNAVAILABLE (-2, this thread cannot run
+ * sections: fallback mode, or no rseq assembly for the architecture).
+ *
+ * The operations, in pseudo-code (id: the expected current id; the kernel
+ * aborts the section when the thread's id differs from it):
+ *
+ *   oncpu_cs_id(mode)
+ *       current id, registering the thread on first use;
+ *       ONCPU_CS_UNAVAILABLE when sections cannot run.
+ *   oncpu_cs_add(mode, v, count, id)
+ *       *v += count
+ *   oncpu_cs_percpu_add(mode, base, count)
+ *       id = current id (read inside the section); *(base + id * stride) += count
+ *   oncpu_cs_cmpeq_store(mode, v, expect, newv, id)
+ *       if (*v != expect) return CMPFAIL; *v = newv
+ *   oncpu_cs_cmpne_load_off_store(mode, v, expectnot, voff, load, id)
+ *       if (*v == expectnot) return CMPFAIL; *load = *v;
+ *       *v = *(intptr_t *)(*v + voff)                 (the list pop)
+ *   oncpu_cs_cmpeq_trystore_store(mode, mo, v, expect, v2, newv2, newv, id)
+ *       if (*v != expect) return CMPFAIL; *v2 = newv2; *v = newv
+ *   oncpu_cs_cmpeq_memcpy_store(mode, mo, v, expect, dst, src, len, newv, id)
+ *       if (*v != expect) return CMPFAIL; memcpy(dst, src, len); *v = newv
+ *   oncpu_cs_deref_off_add(mode, ptr, off, inc, id)
+ *       *(intptr_t *)(*ptr + off) += inc
+ *
+ * Every operation is always inline and emits its descriptor into the
+ * __rseq_cs / __rseq_cs_ptr_array / __rseq_exit_point_array sections (the
+ * kernel selftests' layout), so oncpu-inspect and the GDB extension see it.
+ * Never call a function or make a system call between reading an id and
+ * the operation if you rely on the result being fresh: a stale id only
+ * costs an abort, never a wrong commit.
+ */
+#ifndef ONCPU_CS_H
+#define ONCPU_CS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <oncpu/config.h>
+#include <oncpu/percpu.h>
+#include <oncpu/thread.h>
+
+ONCPU_BEGIN_DECLS
+
+enum oncpu_cs_result {
+	ONCPU_CS_UNAVAILABLE = -2,
+	ONCPU_CS_ABORTED = -1,
+	ONCPU_CS_COMMITTED = 0,
+	ONCPU_CS_CMPFAIL = 1,
+};
+
+/* Token tables: only these modes and orders exist. */
+enum { _oncpu_mode_ONCPU_CPU = 0, _oncpu_mode_ONCPU_VCPU = 1 };
+enum { _oncpu_mo_ONCPU_RELAXED = 0, _oncpu_mo_ONCPU_RELEASE = 1 };
+#define _ONCPU_MODE(mode) _oncpu_mode_##mode
+#define _ONCPU_MO(mo) _oncpu_mo_##mo
+
+/* Offset (from the thread pointer) of the id a mode compares against. */
+ONCPU_INLINE ptrdiff_t _oncpu_id_offset(int mode)
+{
+	return mode ? _oncpu_process.vcpu_offset
+		    : _oncpu_process.rseq_offset + ONCPU_RSEQ_OFF_CPU_ID;
+}
+
+#define _ONCPU_ARCH_INCLUDE_OK 1
+#if defined(ONCPU_HAVE_RSEQ_ASM)
+#include <oncpu/arch/x86_64.h>
+#else
+#include <oncpu/arch/generic.h>
+#endif
+#undef _ONCPU_ARCH_INCLUDE_OK
+
+#define oncpu_cs_id(mode) _oncpu_cs_id(_ONCPU_MODE(mode))
+#define oncpu_cs_add(mode, v, count, id) _oncpu_cs_add(_ONCPU_MODE(mode), v, count, id)
+#define oncpu_cs_percpu_add(mode, base, count) _oncpu_cs_percpu_add(_ONCPU_MODE(mode), base, count)
+#define oncpu_cs_cmpeq_store(mode, v, expect, newv, id)                                            \
+	_oncpu_cs_cmpeq_store(_ONCPU_MODE(mode), v, expect, newv, id)
+#define oncpu_cs_cmpne_load_off_store(mode, v, expectnot, voff, load, id)                         \
+	_oncpu_cs_cmpne_load_off_store(_ONCPU_MODE(mode), v, expectnot, voff, load, id)
+#define oncpu_cs_cmpeq_trystore_store(mode, mo, v, expect, v2, newv2, newv, id)                   \
+	_oncpu_cs_cmpeq_trystore_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), v, expect, v2, newv2,     \
+				       newv, id)
+#define oncpu_cs_cmpeq_memcpy_store(mode, mo, v, expect, dst, src, len, newv, id)                 \
+	_oncpu_cs_cmpeq_memcpy_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), v, expect, dst, src, len,   \
+				     newv, id)
+#define oncpu_cs_deref_off_add(mode, ptr, off, inc, id)                                            \
+	_oncpu_cs_deref_off_add(_ONCPU_MODE(mode), ptr, off, inc, id)
+
+/*
+ * Current id for a mode, registering the thread on first use; or
+ * ONCPU_CS_UNAVAILABLE when this thread cannot run sections.
+ */
+ONCPU_INLINE int _oncpu_cs_id(int mode)
+{
+#if defined(ONCPU_HAVE_RSEQ_ASM)
+	if (ONCPU_UNLIKELY(_oncpu_registered_cpu() < 0) && !_oncpu_thread_ready_slow())
+		return ONCPU_CS_UNAVAILABLE;
+	return _oncpu_tp_load32(_oncpu_id_offset(mode));
+#else
+	(void)mode;
+	return ONCPU_CS_UNAVAILABLE;
+#endif
+}
+
+ONCPU_END_DECLS
+
+#endif /* ONCPU_CS_H */
