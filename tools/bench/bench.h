@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench.h - the interface between oncpu-bench's driver (main.c) and its
+ * benchmark modules (bench_<module>.c, one per library module).
+ *
+ * A module defines `const struct bench_case bench_<module>[]`, ended by an
+ * entry whose name is NULL. main.c knows the module names (weak references:
+ * a missing module is skipped) and, for each case, runs it side by side
+ * with the others at the thread counts its `threads` field asks for, and
+ * reports ns per operation (wall time of the run / (iters * threads)).
+ */
+#ifndef ONCPU_BENCH_H
+#define ONCPU_BENCH_H
+
+enum bench_threads {
+	BENCH_THREADS_1_AND_CPUS = 0, /* 1 thread, then one per CPU */
+	BENCH_THREADS_CPUS_AND_4X,    /* one per CPU, then 4 per CPU (oversubscribed) */
+};
+
+struct bench_case {
+	const char *name; /* "counter.oncpu": <module>.<variant> */
+	enum bench_threads threads;
+	/* Shared state for `threads` threads; NULL (with a message on stderr)
+	 * when the case cannot run here (it is then reported as skipped). */
+	void *(*setup)(int threads);
+	/* Thread `tid` of `threads` does `iters` operations. */
+	void (*run)(void *ctx, int tid, long iters);
+	/* Optional: checks the result (e.g. an exact sum) and frees; returns
+	 * 0, or -1 after printing why the run was wrong. */
+	int (*teardown)(void *ctx);
+	/* Optional: a short annotation shown in the table and as extra JSON
+	 * fields, e.g. "provider=bpf"; NULL for none. */
+	const char *(*info)(void *ctx);
+};
+
+#endif /* ONCPU_BENCH_H */
