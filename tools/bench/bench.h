@@ -33,4 +33,17 @@ struct bench_case {
 	const char *(*info)(void *ctx);
 };
 
+/*
+ * How the driver calls a case, for every measurement (calibration runs
+ * included): setup(threads); then `threads` fresh threads, started together
+ * on a barrier, each call run(ctx, tid, iters) once with the same iters;
+ * then info(ctx) (first measurement only) and teardown(ctx). A ctx never
+ * sees two runs, so teardown may check exact totals of one run.
+ *
+ * BENCH_BARRIER() goes once in every iteration of every run loop: a compiler
+ * barrier (no instruction) that keeps the compiler from merging, hoisting or
+ * deleting the operations, with the same cost for every variant.
+ */
+#define BENCH_BARRIER() __asm__ __volatile__("" ::: "memory")
+
 #endif /* ONCPU_BENCH_H */
