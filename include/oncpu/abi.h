@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 /* Values the kernel (or registration) leaves in the cpu_id field. */
-#define ONCPU_RSEQ_CPU_ID_UNINITIALIZED ((uint32_t)-1)
+#define ONCPU_RSEQ_CPU_ID_UNINITIALIZED       ((uint32_t)-1)
 #define ONCPU_RSEQ_CPU_ID_REGISTRATION_FAILED ((uint32_t)-2)
 
 /* rseq() flags: the only one ever accepted from user space. */
@@ -22,7 +22,7 @@
 
 /* auxv keys (linux/auxvec.h, 6.3+). */
 #define ONCPU_AT_RSEQ_FEATURE_SIZE 27
-#define ONCPU_AT_RSEQ_ALIGN 28
+#define ONCPU_AT_RSEQ_ALIGN        28
 
 /* The legacy ("original") registration size: 32 bytes, 32-byte aligned. */
 #define ONCPU_RSEQ_LEGACY_SIZE 32
@@ -68,14 +68,14 @@ struct oncpu_rseq_exit_point {
 
 /* Field offsets, used by the assembly. */
 #define ONCPU_RSEQ_OFF_CPU_ID_START 0
-#define ONCPU_RSEQ_OFF_CPU_ID 4
-#define ONCPU_RSEQ_OFF_RSEQ_CS 8
-#define ONCPU_RSEQ_OFF_FLAGS 16
-#define ONCPU_RSEQ_OFF_NODE_ID 20
-#define ONCPU_RSEQ_OFF_MM_CID 24
+#define ONCPU_RSEQ_OFF_CPU_ID       4
+#define ONCPU_RSEQ_OFF_RSEQ_CS      8
+#define ONCPU_RSEQ_OFF_FLAGS        16
+#define ONCPU_RSEQ_OFF_NODE_ID      20
+#define ONCPU_RSEQ_OFF_MM_CID       24
 /* A field is provided when AT_RSEQ_FEATURE_SIZE reaches its end. */
 #define ONCPU_RSEQ_END_NODE_ID 24
-#define ONCPU_RSEQ_END_MM_CID 28
+#define ONCPU_RSEQ_END_MM_CID  28
 
 #ifdef __cplusplus
 #define ONCPU_STATIC_ASSERT static_assert
@@ -84,7 +84,7 @@ struct oncpu_rseq_exit_point {
 #endif
 
 ONCPU_STATIC_ASSERT(offsetof(struct oncpu_rseq_area, cpu_id_start) == ONCPU_RSEQ_OFF_CPU_ID_START,
-		    "cpu_id_start");
+                    "cpu_id_start");
 ONCPU_STATIC_ASSERT(offsetof(struct oncpu_rseq_area, cpu_id) == ONCPU_RSEQ_OFF_CPU_ID, "cpu_id");
 ONCPU_STATIC_ASSERT(offsetof(struct oncpu_rseq_area, rseq_cs) == ONCPU_RSEQ_OFF_RSEQ_CS, "rseq_cs");
 ONCPU_STATIC_ASSERT(offsetof(struct oncpu_rseq_area, flags) == ONCPU_RSEQ_OFF_FLAGS, "flags");

@@ -24,15 +24,15 @@
 #endif
 
 /* Exported from liboncpu; everything else there is hidden. */
-#define ONCPU_API __attribute__((visibility("default")))
-#define ONCPU_INLINE static inline __attribute__((always_inline))
-#define ONCPU_LIKELY(x) __builtin_expect(!!(x), 1)
+#define ONCPU_API         __attribute__((visibility("default")))
+#define ONCPU_INLINE      static inline __attribute__((always_inline))
+#define ONCPU_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define ONCPU_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define ONCPU_CACHELINE 64
+#define ONCPU_CACHELINE   64
 
 #ifdef __cplusplus
 #define ONCPU_BEGIN_DECLS extern "C" {
-#define ONCPU_END_DECLS }
+#define ONCPU_END_DECLS   }
 #else
 #define ONCPU_BEGIN_DECLS
 #define ONCPU_END_DECLS

@@ -86,13 +86,13 @@ enum oncpu_cs_result {
 enum { _oncpu_mode_ONCPU_CPU = 0, _oncpu_mode_ONCPU_VCPU = 1 };
 enum { _oncpu_mo_ONCPU_RELAXED = 0, _oncpu_mo_ONCPU_RELEASE = 1 };
 #define _ONCPU_MODE(mode) _oncpu_mode_##mode
-#define _ONCPU_MO(mo) _oncpu_mo_##mo
+#define _ONCPU_MO(mo)     _oncpu_mo_##mo
 
 /* Offset (from the thread pointer) of the id a mode compares against. */
 ONCPU_INLINE ptrdiff_t _oncpu_id_offset(int mode)
 {
 	return mode ? _oncpu_process.vcpu_offset
-		    : _oncpu_process.rseq_offset + ONCPU_RSEQ_OFF_CPU_ID;
+	            : _oncpu_process.rseq_offset + ONCPU_RSEQ_OFF_CPU_ID;
 }
 
 #define _ONCPU_ARCH_INCLUDE_OK 1
@@ -103,19 +103,19 @@ ONCPU_INLINE ptrdiff_t _oncpu_id_offset(int mode)
 #endif
 #undef _ONCPU_ARCH_INCLUDE_OK
 
-#define oncpu_cs_id(mode) _oncpu_cs_id(_ONCPU_MODE(mode))
-#define oncpu_cs_add(mode, v, count, id) _oncpu_cs_add(_ONCPU_MODE(mode), v, count, id)
+#define oncpu_cs_id(mode)                      _oncpu_cs_id(_ONCPU_MODE(mode))
+#define oncpu_cs_add(mode, v, count, id)       _oncpu_cs_add(_ONCPU_MODE(mode), v, count, id)
 #define oncpu_cs_percpu_add(mode, base, count) _oncpu_cs_percpu_add(_ONCPU_MODE(mode), base, count)
 #define oncpu_cs_cmpeq_store(mode, v, expect, newv, id)                                            \
 	_oncpu_cs_cmpeq_store(_ONCPU_MODE(mode), v, expect, newv, id)
-#define oncpu_cs_cmpne_load_off_store(mode, v, expectnot, voff, load, id)                         \
+#define oncpu_cs_cmpne_load_off_store(mode, v, expectnot, voff, load, id)                          \
 	_oncpu_cs_cmpne_load_off_store(_ONCPU_MODE(mode), v, expectnot, voff, load, id)
-#define oncpu_cs_cmpeq_trystore_store(mode, mo, v, expect, v2, newv2, newv, id)                   \
+#define oncpu_cs_cmpeq_trystore_store(mode, mo, v, expect, v2, newv2, newv, id)                    \
 	_oncpu_cs_cmpeq_trystore_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), v, expect, v2, newv2,     \
-				       newv, id)
-#define oncpu_cs_cmpeq_memcpy_store(mode, mo, v, expect, dst, src, len, newv, id)                 \
+	                               newv, id)
+#define oncpu_cs_cmpeq_memcpy_store(mode, mo, v, expect, dst, src, len, newv, id)                  \
 	_oncpu_cs_cmpeq_memcpy_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), v, expect, dst, src, len,   \
-				     newv, id)
+	                             newv, id)
 #define oncpu_cs_deref_off_add(mode, ptr, off, inc, id)                                            \
 	_oncpu_cs_deref_off_add(_ONCPU_MODE(mode), ptr, off, inc, id)
 

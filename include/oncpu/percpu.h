@@ -25,7 +25,7 @@
 ONCPU_BEGIN_DECLS
 
 #define ONCPU_PERCPU_STRIDE_SHIFT 16
-#define ONCPU_PERCPU_STRIDE ((size_t)1 << ONCPU_PERCPU_STRIDE_SHIFT) /* 64 KiB */
+#define ONCPU_PERCPU_STRIDE       ((size_t)1 << ONCPU_PERCPU_STRIDE_SHIFT) /* 64 KiB */
 
 /*
  * oncpu_percpu_alloc - an item of `size` bytes per CPU, aligned to `align`

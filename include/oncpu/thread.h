@@ -103,7 +103,10 @@ ONCPU_INLINE int _oncpu_registered_cpu(void)
 	return _oncpu_tp_load32(off + ONCPU_RSEQ_OFF_CPU_ID);
 }
 #else
-ONCPU_INLINE int _oncpu_registered_cpu(void) { return -1; }
+ONCPU_INLINE int _oncpu_registered_cpu(void)
+{
+	return -1;
+}
 #endif
 
 ONCPU_INLINE int _oncpu_cpu_fast(void)
@@ -127,8 +130,14 @@ ONCPU_INLINE int _oncpu_vcpu_fast(void)
  * Inline here; liboncpu also exports them as functions (for dlsym and FFI).
  */
 #ifndef _ONCPU_BUILDING_EXPORTS
-ONCPU_INLINE int oncpu_cpu(void) { return _oncpu_cpu_fast(); }
-ONCPU_INLINE int oncpu_vcpu(void) { return _oncpu_vcpu_fast(); }
+ONCPU_INLINE int oncpu_cpu(void)
+{
+	return _oncpu_cpu_fast();
+}
+ONCPU_INLINE int oncpu_vcpu(void)
+{
+	return _oncpu_vcpu_fast();
+}
 #else
 ONCPU_API int oncpu_cpu(void);
 ONCPU_API int oncpu_vcpu(void);

@@ -27,21 +27,23 @@
 #define _ONCPU_XS(x) _ONCPU_S(x)
 #define _ONCPU_RSEQ_SIG_ASM 0x53053053 /* ONCPU_RSEQ_SIG without the C suffix */
 
+/* clang-format off: one assembly line per string, in columns. */
+
 /*
  * Race-window injection for tests (compile the test with -DONCPU_INJECT and
  * ONCPU_INJECT_DEFINE() once): point n spins _oncpu_inject_loops[n] times.
  */
 #ifdef ONCPU_INJECT
-#define ONCPU_INJECT_DEFINE()                                                                      \
+#define ONCPU_INJECT_DEFINE() \
 	__attribute__((visibility("hidden"))) volatile int _oncpu_inject_loops[8]
 extern volatile int _oncpu_inject_loops[8];
-#define _ONCPU_INJECT(n)                                                                           \
-	"movl _oncpu_inject_loops+4*" #n "(%%rip), %%r11d\n\t"                                     \
-	"testl %%r11d, %%r11d\n\t"                                                                 \
-	"jz 333f\n\t"                                                                              \
-	"222:\n\t"                                                                                 \
-	"decl %%r11d\n\t"                                                                          \
-	"jnz 222b\n\t"                                                                             \
+#define _ONCPU_INJECT(n)                                               \
+	"movl _oncpu_inject_loops+4*" #n "(%%rip), %%r11d\n\t"         \
+	"testl %%r11d, %%r11d\n\t"                                     \
+	"jz 333f\n\t"                                                  \
+	"222:\n\t"                                                     \
+	"decl %%r11d\n\t"                                              \
+	"jnz 222b\n\t"                                                 \
 	"333:\n\t"
 #define _ONCPU_INJECT_CLOBBER , "r11"
 #else
@@ -50,56 +52,107 @@ extern volatile int _oncpu_inject_loops[8];
 #endif
 
 /* Descriptor 3 for the section [1, 2) with abort handler 4. */
-#define _ONCPU_ASM_TABLE                                                                           \
-	".pushsection __rseq_cs, \"aw\"\n\t"                                                       \
-	".balign 32\n\t"                                                                           \
-	"3:\n\t"                                                                                   \
-	".long 0x0, 0x0\n\t"                                                                       \
-	".quad 1f, 2f - 1f, 4f\n\t"                                                                \
-	".popsection\n\t"                                                                          \
-	".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                                             \
-	".quad 3b\n\t"                                                                             \
+#define _ONCPU_ASM_TABLE                                               \
+	".pushsection __rseq_cs, \"aw\"\n\t"                           \
+	".balign 32\n\t"                                               \
+	"3:\n\t"                                                       \
+	".long 0x0, 0x0\n\t"                                           \
+	".quad 1f, 2f - 1f, 4f\n\t"                                    \
+	".popsection\n\t"                                              \
+	".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                 \
+	".quad 3b\n\t"                                                 \
 	".popsection\n\t"
 
-#define _ONCPU_ASM_EXIT_POINT(exit_label)                                                          \
-	".pushsection __rseq_exit_point_array, \"aw\"\n\t"                                         \
-	".quad 1f, " exit_label "\n\t"                                                             \
+/* An exit of section 1 that is neither the commit nor the abort. */
+#define _ONCPU_ASM_EXIT_POINT(exit_label)                              \
+	".pushsection __rseq_exit_point_array, \"aw\"\n\t"             \
+	".quad 1f, " exit_label "\n\t"                                 \
 	".popsection\n\t"
 
 /* Arm the section: rseq_cs = &descriptor; label 1 starts it. */
-#define _ONCPU_ASM_ENTER                                                                           \
-	"leaq 3b(%%rip), %%rax\n\t"                                                                \
-	"movq %%rax, %%fs:" _ONCPU_XS(ONCPU_RSEQ_OFF_RSEQ_CS) "(%[off])\n\t"                       \
+#define _ONCPU_ASM_ENTER                                               \
+	"leaq 3b(%%rip), %%rax\n\t"                                    \
+	"movq %%rax, %%fs:" _ONCPU_XS(ONCPU_RSEQ_OFF_RSEQ_CS) "(%[off])\n\t" \
 	"1:\n\t"
 
-#define _ONCPU_ASM_CLEAR "movq $0, %%fs:" _ONCPU_XS(ONCPU_RSEQ_OFF_RSEQ_CS) "(%[off])\n\t"
+#define _ONCPU_ASM_CLEAR                                               \
+	"movq $0, %%fs:" _ONCPU_XS(ONCPU_RSEQ_OFF_RSEQ_CS) "(%[off])\n\t"
 
 /* Abort if the thread's id is no longer [id]. */
-#define _ONCPU_ASM_CHECK_ID                                                                        \
-	"cmpl %[id], %%fs:(%[idoff])\n\t"                                                          \
+#define _ONCPU_ASM_CHECK_ID                                            \
+	"cmpl %[id], %%fs:(%[idoff])\n\t"                              \
 	"jnz 4f\n\t"
 
 /* Signature, abort handler 4 and the compare-failed exit 5. */
-#define _ONCPU_ASM_FAILURE(abort_label, cmpfail_label)                                             \
-	".pushsection __rseq_failure, \"ax\"\n\t"                                                  \
-	".byte 0x0f, 0xb9, 0x3d\n\t" /* ud1 <sig>(%rip), %edi: disassemblers stay in sync */       \
-	".long " _ONCPU_XS(_ONCPU_RSEQ_SIG_ASM) "\n\t"                                             \
-	"4:\n\t" _ONCPU_ASM_CLEAR "jmp " abort_label "\n\t"                                        \
-	"5:\n\t" _ONCPU_ASM_CLEAR "jmp " cmpfail_label "\n\t"                                      \
+#define _ONCPU_ASM_FAILURE(abort_label, cmpfail_label)                 \
+	".pushsection __rseq_failure, \"ax\"\n\t"                      \
+	/* ud1 <sig>(%rip), %edi: disassemblers stay in sync */        \
+	".byte 0x0f, 0xb9, 0x3d\n\t"                                   \
+	".long " _ONCPU_XS(_ONCPU_RSEQ_SIG_ASM) "\n\t"                 \
+	"4:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	"jmp " abort_label "\n\t"                                      \
+	"5:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	"jmp " cmpfail_label "\n\t"                                    \
 	".popsection\n\t"
 
-#define _ONCPU_CS_INPUTS [off] "r"(_oncpu_process.rseq_offset), [idoff] "r"(_oncpu_id_offset(mode))
+/* Exit 6: this thread is not registered (yet). */
+#define _ONCPU_ASM_UNAVAILABLE_EXIT                                    \
+	".pushsection __rseq_failure, \"ax\"\n\t"                      \
+	"6:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	"jmp %l[unavailable]\n\t"                                      \
+	".popsection\n\t"
+
+/* rax = current cpu_id << stride shift, or exit 6 when unregistered. */
+#define _ONCPU_ASM_CPU_INDEX                                           \
+	"movslq %%fs:" _ONCPU_XS(ONCPU_RSEQ_OFF_CPU_ID) "(%[off]), %%rax\n\t" \
+	"testq %%rax, %%rax\n\t"                                       \
+	"js 6f\n\t"                                                    \
+	"shlq $" _ONCPU_XS(ONCPU_PERCPU_STRIDE_SHIFT) ", %%rax\n\t"
+
+/* The same for the virtual CPU: registered (cpu_id >= 0), then the id. */
+#define _ONCPU_ASM_VCPU_INDEX                                          \
+	"movl %%fs:" _ONCPU_XS(ONCPU_RSEQ_OFF_CPU_ID) "(%[off]), %%eax\n\t" \
+	"testl %%eax, %%eax\n\t"                                       \
+	"js 6f\n\t"                                                    \
+	"movl %%fs:(%[idoff]), %%eax\n\t"                              \
+	"shlq $" _ONCPU_XS(ONCPU_PERCPU_STRIDE_SHIFT) ", %%rax\n\t"
+
+#define _ONCPU_ASM_PERCPU_ADD(index)                                   \
+	_ONCPU_ASM_TABLE                                               \
+	_ONCPU_ASM_EXIT_POINT("6f")                                    \
+	_ONCPU_ASM_ENTER                                               \
+	_ONCPU_INJECT(1)                                               \
+	index                                                          \
+	_ONCPU_INJECT(2)                                               \
+	"addq %[count], (%[base], %%rax)\n\t"                          \
+	"2:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")                   \
+	_ONCPU_ASM_UNAVAILABLE_EXIT
+
+#define _ONCPU_CS_INPUTS \
+	[off] "r"(_oncpu_process.rseq_offset), [idoff] "r"(_oncpu_id_offset(mode))
 #define _ONCPU_CS_CLOBBERS "memory", "cc", "rax" _ONCPU_INJECT_CLOBBER
 
 ONCPU_INLINE int _oncpu_cs_add(int mode, intptr_t *v, intptr_t count, int id)
 {
-	__asm__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_ENTER _ONCPU_INJECT(1) _ONCPU_ASM_CHECK_ID
-			     _ONCPU_INJECT(2) "addq %[count], %[v]\n\t"
-			     "2:\n\t" _ONCPU_ASM_CLEAR _ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
-		     : /* no outputs */
-		     : _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [count] "er"(count)
-		     : _ONCPU_CS_CLOBBERS
-		     : abort);
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		_ONCPU_INJECT(2)
+		"addq %[count], %[v]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
+		: /* no outputs */
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [count] "er"(count)
+		: _ONCPU_CS_CLOBBERS
+		: abort);
 	return ONCPU_CS_COMMITTED;
 abort:
 	return ONCPU_CS_ABORTED;
@@ -113,45 +166,19 @@ ONCPU_INLINE int _oncpu_cs_percpu_add(int mode, void *base, intptr_t count)
 {
 	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))
 		return ONCPU_CS_UNAVAILABLE;
-	if (mode == _oncpu_mode_ONCPU_CPU) {
-		__asm__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_EXIT_POINT("6f") _ONCPU_ASM_ENTER
-				     _ONCPU_INJECT(1) "movslq %%fs:" _ONCPU_XS(
-					     ONCPU_RSEQ_OFF_CPU_ID) "(%[off]), %%rax\n\t"
-							    "testq %%rax, %%rax\n\t"
-							    "js 6f\n\t"
-							    "shlq $" _ONCPU_XS(
-								    ONCPU_PERCPU_STRIDE_SHIFT) ", %%rax\n\t" _ONCPU_INJECT(2)
-							    "addq %[count], (%[base], %%rax)\n\t"
-							    "2:\n\t" _ONCPU_ASM_CLEAR
-								    _ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
-							    ".pushsection __rseq_failure, \"ax\"\n\t"
-							    "6:\n\t" _ONCPU_ASM_CLEAR "jmp %l[unavailable]\n\t"
-							    ".popsection\n\t"
+	if (mode == _oncpu_mode_ONCPU_CPU)
+		__asm__ goto(_ONCPU_ASM_PERCPU_ADD(_ONCPU_ASM_CPU_INDEX)
 			     :
 			     : [off] "r"(_oncpu_process.rseq_offset), [base] "r"(base),
 			       [count] "er"(count)
 			     : _ONCPU_CS_CLOBBERS
 			     : abort, unavailable);
-	} else {
-		__asm__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_EXIT_POINT("6f") _ONCPU_ASM_ENTER
-				     _ONCPU_INJECT(1) "movl %%fs:" _ONCPU_XS(
-					     ONCPU_RSEQ_OFF_CPU_ID) "(%[off]), %%eax\n\t"
-							    "testl %%eax, %%eax\n\t"
-							    "js 6f\n\t"
-							    "movl %%fs:(%[idoff]), %%eax\n\t"
-							    "shlq $" _ONCPU_XS(
-								    ONCPU_PERCPU_STRIDE_SHIFT) ", %%rax\n\t" _ONCPU_INJECT(2)
-							    "addq %[count], (%[base], %%rax)\n\t"
-							    "2:\n\t" _ONCPU_ASM_CLEAR
-								    _ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
-							    ".pushsection __rseq_failure, \"ax\"\n\t"
-							    "6:\n\t" _ONCPU_ASM_CLEAR "jmp %l[unavailable]\n\t"
-							    ".popsection\n\t"
+	else
+		__asm__ goto(_ONCPU_ASM_PERCPU_ADD(_ONCPU_ASM_VCPU_INDEX)
 			     :
 			     : _ONCPU_CS_INPUTS, [base] "r"(base), [count] "er"(count)
 			     : _ONCPU_CS_CLOBBERS
 			     : abort, unavailable);
-	}
 	return ONCPU_CS_COMMITTED;
 abort:
 	return ONCPU_CS_ABORTED;
@@ -159,17 +186,28 @@ unavailable:
 	return ONCPU_CS_UNAVAILABLE;
 }
 
-ONCPU_INLINE int _oncpu_cs_cmpeq_store(int mode, intptr_t *v, intptr_t expect, intptr_t newv, int id)
+ONCPU_INLINE int _oncpu_cs_cmpeq_store(int mode, intptr_t *v, intptr_t expect, intptr_t newv,
+				       int id)
 {
-	__asm__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_EXIT_POINT("5f") _ONCPU_ASM_ENTER _ONCPU_INJECT(1)
-			     _ONCPU_ASM_CHECK_ID _ONCPU_INJECT(2) "cmpq %[v], %[expect]\n\t"
-			     "jnz 5f\n\t" _ONCPU_INJECT(3) "movq %[newv], %[v]\n\t"
-			     "2:\n\t" _ONCPU_ASM_CLEAR _ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		     :
-		     : _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		       [newv] "r"(newv)
-		     : _ONCPU_CS_CLOBBERS
-		     : abort, cmpfail);
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		_ONCPU_INJECT(2)
+		"cmpq %[v], %[expect]\n\t"
+		"jnz 5f\n\t"
+		_ONCPU_INJECT(3)
+		"movq %[newv], %[v]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
+		  [newv] "r"(newv)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
 	return ONCPU_CS_ABORTED;
@@ -178,20 +216,31 @@ cmpfail:
 }
 
 ONCPU_INLINE int _oncpu_cs_cmpne_load_off_store(int mode, intptr_t *v, intptr_t expectnot,
-						 ptrdiff_t voff, intptr_t *load, int id)
+						ptrdiff_t voff, intptr_t *load, int id)
 {
-	__asm__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_EXIT_POINT("5f") _ONCPU_ASM_ENTER _ONCPU_INJECT(1)
-			     _ONCPU_ASM_CHECK_ID "movq %[v], %%rax\n\t"
-			     "cmpq %%rax, %[expectnot]\n\t"
-			     "je 5f\n\t" _ONCPU_INJECT(2) "movq %%rax, %[load]\n\t"
-			     "addq %[voff], %%rax\n\t"
-			     "movq (%%rax), %%rax\n\t" _ONCPU_INJECT(3) "movq %%rax, %[v]\n\t"
-			     "2:\n\t" _ONCPU_ASM_CLEAR _ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		     :
-		     : _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expectnot] "r"(expectnot),
-		       [voff] "er"(voff), [load] "m"(*load)
-		     : _ONCPU_CS_CLOBBERS
-		     : abort, cmpfail);
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		"movq %[v], %%rax\n\t"
+		"cmpq %%rax, %[expectnot]\n\t"
+		"je 5f\n\t"
+		_ONCPU_INJECT(2)
+		"movq %%rax, %[load]\n\t"
+		"addq %[voff], %%rax\n\t"
+		"movq (%%rax), %%rax\n\t"
+		_ONCPU_INJECT(3)
+		"movq %%rax, %[v]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expectnot] "r"(expectnot),
+		  [voff] "er"(voff), [load] "m"(*load)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
 	return ONCPU_CS_ABORTED;
@@ -202,19 +251,29 @@ cmpfail:
 /* x86 is TSO: a release commit needs no fence, only the compiler barrier
  * that "memory" already gives; both orders share one implementation. */
 ONCPU_INLINE int _oncpu_cs_cmpeq_trystore_store(int mode, int mo, intptr_t *v, intptr_t expect,
-						 intptr_t *v2, intptr_t newv2, intptr_t newv, int id)
+						intptr_t *v2, intptr_t newv2, intptr_t newv, int id)
 {
 	(void)mo;
-	__asm__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_EXIT_POINT("5f") _ONCPU_ASM_ENTER _ONCPU_INJECT(1)
-			     _ONCPU_ASM_CHECK_ID "cmpq %[v], %[expect]\n\t"
-			     "jnz 5f\n\t" _ONCPU_INJECT(2) "movq %[newv2], %[v2]\n\t" _ONCPU_INJECT(3)
-			     "movq %[newv], %[v]\n\t"
-			     "2:\n\t" _ONCPU_ASM_CLEAR _ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		     :
-		     : _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		       [v2] "m"(*v2), [newv2] "r"(newv2), [newv] "r"(newv)
-		     : _ONCPU_CS_CLOBBERS
-		     : abort, cmpfail);
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		"cmpq %[v], %[expect]\n\t"
+		"jnz 5f\n\t"
+		_ONCPU_INJECT(2)
+		"movq %[newv2], %[v2]\n\t"
+		_ONCPU_INJECT(3)
+		"movq %[newv], %[v]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
+		  [v2] "m"(*v2), [newv2] "r"(newv2), [newv] "r"(newv)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
 	return ONCPU_CS_ABORTED;
@@ -224,23 +283,32 @@ cmpfail:
 
 /* The copy is `rep movsb`: interruptible at any byte, which only aborts. */
 ONCPU_INLINE int _oncpu_cs_cmpeq_memcpy_store(int mode, int mo, intptr_t *v, intptr_t expect,
-					       void *dst, const void *src, size_t len, intptr_t newv,
-					       int id)
+					      void *dst, const void *src, size_t len,
+					      intptr_t newv, int id)
 {
 	(void)mo;
-	__asm__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_EXIT_POINT("5f") _ONCPU_ASM_ENTER _ONCPU_INJECT(1)
-			     _ONCPU_ASM_CHECK_ID "cmpq %[v], %[expect]\n\t"
-			     "jnz 5f\n\t"
-			     "movq %[src], %%rsi\n\t"
-			     "movq %[dst], %%rdi\n\t"
-			     "movq %[len], %%rcx\n\t"
-			     "rep movsb\n\t" _ONCPU_INJECT(2) "movq %[newv], %[v]\n\t"
-			     "2:\n\t" _ONCPU_ASM_CLEAR _ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		     :
-		     : _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		       [dst] "r"(dst), [src] "r"(src), [len] "r"(len), [newv] "r"(newv)
-		     : _ONCPU_CS_CLOBBERS, "rsi", "rdi", "rcx"
-		     : abort, cmpfail);
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		"cmpq %[v], %[expect]\n\t"
+		"jnz 5f\n\t"
+		"movq %[src], %%rsi\n\t"
+		"movq %[dst], %%rdi\n\t"
+		"movq %[len], %%rcx\n\t"
+		"rep movsb\n\t"
+		_ONCPU_INJECT(2)
+		"movq %[newv], %[v]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
+		  [dst] "r"(dst), [src] "r"(src), [len] "r"(len), [newv] "r"(newv)
+		: _ONCPU_CS_CLOBBERS, "rsi", "rdi", "rcx"
+		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
 	return ONCPU_CS_ABORTED;
@@ -248,20 +316,31 @@ cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
 
-ONCPU_INLINE int _oncpu_cs_deref_off_add(int mode, intptr_t *ptr, ptrdiff_t off, intptr_t inc, int id)
+ONCPU_INLINE int _oncpu_cs_deref_off_add(int mode, intptr_t *ptr, ptrdiff_t off, intptr_t inc,
+					 int id)
 {
-	__asm__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_ENTER _ONCPU_INJECT(1) _ONCPU_ASM_CHECK_ID
-			     "movq %[ptr], %%rax\n\t"
-			     "addq %[off2], %%rax\n\t" _ONCPU_INJECT(2) "addq %[inc], (%%rax)\n\t"
-			     "2:\n\t" _ONCPU_ASM_CLEAR _ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
-		     :
-		     : _ONCPU_CS_INPUTS, [id] "r"(id), [ptr] "m"(*ptr), [off2] "er"(off),
-		       [inc] "er"(inc)
-		     : _ONCPU_CS_CLOBBERS
-		     : abort);
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		"movq %[ptr], %%rax\n\t"
+		"addq %[off2], %%rax\n\t"
+		_ONCPU_INJECT(2)
+		"addq %[inc], (%%rax)\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [ptr] "m"(*ptr), [off2] "er"(off),
+		  [inc] "er"(inc)
+		: _ONCPU_CS_CLOBBERS
+		: abort);
 	return ONCPU_CS_COMMITTED;
 abort:
 	return ONCPU_CS_ABORTED;
 }
+
+/* clang-format on */
 
 #endif /* ONCPU_ARCH_X86_64_H */
