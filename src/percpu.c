@@ -20,9 +20,9 @@
 
 #include "internal.h"
 
-#define UNIT 16
+#define UNIT            16
 #define UNITS_PER_CHUNK (ONCPU_PERCPU_STRIDE / UNIT)
-#define MAX_ALIGN 4096
+#define MAX_ALIGN       4096
 
 struct chunk {
 	struct chunk *next;
@@ -38,10 +38,19 @@ static struct chunk *chunks;
 
 /* fork() while another thread allocates must not leave the child's lock
  * held: take it around fork. */
-static void fork_prepare(void) { pthread_mutex_lock(&lock); }
-static void fork_release(void) { pthread_mutex_unlock(&lock); }
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&lock);
+}
+static void fork_release(void)
+{
+	pthread_mutex_unlock(&lock);
+}
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void install_atfork(void) { pthread_atfork(fork_prepare, fork_release, fork_release); }
+static void install_atfork(void)
+{
+	pthread_atfork(fork_prepare, fork_release, fork_release);
+}
 
 static bool unit_used(const struct chunk *c, size_t u)
 {
@@ -80,7 +89,7 @@ static struct chunk *chunk_new(void)
 		return NULL;
 	c->map_size = (size_t)_oncpu_possible_cpus() * ONCPU_PERCPU_STRIDE;
 	void *p = mmap(NULL, c->map_size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED) {
 		free(c);
 		errno = ENOMEM;
@@ -148,8 +157,8 @@ void oncpu_percpu_free(void *handle)
 	if (!c || (size_t)(h - c->base) % UNIT || c->len[u] == 0) {
 		pthread_mutex_unlock(&lock);
 		ONCPU_FATAL("oncpu_percpu_free(%p): not an allocated per-CPU item "
-			    "(double free or foreign pointer)",
-			    handle);
+		            "(double free or foreign pointer)",
+		            handle);
 	}
 	size_t n = c->len[u], bytes = n * UNIT;
 	int cpus = (int)(c->map_size / ONCPU_PERCPU_STRIDE);

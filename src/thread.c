@@ -49,7 +49,7 @@ struct own_thread {
 } __attribute__((aligned(32)));
 
 static __thread struct own_thread own __attribute__((tls_model("initial-exec"))) = {
-	.area = {.cpu_id = ONCPU_RSEQ_CPU_ID_UNINITIALIZED},
+    .area = {.cpu_id = ONCPU_RSEQ_CPU_ID_UNINITIALIZED},
 };
 
 static struct {
@@ -166,7 +166,7 @@ void _oncpu_process_init(void)
 		proc.vcpu_dense = feature_size >= ONCPU_RSEQ_END_MM_CID;
 		proc.have_node = feature_size >= ONCPU_RSEQ_END_NODE_ID;
 		_oncpu_process.vcpu_offset =
-			area + (proc.vcpu_dense ? ONCPU_RSEQ_OFF_MM_CID : ONCPU_RSEQ_OFF_CPU_ID);
+		    area + (proc.vcpu_dense ? ONCPU_RSEQ_OFF_MM_CID : ONCPU_RSEQ_OFF_CPU_ID);
 		/* Publish last: a non-zero offset means every field is set. */
 		__atomic_store_n(&_oncpu_process.rseq_offset, area, __ATOMIC_RELEASE);
 	}

@@ -50,6 +50,45 @@ full:
 	return 1;
 }
 
+/*
+ * *v += count, with the descriptor behind a global symbol so that the
+ * pointer array needs R_X86_64_64 against a dynamic symbol (not RELATIVE).
+ */
+__attribute__((noinline, noipa)) int tp_dso_addv_sym(intptr_t *v,
+						     intptr_t count, int cpu)
+{
+	__asm__ __volatile__ goto(
+		".pushsection __rseq_cs, \"aw\"\n\t"
+		".balign 32\n\t"
+		".globl tp_dso_desc_global\n\t"
+		".type tp_dso_desc_global, @object\n\t"
+		".size tp_dso_desc_global, 32\n\t"
+		"tp_dso_desc_global:\n\t"
+		"3:\n\t"
+		".long 0x0, 0x0\n\t"
+		".quad 1f, (2f - 1f), 4f\n\t"
+		".popsection\n\t"
+		".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"
+		".quad tp_dso_desc_global\n\t"
+		".popsection\n\t"
+		"leaq 3b(%%rip), %%rax\n\t"
+		"movq %%rax, %%fs:8(%[off])\n\t"
+		"1:\n\t"
+		"cmpl %[cpu], %%fs:4(%[off])\n\t"
+		"jnz 4f\n\t"
+		"addq %[count], %[v]\n\t"
+		"2:\n\t"
+		TP_ABORT_STUB(4, %l[abort])
+		:
+		: [cpu] "r"(cpu), [off] "r"(__rseq_offset), [v] "m"(*v),
+		  [count] "r"(count)
+		: "memory", "cc", "rax"
+		: abort);
+	return 0;
+abort:
+	return -1;
+}
+
 size_t tp_dso_ptr_array(const uint64_t **first)
 {
 	*first = __start___rseq_cs_ptr_array;

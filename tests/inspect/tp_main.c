@@ -138,6 +138,14 @@ static void dump(void)
 			break;
 		}
 	}
+	for (tries = 0; tries < 1000; tries++) {
+		cpu = tp_slot_cpu();
+		if (tp_dso_addv_sym(&tp_counts[cpu].v, 1, cpu) == 0 &&
+		    tp_area_cs()) {
+			print_registered();
+			break;
+		}
+	}
 	{
 		const uint64_t *p, *x;
 		size_t n = tp_dso_ptr_array(&p), nx = tp_dso_exit_array(&x);

@@ -18,6 +18,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -118,10 +119,13 @@ static void usage(FILE *f)
 		MAX_REPS);
 }
 
-static void __attribute__((noreturn)) usage_error(const char *fmt, const char *arg)
+static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
 {
+	va_list ap;
 	fprintf(stderr, "oncpu-bench: ");
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fputc('\n', stderr);
 	usage(stderr);
 	exit(2);
@@ -133,7 +137,7 @@ static long parse_long(const char *s, long lo, long hi, const char *what)
 	errno = 0;
 	long v = strtol(s, &end, 10);
 	if (errno || end == s || *end || v < lo || v > hi)
-		usage_error(what, s);
+		usage_error("bad %s '%s'", what, s);
 	return v;
 }
 
@@ -180,10 +184,10 @@ static void parse_options(int argc, char **argv)
 			break;
 		}
 		case 'i':
-			opt.iters = parse_long(optarg, 1, 1L << 40, "bad iteration count '%s'");
+			opt.iters = parse_long(optarg, 1, 1L << 40, "iteration count");
 			break;
 		case 'r':
-			opt.reps = (int)parse_long(optarg, 1, MAX_REPS, "bad repetition count '%s'");
+			opt.reps = (int)parse_long(optarg, 1, MAX_REPS, "repetition count");
 			break;
 		case 't': {
 			char *list = strdup(optarg), *save = NULL;
@@ -192,7 +196,7 @@ static void parse_options(int argc, char **argv)
 				if (opt.nthreads == MAX_THREAD_COUNTS)
 					usage_error("too many thread counts in '%s'", optarg);
 				opt.threads[opt.nthreads++] =
-					(int)parse_long(p, 1, MAX_THREADS, "bad thread count '%s'");
+					(int)parse_long(p, 1, MAX_THREADS, "thread count");
 			}
 			if (opt.nthreads == 0)
 				usage_error("bad thread count '%s'", optarg);

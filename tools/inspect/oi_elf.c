@@ -183,12 +183,13 @@ static int parse_sections(struct oi_ctx *c)
 			       (unsigned long long)shstrndx, c->nsec);
 	{
 		const struct oi_sec *st = &c->sec[shstrndx];
-		const char *strs = (const char *)b + st->offset;
+		const char *strs;
 
 		if (st->type != SHT_STRTAB)
 			return oi_fail(c, "section name table [%llu] is not "
 					  "a string table",
 				       (unsigned long long)shstrndx);
+		strs = (const char *)b + st->offset; /* checked above */
 		for (i = 0; i < c->nsec; i++) {
 			uint32_t off = le32(b + shoff +
 					    i * sizeof(Elf64_Shdr));

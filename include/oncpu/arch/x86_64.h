@@ -23,11 +23,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define _ONCPU_S(x) #x
-#define _ONCPU_XS(x) _ONCPU_S(x)
+#define _ONCPU_S(x)         #x
+#define _ONCPU_XS(x)        _ONCPU_S(x)
 #define _ONCPU_RSEQ_SIG_ASM 0x53053053 /* ONCPU_RSEQ_SIG without the C suffix */
 
-/* clang-format off: one assembly line per string, in columns. */
+/* One assembly line per string, in columns: exempt from clang-format. */
+/* clang-format off */
 
 /*
  * Race-window injection for tests (compile the test with -DONCPU_INJECT and
