@@ -7,10 +7,16 @@
 #define ONCPU_H
 
 #include <oncpu/abi.h>
+#include <oncpu/cache.h>
 #include <oncpu/config.h>
 #include <oncpu/counter.h>
 #include <oncpu/cs.h>
+#include <oncpu/desched.h>
+#include <oncpu/mutex.h>
 #include <oncpu/percpu.h>
+#include <oncpu/resched.h>
+#include <oncpu/ring.h>
+#include <oncpu/stack.h>
 #include <oncpu/thread.h>
 #include <oncpu/version.h>
 

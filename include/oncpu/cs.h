@@ -56,6 +56,28 @@
  *   oncpu_cs_deref_off_add(mode, ptr, off, inc, id)
  *       *(intptr_t *)(*ptr + off) += inc
  *
+ * Guarded operations: a second compare (v2, expect2) before anything is
+ * stored, typically a per-CPU lock word that threads without sections take
+ * (oncpu/stack.h explains the protocol). v2 is read inside the section, so a
+ * section that commits saw *v2 == expect2 while it ran on the CPU:
+ *
+ *   oncpu_cs_cmpeq_cmpeq_store(mode, v, expect, v2, expect2, newv, id)
+ *       if (*v != expect) return CMPFAIL; if (*v2 != expect2) return CMPFAIL;
+ *       *v = newv                                         (the list push)
+ *   oncpu_cs_cmpne_cmpeq_load_off_store(mode, v, expectnot, v2, expect2, voff, load, id)
+ *       if (*v == expectnot) return CMPFAIL; if (*v2 != expect2) return CMPFAIL;
+ *       *load = *v; *v = *(intptr_t *)(*v + voff)          (the list pop)
+ *   oncpu_cs_cmpeq_cmpeq_trystore_store(mode, mo, v, expect, v2, expect2, v3, newv3, newv, id)
+ *       if (*v != expect) return CMPFAIL; if (*v2 != expect2) return CMPFAIL;
+ *       *v3 = newv3; *v = newv                            (array push)
+ *   oncpu_cs_cmpeq_cmpeq_load_store(mode, v, expect, v2, expect2, src, load, newv, id)
+ *       if (*v != expect) return CMPFAIL; if (*v2 != expect2) return CMPFAIL;
+ *       *load = *src; *v = newv                           (array pop: *src is
+ *                                                          read after the compares)
+ *   oncpu_cs_cmpeq_cmpeq_memcpy_store(mode, mo, v, expect, v2, expect2, dst, src, len, newv, id)
+ *       if (*v != expect) return CMPFAIL; if (*v2 != expect2) return CMPFAIL;
+ *       memcpy(dst, src, len); *v = newv                  (batch in or out)
+ *
  * Every operation is always inline and emits its descriptor into the
  * __rseq_cs / __rseq_cs_ptr_array / __rseq_exit_point_array sections (the
  * kernel selftests' layout), so oncpu-inspect and the GDB extension see it.
@@ -118,6 +140,21 @@ ONCPU_INLINE ptrdiff_t _oncpu_id_offset(int mode)
 	                             newv, id)
 #define oncpu_cs_deref_off_add(mode, ptr, off, inc, id)                                            \
 	_oncpu_cs_deref_off_add(_ONCPU_MODE(mode), ptr, off, inc, id)
+#define oncpu_cs_cmpeq_cmpeq_store(mode, v, expect, v2, expect2, newv, id)                        \
+	_oncpu_cs_cmpeq_cmpeq_store(_ONCPU_MODE(mode), v, expect, v2, expect2, newv, id)
+#define oncpu_cs_cmpne_cmpeq_load_off_store(mode, v, expectnot, v2, expect2, voff, load, id)       \
+	_oncpu_cs_cmpne_cmpeq_load_off_store(_ONCPU_MODE(mode), v, expectnot, v2, expect2, voff,   \
+					     load, id)
+#define oncpu_cs_cmpeq_cmpeq_trystore_store(mode, mo, v, expect, v2, expect2, v3, newv3, newv, id) \
+	_oncpu_cs_cmpeq_cmpeq_trystore_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), v, expect, v2,      \
+					     expect2, v3, newv3, newv, id)
+#define oncpu_cs_cmpeq_cmpeq_load_store(mode, v, expect, v2, expect2, src, load, newv, id)         \
+	_oncpu_cs_cmpeq_cmpeq_load_store(_ONCPU_MODE(mode), v, expect, v2, expect2, src, load,     \
+					 newv, id)
+#define oncpu_cs_cmpeq_cmpeq_memcpy_store(mode, mo, v, expect, v2, expect2, dst, src, len, newv,   \
+					  id)                                                      \
+	_oncpu_cs_cmpeq_cmpeq_memcpy_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), v, expect, v2,        \
+					   expect2, dst, src, len, newv, id)
 
 /*
  * Current id for a mode, registering the thread on first use; or

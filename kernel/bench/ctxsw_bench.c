@@ -14,7 +14,7 @@
  *   reg16-resume        both register 16 entries with RSEQ_DESCHED_F_RESUME
  * Prints one line per variant:
  *   VMTEST-BENCH: ctxsw <variant> median_ns=N min_ns=N reps=R rounds=K
- * Options: -r rounds (default 20000), -n repetitions (default 7), -c cpu.
+ * Options: -r rounds (default 5000), -n repetitions (default 15), -c cpu.
  * Build: gcc -static -O2 -I kernel/uapi -o ctxsw_bench ctxsw_bench.c
  */
 #ifndef _GNU_SOURCE
@@ -134,8 +134,8 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	long rounds = 20000;
-	int reps = 7, cpu = 0, opt, v, r, supported, failed = 0;
+	long rounds = 5000;
+	int reps = 15, cpu = 0, opt, v, r, supported, failed = 0;
 	double res[NVARIANTS][64];
 	cpu_set_t set;
 

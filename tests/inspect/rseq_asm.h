@@ -17,6 +17,13 @@
 
 #define TP_RSEQ_SIG 0x53053053
 
+/* One out-of-line copy per function, so global labels stay unique. */
+#if defined(__clang__)
+#define TP_NOINLINE __attribute__((noinline))
+#else
+#define TP_NOINLINE __attribute__((noinline, noipa))
+#endif
+
 /* struct rseq field offsets (include/uapi/linux/rseq.h). */
 #define TP_RSEQ_CPU_ID_OFF 4
 #define TP_RSEQ_CS_OFF 8

@@ -20,7 +20,7 @@ extern const uint64_t __stop___rseq_exit_point_array[] __attribute__((weak));
  * if (*v < limit) *v += 1 on CPU cpu: 0 committed, 1 at the limit (left
  * through the exit point), -1 aborted.
  */
-__attribute__((noinline, noipa)) int tp_dso_inc_below(intptr_t *v,
+TP_NOINLINE int tp_dso_inc_below(intptr_t *v,
 						      intptr_t limit, int cpu)
 {
 	__asm__ __volatile__ goto(
@@ -54,7 +54,7 @@ full:
  * *v += count, with the descriptor behind a global symbol so that the
  * pointer array needs R_X86_64_64 against a dynamic symbol (not RELATIVE).
  */
-__attribute__((noinline, noipa)) int tp_dso_addv_sym(intptr_t *v,
+TP_NOINLINE int tp_dso_addv_sym(intptr_t *v,
 						     intptr_t count, int cpu)
 {
 	__asm__ __volatile__ goto(

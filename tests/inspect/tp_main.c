@@ -9,12 +9,15 @@
  *                  relocated pointer and exit-point arrays
  *   tp_prog wait   dump, then wait for a line on stdin (for --pid)
  *   tp_prog loop N add 1 to a per-CPU counter N times, print the sum
+ *   tp_prog iloop N the same with the section inlined into main()
  */
 #define _GNU_SOURCE
 #include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/rseq.h>
 
 #include "tp_sections.h"
 #ifdef TP_WITH_DSO
@@ -56,6 +59,30 @@ static __attribute__((noinline)) void tp_counter_inc(void)
 		if (tp_addv(&tp_counts[cpu].v, 1, cpu) == 0)
 			return;
 	}
+}
+
+/* The same increment, inlined into the caller as oncpu's operations are. */
+static inline __attribute__((always_inline)) int
+tp_inline_addv(intptr_t *v, intptr_t count, int cpu)
+{
+	__asm__ __volatile__ goto(
+		TP_DEFINE_CS(3, 1, 2, 4)
+		"leaq 3b(%%rip), %%rax\n\t"
+		"movq %%rax, %%fs:8(%[off])\n\t"
+		"1:\n\t"
+		"cmpl %[cpu], %%fs:4(%[off])\n\t"
+		"jnz 4f\n\t"
+		"addq %[count], %[v]\n\t"
+		"2:\n\t"
+		TP_ABORT_STUB(4, %l[abort])
+		:
+		: [cpu] "r"(cpu), [off] "r"(__rseq_offset), [v] "m"(*v),
+		  [count] "r"(count)
+		: "memory", "cc", "rax"
+		: abort);
+	return 0;
+abort:
+	return -1;
 }
 
 static long tp_counter_sum(void)
@@ -187,7 +214,24 @@ int main(int argc, char **argv)
 			return 77;
 		}
 		for (i = 0; i < n; i++) {
-			tp_counter_inc();
+			tp_counter_inc(); /* gdb-test: call */
+			tp_iterations = i + 1;
+		}
+		printf("sum %ld\n", tp_counter_sum());
+		return tp_counter_sum() == n ? 0 : 1;
+	}
+	if (argc >= 3 && strcmp(argv[1], "iloop") == 0) {
+		n = strtol(argv[2], NULL, 10);
+		if (!tp_registered())
+			return 77;
+		for (i = 0; i < n; i++) {
+			int cpu, r;
+
+			do {
+				cpu = tp_slot_cpu();
+				/* gdb-test: inline (the next line) */
+				r = tp_inline_addv(&tp_counts[cpu].v, 1, cpu);
+			} while (r != 0);
 			tp_iterations = i + 1;
 		}
 		printf("sum %ld\n", tp_counter_sum());

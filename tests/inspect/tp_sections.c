@@ -39,7 +39,7 @@ uint64_t tp_area_cs(void)
  * *v += count on CPU cpu.  Returns 0 when committed, -1 when aborted (or
  * on the wrong CPU).  noipa keeps one copy so the global labels are unique.
  */
-__attribute__((noinline, noipa)) int tp_addv(intptr_t *v, intptr_t count,
+TP_NOINLINE int tp_addv(intptr_t *v, intptr_t count,
 					     int cpu)
 {
 	__asm__ __volatile__ goto(
@@ -72,7 +72,7 @@ abort:
  * if (*v == expect) *v = newv on CPU cpu.  Returns 0 when committed, 1
  * when *v != expect (left through an exit point), -1 when aborted.
  */
-__attribute__((noinline, noipa)) int tp_cmpeqv_storev(intptr_t *v,
+TP_NOINLINE int tp_cmpeqv_storev(intptr_t *v,
 						      intptr_t expect,
 						      intptr_t newv, int cpu)
 {

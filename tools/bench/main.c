@@ -44,9 +44,9 @@ static const struct module {
 	const char *name;
 	const struct bench_case *cases;
 } modules[] = {
-	{"counter", bench_counter}, {"cpu", bench_cpu},	    {"stack", bench_stack},
-	{"ring", bench_ring},	    {"cache", bench_cache}, {"mutex", bench_mutex},
-	{"resched", bench_resched},
+    {"counter", bench_counter}, {"cpu", bench_cpu},     {"stack", bench_stack},
+    {"ring", bench_ring},       {"cache", bench_cache}, {"mutex", bench_mutex},
+    {"resched", bench_resched},
 };
 #define NMODULES (sizeof(modules) / sizeof(modules[0]))
 
@@ -59,19 +59,19 @@ static const struct target {
 	bool at_cpus; /* at as many threads as CPUs, else at 1 thread */
 	double min, max;
 } targets[] = {
-	{"counter.oncpu", "counter.tls", false, 0, 1.3},
-	{"counter.atomic", "counter.oncpu", true, 5.0, 0},
+    {"counter.oncpu", "counter.tls", false, 0, 1.3},
+    {"counter.atomic", "counter.oncpu", true, 5.0, 0},
 };
 
-#define MAX_REPS 101
-#define MAX_THREADS 4096
-#define MAX_FILTERS 32
+#define MAX_REPS          101
+#define MAX_THREADS       4096
+#define MAX_FILTERS       32
 #define MAX_THREAD_COUNTS 16
 
 static struct {
 	bool json, list;
 	double duration; /* seconds per run */
-	long iters;	 /* per thread; 0: calibrate */
+	long iters;      /* per thread; 0: calibrate */
 	int reps;
 	int nfilters;
 	const char *filters[MAX_FILTERS];
@@ -88,8 +88,11 @@ struct result {
 	long iters;
 	enum status status;
 	int nreps;
-	double ns[MAX_REPS]; /* per repetition */
-	double median, min, max;
+	double ns[MAX_REPS];    /* per repetition */
+	double share[MAX_REPS]; /* struct run's share, per repetition */
+	double best_share;      /* the highest share seen for this case */
+	double median, min, max, median_share;
+	int repeated; /* runs measured again because they were disturbed */
 	double ratio; /* vs the first measured case of its group; 0 if none */
 	const char *baseline;
 	char *info;
@@ -98,25 +101,33 @@ struct result {
 static struct result *results;
 static int nresults, capresults;
 
+/*
+ * A run whose threads got less than this fraction of the CPU time the best
+ * run of the same case got was disturbed by other processes (a shared
+ * machine): it is measured again, at most MAX_REPEATS times per repetition.
+ */
+#define DISTURBED   0.85
+#define MAX_REPEATS 3
+
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: oncpu-bench [options]\n"
-		"Measure liboncpu's operations side by side with their alternatives, at 1\n"
-		"thread and at one thread per CPU, and print ns/op and ratios.\n"
-		"\n"
-		"  -j, --json              print {\"results\":[{\"name\":..., \"threads\":...,\n"
-		"                          \"ns_per_op\":...}, ...]} instead of the table\n"
-		"  -f, --filter PREFIX     run only the cases whose name starts with PREFIX\n"
-		"                          (repeat, or separate with commas, for several)\n"
-		"  -d, --duration SECONDS  target length of one run (default 0.2)\n"
-		"  -i, --iters N           fixed iterations per thread (no calibration)\n"
-		"  -r, --reps N            repetitions per case; the median is reported\n"
-		"                          (default 5, at most %d)\n"
-		"  -t, --threads N[,N...]  run every case at these thread counts only\n"
-		"  -l, --list              list the cases and exit\n"
-		"  -h, --help              show this help and exit\n",
-		MAX_REPS);
+	        "usage: oncpu-bench [options]\n"
+	        "Measure liboncpu's operations side by side with their alternatives, at 1\n"
+	        "thread and at one thread per CPU, and print ns/op and ratios.\n"
+	        "\n"
+	        "  -j, --json              print {\"results\":[{\"name\":..., \"threads\":...,\n"
+	        "                          \"ns_per_op\":...}, ...]} instead of the table\n"
+	        "  -f, --filter PREFIX     run only the cases whose name starts with PREFIX\n"
+	        "                          (repeat, or separate with commas, for several)\n"
+	        "  -d, --duration SECONDS  target length of one run (default 0.2)\n"
+	        "  -i, --iters N           fixed iterations per thread (no calibration)\n"
+	        "  -r, --reps N            repetitions per case; the median is reported\n"
+	        "                          (default 5, at most %d)\n"
+	        "  -t, --threads N[,N...]  run every case at these thread counts only\n"
+	        "  -l, --list              list the cases and exit\n"
+	        "  -h, --help              show this help and exit\n",
+	        MAX_REPS);
 }
 
 static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
@@ -144,11 +155,15 @@ static long parse_long(const char *s, long lo, long hi, const char *what)
 static void parse_options(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"json", no_argument, NULL, 'j'},	 {"filter", required_argument, NULL, 'f'},
-		{"duration", required_argument, NULL, 'd'}, {"iters", required_argument, NULL, 'i'},
-		{"reps", required_argument, NULL, 'r'},	 {"threads", required_argument, NULL, 't'},
-		{"list", no_argument, NULL, 'l'},	 {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, 'j'},
+	    {"filter", required_argument, NULL, 'f'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"iters", required_argument, NULL, 'i'},
+	    {"reps", required_argument, NULL, 'r'},
+	    {"threads", required_argument, NULL, 't'},
+	    {"list", no_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	opterr = 0;
@@ -165,7 +180,8 @@ static void parse_options(int argc, char **argv)
 			exit(0);
 		case 'f': {
 			char *list = strdup(optarg), *save = NULL;
-			for (char *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+			for (char *p = strtok_r(list, ",", &save); p;
+			     p = strtok_r(NULL, ",", &save)) {
 				if (opt.nfilters == MAX_FILTERS)
 					usage_error("too many filters at '%s'", p);
 				opt.filters[opt.nfilters++] = p;
@@ -192,11 +208,12 @@ static void parse_options(int argc, char **argv)
 		case 't': {
 			char *list = strdup(optarg), *save = NULL;
 			opt.nthreads = 0;
-			for (char *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+			for (char *p = strtok_r(list, ",", &save); p;
+			     p = strtok_r(NULL, ",", &save)) {
 				if (opt.nthreads == MAX_THREAD_COUNTS)
 					usage_error("too many thread counts in '%s'", optarg);
 				opt.threads[opt.nthreads++] =
-					(int)parse_long(p, 1, MAX_THREADS, "thread count");
+				    (int)parse_long(p, 1, MAX_THREADS, "thread count");
 			}
 			if (opt.nthreads == 0)
 				usage_error("bad thread count '%s'", optarg);
@@ -247,11 +264,16 @@ static int case_thread_counts(const struct bench_case *bc, int out[MAX_THREAD_CO
 	return n;
 }
 
-static double now(void)
+static double clock_seconds(clockid_t clock)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double now(void)
+{
+	return clock_seconds(CLOCK_MONOTONIC);
 }
 
 struct worker {
@@ -261,7 +283,8 @@ struct worker {
 	int tid;
 	long iters;
 	pthread_barrier_t *start;
-	double t0, t1;
+	double t0, t1; /* wall clock */
+	double cpu;    /* CPU time the thread got during its run */
 };
 
 static void *worker_main(void *arg)
@@ -271,19 +294,28 @@ static void *worker_main(void *arg)
 	 * every case must handle (the header says which mode runs). */
 	(void)oncpu_thread_init();
 	pthread_barrier_wait(w->start);
+	double c0 = clock_seconds(CLOCK_THREAD_CPUTIME_ID);
 	w->t0 = now();
 	w->bc->run(w->ctx, w->tid, w->iters);
 	w->t1 = now();
+	w->cpu = clock_seconds(CLOCK_THREAD_CPUTIME_ID) - c0;
 	return NULL;
 }
 
+/* What one measurement gives. */
+struct run {
+	double seconds; /* wall time from the first thread's start to the last's end */
+	/* CPU time the threads got / (wall time x the CPUs they could use):
+	 * near 1 unless the case blocks or other processes took the CPUs. */
+	double share;
+};
+
 /*
  * One measurement: setup, `threads` threads doing `iters` each, teardown.
- * Sets *seconds to the wall time from the first start to the last end.
  * `info`, when not NULL, receives a copy of the case's annotation.
  */
-static enum status measure(const struct bench_case *bc, int threads, long iters, double *seconds,
-			   char **info)
+static enum status measure(const struct bench_case *bc, int threads, long iters, struct run *run,
+                           char **info)
 {
 	static struct worker workers[MAX_THREADS];
 	pthread_barrier_t start;
@@ -293,31 +325,34 @@ static enum status measure(const struct bench_case *bc, int threads, long iters,
 	pthread_barrier_init(&start, NULL, (unsigned)threads);
 	for (int t = 0; t < threads; t++) {
 		workers[t] = (struct worker){
-			.bc = bc, .ctx = ctx, .tid = t, .iters = iters, .start = &start};
+		    .bc = bc, .ctx = ctx, .tid = t, .iters = iters, .start = &start};
 		int err = pthread_create(&workers[t].thread, NULL, worker_main, &workers[t]);
 		if (err) {
 			fprintf(stderr, "oncpu-bench: %s: cannot create thread %d of %d: %s\n",
-				bc->name, t + 1, threads, strerror(err));
+			        bc->name, t + 1, threads, strerror(err));
 			exit(1); /* threads already waiting on the barrier cannot be recalled */
 		}
 	}
-	double t0 = 0, t1 = 0;
+	double t0 = 0, t1 = 0, cpu = 0;
 	for (int t = 0; t < threads; t++) {
 		pthread_join(workers[t].thread, NULL);
 		if (t == 0 || workers[t].t0 < t0)
 			t0 = workers[t].t0;
 		if (t == 0 || workers[t].t1 > t1)
 			t1 = workers[t].t1;
+		cpu += workers[t].cpu;
 	}
 	pthread_barrier_destroy(&start);
-	*seconds = t1 - t0;
+	run->seconds = t1 - t0;
+	run->share =
+	    run->seconds > 0 ? cpu / (run->seconds * (threads < opt.cpus ? threads : opt.cpus)) : 1;
 	if (info && bc->info) {
 		const char *s = bc->info(ctx);
 		*info = s ? strdup(s) : NULL;
 	}
 	if (bc->teardown && bc->teardown(ctx) != 0) {
 		fprintf(stderr, "oncpu-bench: %s with %d threads: the check after the run failed\n",
-			bc->name, threads);
+		        bc->name, threads);
 		return ST_FAILED;
 	}
 	return ST_OK;
@@ -329,9 +364,11 @@ static enum status calibrate(const struct bench_case *bc, int threads, long *ite
 	long n = 1000;
 	double t;
 	for (;;) {
-		enum status st = measure(bc, threads, n, &t, *info ? NULL : info);
+		struct run run;
+		enum status st = measure(bc, threads, n, &run, *info ? NULL : info);
 		if (st != ST_OK)
 			return st;
+		t = run.seconds;
 		if (t >= opt.duration / 8 || n >= (1L << 40))
 			break;
 		n *= t < opt.duration / 1000 ? 16 : 2;
@@ -415,9 +452,16 @@ static void print_header(void)
 		       opt.duration);
 	printf("        ns/op = wall time / (iterations x threads); \"vs first\" = ns/op relative\n"
 	       "        to the module's first case at the same thread count (median of the\n"
-	       "        per-run ratios); spread = (max - min) / median over the runs\n\n");
-	printf("%-26s %7s %10s %9s %7s  %s\n", "case", "threads", "ns/op", "vs first", "spread",
-	       "info");
+	       "        per-run ratios); spread = (max - min) / median over the runs; cpu = CPU\n"
+	       "        time the threads got / (wall time x CPUs they could use): below ~90%%\n"
+	       "        other processes took CPU time (such runs are measured again, up to %d\n"
+	       "        times)\n",
+	       MAX_REPEATS);
+	double load[3];
+	if (getloadavg(load, 3) == 3)
+		printf("load average at start: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
+	printf("\n%-26s %7s %10s %9s %7s %5s  %s\n", "case", "threads", "ns/op", "vs first",
+	       "spread", "cpu", "info");
 	fflush(stdout);
 }
 
@@ -431,9 +475,9 @@ static void print_row(const struct result *r)
 		char ratio[32] = "";
 		if (r->ratio > 0)
 			snprintf(ratio, sizeof(ratio), "%.2fx", r->ratio);
-		printf("%-26s %7d %10.2f %9s %6.0f%%  %s\n", r->bc->name, r->threads, r->median,
-		       ratio, r->median > 0 ? 100 * (r->max - r->min) / r->median : 0,
-		       r->info ? r->info : "");
+		printf("%-26s %7d %10.2f %9s %6.0f%% %4.0f%%  %s\n", r->bc->name, r->threads,
+		       r->median, ratio, r->median > 0 ? 100 * (r->max - r->min) / r->median : 0,
+		       100 * r->median_share, r->info ? r->info : "");
 	}
 }
 
@@ -463,12 +507,21 @@ static void run_group(const struct module *m, int threads)
 	for (int rep = 0; rep < opt.reps; rep++) {
 		for (int j = 0; j < n; j++) {
 			struct result *r = group[(rep + j) % n];
-			double t;
+			struct run run;
+			for (int attempt = 0; r->status == ST_OK; attempt++) {
+				r->status = measure(r->bc, threads, r->iters, &run,
+				                    r->info ? NULL : &r->info);
+				if (run.share > r->best_share)
+					r->best_share = run.share;
+				if (attempt == MAX_REPEATS ||
+				    run.share >= DISTURBED * r->best_share)
+					break;
+				r->repeated++;
+			}
 			if (r->status != ST_OK)
 				continue;
-			r->status = measure(r->bc, threads, r->iters, &t, r->info ? NULL : &r->info);
-			if (r->status == ST_OK)
-				r->ns[r->nreps++] = t * 1e9 / ((double)r->iters * threads);
+			r->share[r->nreps] = run.share;
+			r->ns[r->nreps++] = run.seconds * 1e9 / ((double)r->iters * threads);
 		}
 	}
 	struct result *first = NULL;
@@ -477,6 +530,7 @@ static void run_group(const struct module *m, int threads)
 		if (r->status != ST_OK)
 			continue;
 		r->median = median(r->ns, r->nreps);
+		r->median_share = median(r->share, r->nreps);
 		r->min = r->max = r->ns[0];
 		for (int k = 1; k < r->nreps; k++) {
 			r->min = fmin(r->min, r->ns[k]);
@@ -509,7 +563,8 @@ static void print_targets(void)
 	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
 		const struct target *t = &targets[i];
 		int threads = t->at_cpus ? opt.cpus : 1;
-		const struct result *a = find_result(t->a, threads), *b = find_result(t->b, threads);
+		const struct result *a = find_result(t->a, threads),
+		                    *b = find_result(t->b, threads);
 		if (!a || !b)
 			continue;
 		if (!any)
@@ -518,9 +573,23 @@ static void print_targets(void)
 		double r = paired_ratio(a, b);
 		bool met = t->max > 0 ? r <= t->max : r >= t->min;
 		printf("  %s / %s, %d thread%s: %.2fx (target %s %.2fx: %s)\n", t->a, t->b, threads,
-		       threads == 1 ? "" : "s", r, t->max > 0 ? "<=" : ">=",
-		       t->max > 0 ? t->max : t->min, met ? "met" : "MISSED");
+		       threads == 1 ? "" : "s", r,
+		       t->max > 0 ? "<=" : ">=", t->max > 0 ? t->max : t->min,
+		       met ? "met" : "MISSED");
 	}
+	int repeated = 0, busy = 0;
+	for (int i = 0; i < nresults; i++) {
+		repeated += results[i].repeated;
+		busy += results[i].status == ST_OK && results[i].median_share < 0.9 &&
+		        results[i].best_share >= 0.9;
+	}
+	if (repeated)
+		printf("\n%d runs were measured again: other processes took CPU time from them\n",
+		       repeated);
+	if (busy)
+		printf("warning: %d results come from runs that other processes slowed down (cpu"
+		       " below 90%%):\nthe machine was busy, ratios may be off\n",
+		       busy);
 }
 
 static void json_string(const char *s)
@@ -540,8 +609,9 @@ static void json_string(const char *s)
 
 static bool reserved_key(const char *k, size_t len)
 {
-	static const char *const keys[] = {"name", "threads", "ns_per_op", "ns_per_op_min",
-					   "ns_per_op_max", "reps", "iters", "baseline", "ratio"};
+	static const char *const keys[] = {
+	    "name",  "threads",  "ns_per_op", "ns_per_op_min", "ns_per_op_max", "reps",
+	    "iters", "baseline", "ratio",     "cpu_share",     "repeated",      "info"};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (strlen(keys[i]) == len && strncmp(keys[i], k, len) == 0)
 			return true;
@@ -586,8 +656,10 @@ static void print_json(void)
 		first = false;
 		json_string(r->bc->name);
 		printf(",\"threads\":%d,\"ns_per_op\":%.3f,\"ns_per_op_min\":%.3f,"
-		       "\"ns_per_op_max\":%.3f,\"reps\":%d,\"iters\":%ld",
-		       r->threads, r->median, r->min, r->max, r->nreps, r->iters);
+		       "\"ns_per_op_max\":%.3f,\"reps\":%d,\"iters\":%ld,\"cpu_share\":%.3f,"
+		       "\"repeated\":%d",
+		       r->threads, r->median, r->min, r->max, r->nreps, r->iters, r->median_share,
+		       r->repeated);
 		if (r->baseline) {
 			printf(",\"baseline\":");
 			json_string(r->baseline);
@@ -650,7 +722,8 @@ int main(int argc, char **argv)
 				int j = 0;
 				while (j < ncounts && counts[j] != c[i])
 					j++;
-				if (j == ncounts && ncounts < (int)(sizeof(counts) / sizeof(counts[0])))
+				if (j == ncounts &&
+				    ncounts < (int)(sizeof(counts) / sizeof(counts[0])))
 					counts[ncounts++] = c[i];
 			}
 		}

@@ -169,6 +169,10 @@ static int parse_sections(struct oi_ctx *c)
 		s->info = le32(h + 44);
 		s->addralign = le64(h + 48);
 		s->entsize = le64(h + 56);
+		if (s->type == SHT_NULL) { /* inactive: no content at all */
+			s->size = 0;
+			s->flags = 0;
+		}
 		if (i > 0 && s->type != SHT_NOBITS && s->type != SHT_NULL &&
 		    !in_file(c, s->offset, s->size))
 			return oi_fail(c, "section [%zu] (offset 0x%llx, size "

@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
+/*
+ * oncpu_desched.bpf.c - the "bpf" deschedule-notification provider: writes
+ * the entries of each registered thread's notification block when the thread
+ * is switched out (value) and in (resume_value), on a stock kernel 6.13+.
+ *
+ * Why this shape (facts of 6.13+ kernels under lockdown=integrity):
+ *   - bpf_probe_write_user is refused, so a program cannot write arbitrary
+ *     user addresses. A task-storage value holding a __uptr can: the kernel
+ *     pins the user object (one page at most) when the thread registers, and
+ *     programs write it through the kernel mapping, from any context.
+ *   - So the library owns the target memory: one block per thread
+ *     (src/desched_provider.h), whose entries point into the block itself.
+ *     Every entry is bounds-checked here: a target outside the block's
+ *     on-CPU word or user words is refused and counted.
+ *   - Registration is authenticated in the thread's own context (the arm
+ *     uprobe, see oncpu_bpf.h): a registration made for another thread is
+ *     never armed and never written.
+ *
+ * Programs:
+ *   oncpu_switch       tp_btf/sched_switch: prev's values, next's resume values
+ *   oncpu_resume       tp_btf/rseq_update (return to user of an rseq thread):
+ *                      repairs a switch-in that sched_switch did not show
+ *   oncpu_exit         tp_btf/sched_process_exit: switch-out values, then
+ *                      removes the registration
+ *   oncpu_exec         tp_btf/sched_process_exec: removes the registration
+ *                      (the pinned block belonged to the old image)
+ *   oncpu_arm          uprobe on _oncpu_desched_bpf_arm in each binary file
+ *                      that contains it (liboncpu.so, static executables)
+ * Work per switch is bounded: two task-storage lookups per task (one when it
+ * is not registered) and at most ONCPU_DESCHED_BLOCK_ENTRIES writes.
+ *
+ * Built with clang's BPF target (clang 19: older ones drop the uptr tag) and
+ * no vmlinux.h: the programs only pass kernel pointers to helpers, so no
+ * kernel structure layout is compiled in; the tracepoints' argument types
+ * come from the running kernel's BTF at load time.
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "desched_provider.h"
+#include "oncpu_bpf.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+#define __oncpu_uptr __attribute__((btf_type_tag("uptr")))
+
+/* The uprobe's context, bpf_user_pt_regs_t: only the first argument is read. */
+#if defined(__TARGET_ARCH_x86)
+struct oncpu_uregs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di;
+};
+#define ONCPU_ARG1(regs) ((regs)->di)
+#elif defined(__TARGET_ARCH_arm64)
+struct oncpu_uregs {
+	unsigned long regs[31];
+};
+#define ONCPU_ARG1(regs) ((regs)->regs[0])
+#else
+#error "oncpu_desched.bpf.c: define __TARGET_ARCH_x86 or __TARGET_ARCH_arm64"
+#endif
+
+struct oncpu_bpf_reg {
+	struct _oncpu_desched_block __oncpu_uptr *block;
+};
+/* Makes clang emit the block's full BTF (a tagged pointer alone gives a
+ * forward declaration, and the kernel needs the size to pin it). */
+struct _oncpu_desched_block *_oncpu_bpf_block_btf;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct oncpu_bpf_reg);
+} oncpu_reg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct oncpu_bpf_auth);
+} oncpu_auth SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ONCPU_BPF_NR_STATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} oncpu_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct oncpu_bpf_info);
+} oncpu_info SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ONCPU_BPF_MAX_FILES);
+	__type(key, __u32);
+	__type(value, struct oncpu_bpf_file);
+} oncpu_files SEC(".maps");
+
+static __always_inline void stat_add(__u32 idx, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&oncpu_stats, &idx);
+	/* Atomic: a uprobe program may be preempted by a switch on its CPU. */
+	if (c)
+		__sync_fetch_and_add(c, n);
+}
+
+/* The armed block of task t, or NULL (not registered, or not armed). */
+static __always_inline struct _oncpu_desched_block *armed_block(struct task_struct *t)
+{
+	struct oncpu_bpf_reg *r = bpf_task_storage_get(&oncpu_reg, t, 0, 0);
+	if (!r)
+		return 0;
+	struct _oncpu_desched_block *b = r->block;
+	if (!b)
+		return 0;
+	struct oncpu_bpf_auth *a = bpf_task_storage_get(&oncpu_auth, t, 0, 0);
+	/* Armed means: this very element, with this very page, was verified
+	 * by the arm program running as t. A new registration (by t or by
+	 * anybody holding a pidfd of t) is a new element: unarmed. */
+	if (!a || a->elem != (__u64)r || a->kaddr != (__u64)b) {
+		stat_add(ONCPU_BPF_STAT_UNARMED, 1);
+		return 0;
+	}
+	return b;
+}
+
+/* A target is the on-CPU word or the user words, naturally aligned. */
+static __always_inline int target_ok(__u64 off, __u32 size)
+{
+	if (size != 1 && size != 2 && size != 4 && size != 8)
+		return 0;
+	if (off & (size - 1))
+		return 0;
+	if (off + size <= ONCPU_DESCHED_OFF_ONCPU + 4)
+		return 1;
+	return off >= ONCPU_DESCHED_OFF_WORDS &&
+	       off + size <= ONCPU_DESCHED_OFF_WORDS + ONCPU_DESCHED_BLOCK_WORDS;
+}
+
+/* Writes value (resume = 0) or resume_value (resume = 1, F_RESUME entries
+ * only) of each of b's entries; returns the number written. */
+static __always_inline __u32 write_entries(struct _oncpu_desched_block *b, int resume)
+{
+	__u32 n = *(volatile __u32 *)&b->nr_entries;
+	__u64 self = *(volatile __u64 *)&b->self;
+	__u32 written = 0, bad = 0;
+
+	for (__u32 i = 0; i < ONCPU_DESCHED_BLOCK_ENTRIES; i++) {
+		if (i >= n)
+			break;
+		struct _oncpu_desched_kentry *e = &b->entries[i];
+		__u32 size = e->size, flags = e->flags;
+		if (resume && !(flags & ONCPU_DESCHED_ENTRY_F_RESUME))
+			continue;
+		__u64 v = resume ? e->resume_value : e->value;
+		__u64 off = e->addr - self;
+		if (!target_ok(off, size)) {
+			bad++;
+			continue;
+		}
+		/* Restated for the verifier: the store stays inside the block. */
+		if (off > ONCPU_DESCHED_BLOCK_SIZE - 8)
+			continue;
+		void *p = (char *)b + off;
+		switch (size) {
+		case 1:
+			*(volatile __u8 *)p = (__u8)v;
+			break;
+		case 2:
+			*(volatile __u16 *)p = (__u16)v;
+			break;
+		case 4:
+			*(volatile __u32 *)p = (__u32)v;
+			break;
+		default:
+			*(volatile __u64 *)p = v;
+			break;
+		}
+		written++;
+	}
+	if (bad) {
+		b->provider_data[ONCPU_BPF_PD_BAD_ENTRY] += bad;
+		stat_add(ONCPU_BPF_STAT_BAD_ENTRY, bad);
+	}
+	return written;
+}
+
+SEC("tp_btf/sched_switch")
+int oncpu_switch(__u64 *ctx)
+{
+	/* TP_PROTO(bool preempt, struct task_struct *prev,
+	 *          struct task_struct *next, unsigned int prev_state) */
+	struct task_struct *prev = (struct task_struct *)ctx[1];
+	struct task_struct *next = (struct task_struct *)ctx[2];
+	struct _oncpu_desched_block *b;
+
+	b = armed_block(prev);
+	if (b) {
+		__u32 w = write_entries(b, 0);
+		b->provider_data[ONCPU_BPF_PD_SWITCH_OUT]++;
+		stat_add(ONCPU_BPF_STAT_SWITCH_OUT, 1);
+		stat_add(ONCPU_BPF_STAT_WRITES, w);
+	}
+	b = armed_block(next);
+	if (b) {
+		if (*(volatile __u32 *)&b->oncpu == ONCPU_DESCHED_WORD_ON)
+			stat_add(ONCPU_BPF_STAT_MISSED_OUT, 1);
+		__u32 w = write_entries(b, 1);
+		b->provider_data[ONCPU_BPF_PD_SWITCH_IN]++;
+		stat_add(ONCPU_BPF_STAT_SWITCH_IN, 1);
+		stat_add(ONCPU_BPF_STAT_WRITES, w);
+	}
+	return 0;
+}
+
+/* Return to user space of a thread with an rseq area, after a switch, a
+ * migration or a signal: if the on-CPU word still says "off", the switch-in
+ * was not seen; write the resume values now, before user code runs. */
+SEC("tp_btf/rseq_update")
+int oncpu_resume(__u64 *ctx)
+{
+	struct task_struct *t = (struct task_struct *)ctx[0];
+	struct _oncpu_desched_block *b = armed_block(t);
+	if (b && *(volatile __u32 *)&b->oncpu == ONCPU_DESCHED_WORD_OFF) {
+		__u32 w = write_entries(b, 1);
+		b->provider_data[ONCPU_BPF_PD_REPAIRED]++;
+		stat_add(ONCPU_BPF_STAT_REPAIRED, 1);
+		stat_add(ONCPU_BPF_STAT_WRITES, w);
+	}
+	return 0;
+}
+
+/* The thread exits without having unregistered (no destructor ran): say
+ * "off CPU" for the last time, then drop the registration (and the pin). */
+SEC("tp_btf/sched_process_exit")
+int oncpu_exit(__u64 *ctx)
+{
+	struct task_struct *t = (struct task_struct *)ctx[0];
+	struct _oncpu_desched_block *b = armed_block(t);
+	if (b)
+		stat_add(ONCPU_BPF_STAT_WRITES, write_entries(b, 0));
+	if (bpf_task_storage_delete(&oncpu_reg, t) == 0)
+		stat_add(ONCPU_BPF_STAT_EXIT, 1);
+	bpf_task_storage_delete(&oncpu_auth, t);
+	return 0;
+}
+
+/* exec replaced the address space: the pinned block belonged to the old one. */
+SEC("tp_btf/sched_process_exec")
+int oncpu_exec(__u64 *ctx)
+{
+	struct task_struct *t = (struct task_struct *)ctx[0];
+	if (bpf_task_storage_delete(&oncpu_reg, t) == 0)
+		stat_add(ONCPU_BPF_STAT_EXEC, 1);
+	bpf_task_storage_delete(&oncpu_auth, t);
+	return 0;
+}
+
+/* Entry of _oncpu_desched_bpf_arm(block), as the calling thread, which has
+ * just stored a fresh random cookie (even, non-zero) in its block's arm word.
+ * The pinned page is the caller's block only if the cookie reads the same
+ * through the kernel mapping of the pinned page and through the caller's
+ * own address space at the address it passed. Nothing is written into a
+ * block that fails the check: a registration made by another process for
+ * this thread learns nothing, not even that the thread tried to arm. */
+SEC("uprobe")
+int oncpu_arm(struct oncpu_uregs *ctx)
+{
+	struct task_struct *cur = bpf_get_current_task_btf();
+	struct oncpu_bpf_reg *r = bpf_task_storage_get(&oncpu_reg, cur, 0, 0);
+	if (!r || !r->block) {
+		stat_add(ONCPU_BPF_STAT_ARM_NOREG, 1);
+		return 0;
+	}
+	struct _oncpu_desched_block *b = r->block;
+	__u64 uaddr = ONCPU_ARG1(ctx);
+	__u64 cookie = *(volatile __u64 *)&b->provider_data[ONCPU_BPF_PD_ARM];
+	__u64 back = 0;
+
+	if (cookie == 0 || (cookie & 1) ||
+	    bpf_probe_read_user(&back, sizeof(back),
+				(void *)(uaddr + ONCPU_DESCHED_OFF_PROVIDER_DATA +
+					 8 * ONCPU_BPF_PD_ARM)) != 0 ||
+	    back != cookie) {
+		stat_add(ONCPU_BPF_STAT_ARM_REFUSED, 1);
+		/* Not the caller's memory: drop it (and its pin). */
+		bpf_task_storage_delete(&oncpu_reg, cur);
+		return 0;
+	}
+	struct oncpu_bpf_auth *a =
+		bpf_task_storage_get(&oncpu_auth, cur, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!a) {
+		stat_add(ONCPU_BPF_STAT_ARM_NOMEM, 1);
+		return 0;
+	}
+	a->elem = (__u64)r;
+	a->kaddr = (__u64)b;
+	*(volatile __u64 *)&b->provider_data[ONCPU_BPF_PD_ARM] = cookie | 1;
+	stat_add(ONCPU_BPF_STAT_ARM_OK, 1);
+	return 0;
+}

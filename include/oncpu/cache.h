@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * oncpu/cache.h - fixed-size object cache with per-CPU magazines.
+ *
+ * Layout (Bonwick's magazines, tcmalloc's per-CPU arrays):
+ *   per CPU   an array of up to M free objects and its count, in per-CPU
+ *             memory (committed only on the CPUs that use the cache);
+ *   depot     a mutex-protected list of full magazines (arrays of B = M/2
+ *             objects) and of empty ones, shared by all CPUs;
+ *   slabs     memory obtained with mmap, carved into objects B at a time
+ *             when the depot has none.
+ * alloc takes the top of the current CPU's array and free puts an object
+ * there: one critical section each, no atomic instruction. When the array
+ * is empty, alloc takes a full magazine from the depot and copies it in
+ * (one section); when it is full, free copies B - 1 objects out into a
+ * magazine for the depot (one section). After either the array is about
+ * half full, so at least B/2 operations separate two visits to the depot.
+ * M is 128 for objects of up to 256 bytes and shrinks for larger ones so
+ * that a CPU caches about 32 KiB (never fewer than 2 objects).
+ *
+ * Objects freed on one CPU and allocated on another move through the depot.
+ * Memory is bounded: the cache carves a new object only when the current
+ * CPU's array and the depot are empty, so objects in existence never exceed
+ * the most ever allocated at once plus M per CPU (or vCPU) plus B per thread
+ * in the middle of a refill. It is reused, never returned to the system
+ * before oncpu_cache_destroy, which unmaps everything.
+ *
+ * Indexing, chosen at creation: by CPU (default), or ONCPU_CACHE_VCPU: by
+ * virtual CPU (mm_cid). With vCPU indexing a process with T threads keeps
+ * at most about T arrays filled instead of one on every CPU it ever ran on,
+ * so fewer objects sit idle and a thread that migrates keeps its array; the
+ * price is arrays whose cache lines move between CPUs and, in a process
+ * where some threads cannot run sections, a membarrier per operation of
+ * those threads (oncpu/stack.h describes the protocol). Where the kernel
+ * has no mm_cid (before 6.3) both modes behave alike.
+ *
+ * Fallback mode and mixed processes: threads without sections take the
+ * per-CPU lock word of the CPU they run on (oncpu/stack.h); every mix of
+ * threads with and without sections is supported.
+ *
+ * Debug mode (ONCPU_CACHE_DEBUG at creation, or the environment variable
+ * ONCPU_CACHE_DEBUG=1 when the cache is created): every free checks that the
+ * pointer is the start of an object of this cache and is allocated; a
+ * foreign pointer, an interior pointer or a double free is reported with
+ * the caller's file:line (when freed through the oncpu_cache_free macro)
+ * and aborts the process. Freed objects are filled with 0xdb and checked
+ * when allocated again: a write after free is reported too. Debug mode
+ * takes a mutex per operation.
+ *
+ * Concurrency: alloc and free run concurrently from any threads. new and
+ * destroy must not run concurrently with other calls on the same cache.
+ * Signals: alloc and free are not async-signal-safe (refills lock the depot).
+ */
+#ifndef ONCPU_CACHE_H
+#define ONCPU_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <oncpu/config.h>
+#include <oncpu/cs.h>
+#include <oncpu/percpu.h>
+
+ONCPU_BEGIN_DECLS
+
+/* Flags of oncpu_cache_new_flags. */
+#define ONCPU_CACHE_VCPU 1u  /* one array per virtual CPU */
+#define ONCPU_CACHE_DEBUG 2u /* detect double free, foreign pointers, writes after free */
+
+/* Limits of oncpu_cache_new. */
+#define ONCPU_CACHE_MAX_OBJECT_SIZE ((size_t)1 << 20)
+#define ONCPU_CACHE_MAX_ALIGN ((size_t)4096)
+
+/* The handle. Its fields are internal; they are here for the inline paths. */
+struct oncpu_cache {
+	void *_pcpu;     /* per-CPU struct _oncpu_cache_slot + M object pointers */
+	int _mode;       /* _oncpu_mode_ONCPU_CPU or _oncpu_mode_ONCPU_VCPU */
+	unsigned _flags; /* _ONCPU_CACHE_SECTIONS | _ONCPU_CACHE_CHECKED */
+	intptr_t _cap;   /* M */
+};
+#define _ONCPU_CACHE_SECTIONS 1u /* a section ran on this cache */
+#define _ONCPU_CACHE_CHECKED 2u  /* debug mode: every call takes the slow path */
+
+/* One CPU's array: objs[0, count) are free objects, objs[count-1] the top. */
+struct _oncpu_cache_slot {
+	intptr_t count;
+	intptr_t lock; /* 0, or 1 while a thread without a section holds it */
+	/* followed by void *objs[M] */
+};
+#define _ONCPU_CACHE_OBJS(slot) ((intptr_t *)((struct _oncpu_cache_slot *)(slot) + 1))
+
+/*
+ * oncpu_cache_new - a cache of objects of object_size bytes aligned to
+ * align (a power of two up to ONCPU_CACHE_MAX_ALIGN; 0 means 16, or the
+ * object size rounded up to a power of two when that is smaller).
+ * oncpu_cache_new_flags - the same with flags (ONCPU_CACHE_VCPU,
+ * ONCPU_CACHE_DEBUG).
+ * Returns NULL with errno EINVAL (object_size 0 or above
+ * ONCPU_CACHE_MAX_OBJECT_SIZE, align not a power of two or too large,
+ * unknown flag) or ENOMEM.
+ */
+ONCPU_API struct oncpu_cache *oncpu_cache_new(size_t object_size, size_t align);
+ONCPU_API struct oncpu_cache *oncpu_cache_new_flags(size_t object_size, size_t align, unsigned flags);
+
+/*
+ * oncpu_cache_alloc - an object (contents unspecified), or NULL with errno
+ * ENOMEM (no memory for a new slab) or EINVAL (c NULL).
+ *
+ * oncpu_cache_free - give obj back. obj must come from oncpu_cache_alloc on
+ * the same cache and not be freed twice: in debug mode a violation is
+ * reported and aborts, otherwise it corrupts the cache. A NULL obj is
+ * ignored; a NULL c with an object is reported and aborts.
+ *
+ * Inline here (one critical section each in the common case); liboncpu also
+ * exports them. oncpu_cache_free is also a macro that passes the caller's
+ * __FILE__ and __LINE__ to the debug report; (oncpu_cache_free)(c, obj) and
+ * &oncpu_cache_free are the function.
+ */
+ONCPU_API void *_oncpu_cache_alloc_slow(struct oncpu_cache *c);
+ONCPU_API void _oncpu_cache_free_slow(struct oncpu_cache *c, void *obj, const char *file, int line);
+
+#ifndef _ONCPU_DS_NOTE
+#ifdef ONCPU_INJECT
+extern volatile long _oncpu_ds_aborts __attribute__((weak));
+#define _ONCPU_DS_NOTE(r)                                                                          \
+	do {                                                                                       \
+		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                           \
+			__atomic_fetch_add(&_oncpu_ds_aborts, 1, __ATOMIC_RELAXED);                \
+	} while (0)
+#else
+#define _ONCPU_DS_NOTE(r) ((void)0)
+#endif
+#endif
+
+ONCPU_INLINE void *_oncpu_cache_alloc_fast(struct oncpu_cache *c)
+{
+	if (ONCPU_LIKELY(c && __atomic_load_n(&c->_flags, __ATOMIC_RELAXED) == _ONCPU_CACHE_SECTIONS)) {
+		int mode = c->_mode;
+		for (;;) {
+			int cpu = _oncpu_cs_id(mode);
+			if (ONCPU_UNLIKELY(cpu < 0))
+				break;
+			struct _oncpu_cache_slot *slot = (struct _oncpu_cache_slot *)oncpu_ptr(c->_pcpu, cpu);
+			intptr_t n = __atomic_load_n(&slot->count, __ATOMIC_RELAXED);
+			if (ONCPU_UNLIKELY(n <= 0))
+				break; /* refill */
+			intptr_t obj;
+			/* The object is loaded inside the section, after the count
+			 * compare: no other thread can have taken it. */
+			int r = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->count, n, &slot->lock, 0,
+								 &_ONCPU_CACHE_OBJS(slot)[n - 1], &obj, n - 1,
+								 cpu);
+			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
+				return (void *)obj;
+			_ONCPU_DS_NOTE(r);
+			if (r == ONCPU_CS_CMPFAIL && __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+				break;
+		}
+	}
+	return _oncpu_cache_alloc_slow(c);
+}
+
+ONCPU_INLINE void _oncpu_cache_free_fast(struct oncpu_cache *c, void *obj, const char *file, int line)
+{
+	if (ONCPU_LIKELY(c && obj && __atomic_load_n(&c->_flags, __ATOMIC_RELAXED) == _ONCPU_CACHE_SECTIONS)) {
+		int mode = c->_mode;
+		for (;;) {
+			int cpu = _oncpu_cs_id(mode);
+			if (ONCPU_UNLIKELY(cpu < 0))
+				break;
+			struct _oncpu_cache_slot *slot = (struct _oncpu_cache_slot *)oncpu_ptr(c->_pcpu, cpu);
+			intptr_t n = __atomic_load_n(&slot->count, __ATOMIC_RELAXED);
+			if (ONCPU_UNLIKELY(n >= c->_cap))
+				break; /* flush */
+			int r = _oncpu_cs_cmpeq_cmpeq_trystore_store(mode, _oncpu_mo_ONCPU_RELAXED, &slot->count,
+								     n, &slot->lock, 0, &_ONCPU_CACHE_OBJS(slot)[n],
+								     (intptr_t)obj, n + 1, cpu);
+			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
+				return;
+			_ONCPU_DS_NOTE(r);
+			if (r == ONCPU_CS_CMPFAIL && __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+				break;
+		}
+	}
+	_oncpu_cache_free_slow(c, obj, file, line);
+}
+
+#ifndef _ONCPU_BUILDING_EXPORTS
+ONCPU_INLINE void *oncpu_cache_alloc(struct oncpu_cache *c)
+{
+	return _oncpu_cache_alloc_fast(c);
+}
+ONCPU_INLINE void(oncpu_cache_free)(struct oncpu_cache *c, void *obj)
+{
+	_oncpu_cache_free_fast(c, obj, NULL, 0);
+}
+#define oncpu_cache_free(c, obj) _oncpu_cache_free_fast((c), (obj), __FILE__, __LINE__)
+#else
+ONCPU_API void *oncpu_cache_alloc(struct oncpu_cache *c);
+ONCPU_API void oncpu_cache_free(struct oncpu_cache *c, void *obj);
+#endif
+
+/* oncpu_cache_destroy - release every slab, magazine and per-CPU array
+ * (NULL is ignored). Objects still allocated become invalid. */
+ONCPU_API void oncpu_cache_destroy(struct oncpu_cache *c);
+
+/* What a cache holds, for tests and monitoring (a racy snapshot while other
+ * threads use the cache). */
+struct oncpu_cache_stats {
+	size_t object_size;   /* as requested */
+	size_t stride;        /* bytes per object in a slab */
+	size_t cpu_capacity;  /* M: objects one CPU's array holds */
+	size_t batch;         /* B: objects per depot magazine */
+	size_t objects;       /* objects ever carved from slabs */
+	size_t cached_cpu;    /* free objects in per-CPU arrays */
+	size_t cached_depot;  /* free objects in the depot */
+	size_t slab_bytes;    /* memory mapped for objects */
+	unsigned flags;       /* ONCPU_CACHE_* the cache runs with */
+};
+/* oncpu_cache_stats - fill *st; 0, or -1 with errno EINVAL (NULL argument). */
+ONCPU_API int oncpu_cache_stats(struct oncpu_cache *c, struct oncpu_cache_stats *st);
+
+ONCPU_END_DECLS
+
+#endif /* ONCPU_CACHE_H */

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * oncpu/mutex.h - an adaptive mutex that spins only while its owner runs.
+ *
+ * A drop-in for a default (non-recursive, non-robust, process-private)
+ * pthread_mutex_t:
+ *
+ *	static oncpu_mutex_t m = ONCPU_MUTEX_INIT;
+ *	oncpu_mutex_lock(&m); ... oncpu_mutex_unlock(&m);
+ *
+ * The lock word holds the owner's notification-block index (oncpu/desched.h),
+ * so a waiter reads the owner's on-CPU word: it spins while the owner runs
+ * (bounded, in case the owner runs a long critical section) and sleeps on a
+ * futex as soon as the owner is switched out. Without a deschedule provider
+ * ("none") the owner's state is unknown and a waiter spins a bounded,
+ * adaptive number of times (glibc's PTHREAD_MUTEX_ADAPTIVE_NP estimate), and
+ * at most max(1, CPUs - 1) waiters spin at once; the others sleep.
+ *
+ * Wake-ups: unlock makes a system call only when a waiter sleeps and no
+ * waiter spins (a spinner re-examines the lock before it sleeps, so no wake-
+ * up is lost). The uncontended lock and unlock are one atomic instruction
+ * each, and no system call.
+ *
+ * Fairness: the lock is not FIFO; a running thread may take it ahead of a
+ * sleeper (barging keeps the throughput of a short critical section). A
+ * sleeper that has waited longer than ONCPU_MUTEX_STARVATION_NS marks the
+ * mutex "starving": from the next unlock on, the lock is handed directly to
+ * a sleeper (the futex queue's oldest first), running threads queue behind
+ * them, and the mode ends when that sleeper has the lock. So no sleeper
+ * waits much longer than ONCPU_MUTEX_STARVATION_NS plus one critical section
+ * per sleeper queued ahead of it.
+ *
+ * fork(): the child gets a copy of the mutex. A lock held by the thread that
+ * called fork() is held by the child's thread, which may unlock it. A lock
+ * held by another thread of the parent stays held for ever in the child (as
+ * with pthread mutexes: take such locks in a pthread_atfork() handler); its
+ * waiters sleep rather than spin, since the owner's block reads "off CPU" in
+ * the child. Waiter counts copied from the parent are discarded (they carry
+ * the process's fork generation).
+ *
+ * Not checked (as PTHREAD_MUTEX_NORMAL): unlocking a mutex the caller does
+ * not own, relocking it (deadlock), destroying a locked mutex. Not async-
+ * signal-safe; not for process-shared memory.
+ */
+#ifndef ONCPU_MUTEX_H
+#define ONCPU_MUTEX_H
+
+#include <stdint.h>
+
+#include <oncpu/config.h>
+
+ONCPU_BEGIN_DECLS
+
+/* A sleeper waiting longer than this turns on hand-off (see above). */
+#define ONCPU_MUTEX_STARVATION_NS 2000000
+
+struct oncpu_mutex {
+	uint32_t _word;  /* futex word: 0 free, else the owner's id */
+	uint32_t _spins; /* adaptive spin estimate (owners nobody tracks) */
+	uint64_t _aux;   /* sleepers, spinners, starving flag, fork generation */
+};
+typedef struct oncpu_mutex oncpu_mutex_t;
+
+#define ONCPU_MUTEX_INIT {0, 0, 0}
+
+/* oncpu_mutex_init - same as ONCPU_MUTEX_INIT; returns 0. */
+ONCPU_API int oncpu_mutex_init(oncpu_mutex_t *m);
+/* oncpu_mutex_destroy - 0, or EBUSY when the mutex is locked. */
+ONCPU_API int oncpu_mutex_destroy(oncpu_mutex_t *m);
+
+/* oncpu_mutex_lock - wait until the calling thread owns m. */
+ONCPU_API void oncpu_mutex_lock(oncpu_mutex_t *m);
+/* oncpu_mutex_trylock - 0 when the caller now owns m, EBUSY when another
+ * thread owns it (or it is being handed to a sleeper). Never waits. */
+ONCPU_API int oncpu_mutex_trylock(oncpu_mutex_t *m);
+/* oncpu_mutex_unlock - release m, which the caller owns. */
+ONCPU_API void oncpu_mutex_unlock(oncpu_mutex_t *m);
+
+/* Internal, for benchmarks and tests: non-zero makes waiters ignore the
+ * owners' on-CPU words, as under provider "none" (set it while no thread
+ * waits on any oncpu mutex). */
+extern ONCPU_API int _oncpu_mutex_ignore_provider;
+
+ONCPU_END_DECLS
+
+#endif /* ONCPU_MUTEX_H */

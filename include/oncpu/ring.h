@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * oncpu/ring.h - per-CPU bounded rings of pointers (FIFO per CPU).
+ *
+ * A ring holds, for every CPU (or virtual CPU), an array of
+ * capacity_per_cpu pointers and two counters that only grow: tail (pushes)
+ * and head (pops); the CPU's ring holds tail - head pointers. push stores
+ * the pointer into slot tail and then commits tail + 1; pop loads slot head
+ * and commits head + 1: one critical section each, no atomic instruction.
+ * Because the counters never repeat a value, a section that finds the
+ * counter it expects cannot be fooled by an intervening pop and push (no
+ * ABA), and the slot it reads or writes cannot be in use by anyone else.
+ *
+ * Order: pop returns the oldest pointer pushed on the current CPU's ring.
+ * There is no order between rings: a thread that migrates between two
+ * pushes puts them in different rings, and pop on a CPU whose ring is empty
+ * returns NULL even when other rings hold pointers (oncpu_ring_pop_cpu
+ * reaches a chosen ring).
+ *
+ * Memory: the arrays are allocated per CPU on the first push on that CPU,
+ * so CPUs that never push cost nothing but a 32-byte per-CPU slot that is
+ * never committed either (oncpu/percpu.h).
+ *
+ * Indexing, chosen at creation: by CPU (default), or ONCPU_RING_VCPU: by
+ * virtual CPU (mm_cid). With vCPU indexing a process with few threads
+ * allocates few arrays and a consumer finds what was pushed under its vcpu
+ * wherever it now runs; a ring's cache lines may move between CPUs, and
+ * threads without sections in a mixed process pay a membarrier per
+ * operation. The trade-off and the fallback protocol are those of
+ * oncpu/stack.h.
+ *
+ * Fallback mode and mixed processes: as in oncpu/stack.h, every mix of
+ * threads with and without sections is supported; threads without sections
+ * take the per-CPU lock word.
+ *
+ * Concurrency: push, pop and pop_cpu run concurrently from any threads.
+ * new and free must not run concurrently with other calls on the ring.
+ * Signals: as oncpu/stack.h (push and pop are async-signal-safe in threads
+ * that run sections, except for the first push on a CPU, which allocates).
+ */
+#ifndef ONCPU_RING_H
+#define ONCPU_RING_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <oncpu/config.h>
+#include <oncpu/cs.h>
+#include <oncpu/percpu.h>
+
+ONCPU_BEGIN_DECLS
+
+/* Flags of oncpu_ring_new_flags. */
+#define ONCPU_RING_VCPU 1u
+/* Largest capacity_per_cpu accepted (2^24 pointers, 128 MiB per CPU). */
+#define ONCPU_RING_MAX_CAPACITY ((size_t)1 << 24)
+
+/* The handle. Its fields are internal; they are here for the inline paths. */
+struct oncpu_ring {
+	void *_pcpu;     /* per-CPU struct _oncpu_ring_slot */
+	int _mode;       /* _oncpu_mode_ONCPU_CPU or _oncpu_mode_ONCPU_VCPU */
+	unsigned _flags; /* _ONCPU_RING_SECTIONS once a section ran on it */
+	intptr_t _cap;   /* capacity_per_cpu */
+	intptr_t _mask;  /* array length - 1 (a power of two >= _cap) */
+};
+#define _ONCPU_RING_SECTIONS 1u
+
+struct _oncpu_ring_slot {
+	intptr_t head;   /* pops so far */
+	intptr_t tail;   /* pushes so far */
+	intptr_t lock;   /* 0, or 1 while a thread without a section holds it */
+	intptr_t *array; /* NULL until the first push here; then fixed */
+};
+
+/*
+ * oncpu_ring_new - a ring of capacity_per_cpu pointers for every CPU.
+ * oncpu_ring_new_flags - the same with flags (ONCPU_RING_VCPU).
+ * Returns NULL with errno EINVAL (capacity 0 or above
+ * ONCPU_RING_MAX_CAPACITY, unknown flag) or ENOMEM.
+ */
+ONCPU_API struct oncpu_ring *oncpu_ring_new(size_t capacity_per_cpu);
+ONCPU_API struct oncpu_ring *oncpu_ring_new_flags(size_t capacity_per_cpu, unsigned flags);
+
+/*
+ * oncpu_ring_push - append p to the current CPU's ring. Returns 0, or -1
+ * with errno ENOBUFS (that ring held capacity_per_cpu pointers when
+ * checked), EINVAL (r or p NULL: NULL is pop's "empty") or ENOMEM (the
+ * CPU's array could not be allocated).
+ *
+ * oncpu_ring_pop - remove and return the oldest pointer of the current
+ * CPU's ring; NULL when it is empty (errno unchanged), or NULL with errno
+ * EINVAL for a NULL r.
+ *
+ * Inline here (one critical section each); liboncpu also exports them.
+ */
+ONCPU_API int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p);
+ONCPU_API void *_oncpu_ring_pop_slow(struct oncpu_ring *r);
+
+#ifndef _ONCPU_DS_NOTE
+#ifdef ONCPU_INJECT
+extern volatile long _oncpu_ds_aborts __attribute__((weak));
+#define _ONCPU_DS_NOTE(r)                                                                          \
+	do {                                                                                       \
+		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                           \
+			__atomic_fetch_add(&_oncpu_ds_aborts, 1, __ATOMIC_RELAXED);                \
+	} while (0)
+#else
+#define _ONCPU_DS_NOTE(r) ((void)0)
+#endif
+#endif
+
+ONCPU_INLINE int _oncpu_ring_push_fast(struct oncpu_ring *r, void *p)
+{
+	if (ONCPU_LIKELY(r && p && (__atomic_load_n(&r->_flags, __ATOMIC_RELAXED) & _ONCPU_RING_SECTIONS))) {
+		int mode = r->_mode;
+		for (;;) {
+			int cpu = _oncpu_cs_id(mode);
+			if (ONCPU_UNLIKELY(cpu < 0))
+				break;
+			struct _oncpu_ring_slot *slot = (struct _oncpu_ring_slot *)oncpu_ptr(r->_pcpu, cpu);
+			intptr_t *array = __atomic_load_n(&slot->array, __ATOMIC_ACQUIRE);
+			/* tail first: tail - head is then never above the true count. */
+			intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
+			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
+			if (ONCPU_UNLIKELY(!array || tail - head >= r->_cap))
+				break; /* first use of this CPU, or full: the slow path says which */
+			int res = _oncpu_cs_cmpeq_cmpeq_trystore_store(
+				mode, _oncpu_mo_ONCPU_RELEASE, &slot->tail, tail, &slot->lock, 0,
+				&array[tail & r->_mask], (intptr_t)p, tail + 1, cpu);
+			if (ONCPU_LIKELY(res == ONCPU_CS_COMMITTED))
+				return 0;
+			_ONCPU_DS_NOTE(res);
+			if (res == ONCPU_CS_CMPFAIL && __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+				break;
+		}
+	}
+	return _oncpu_ring_push_slow(r, p);
+}
+
+ONCPU_INLINE void *_oncpu_ring_pop_fast(struct oncpu_ring *r)
+{
+	if (ONCPU_LIKELY(r && (__atomic_load_n(&r->_flags, __ATOMIC_RELAXED) & _ONCPU_RING_SECTIONS))) {
+		int mode = r->_mode;
+		for (;;) {
+			int cpu = _oncpu_cs_id(mode);
+			if (ONCPU_UNLIKELY(cpu < 0))
+				break;
+			struct _oncpu_ring_slot *slot = (struct _oncpu_ring_slot *)oncpu_ptr(r->_pcpu, cpu);
+			/* head first: head == tail then means empty at the tail read. */
+			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
+			intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
+			if (head == tail)
+				return NULL;
+			intptr_t *array = __atomic_load_n(&slot->array, __ATOMIC_ACQUIRE);
+			intptr_t p;
+			int res = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->head, head, &slot->lock, 0,
+								   &array[head & r->_mask], &p, head + 1, cpu);
+			if (ONCPU_LIKELY(res == ONCPU_CS_COMMITTED))
+				return (void *)p;
+			_ONCPU_DS_NOTE(res);
+			if (res == ONCPU_CS_CMPFAIL && __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+				break;
+		}
+	}
+	return _oncpu_ring_pop_slow(r);
+}
+
+#ifndef _ONCPU_BUILDING_EXPORTS
+ONCPU_INLINE int oncpu_ring_push(struct oncpu_ring *r, void *p)
+{
+	return _oncpu_ring_push_fast(r, p);
+}
+ONCPU_INLINE void *oncpu_ring_pop(struct oncpu_ring *r)
+{
+	return _oncpu_ring_pop_fast(r);
+}
+#else
+ONCPU_API int oncpu_ring_push(struct oncpu_ring *r, void *p);
+ONCPU_API void *oncpu_ring_pop(struct oncpu_ring *r);
+#endif
+
+/*
+ * oncpu_ring_pop_cpu - remove the oldest pointer of ring `cpu` (a cpu id,
+ * or a vcpu id for ONCPU_RING_VCPU rings) from any thread: for consumers
+ * that serve every CPU and to empty a ring before oncpu_ring_free. Costs a
+ * section when the caller runs there, otherwise the slot's lock and, when
+ * sections use this ring, an exclusion step (oncpu/stack.h). NULL when that
+ * ring is empty (errno unchanged), NULL with errno EINVAL for a NULL r or cpu
+ * outside [0, oncpu_cpu_count()).
+ */
+ONCPU_API void *oncpu_ring_pop_cpu(struct oncpu_ring *r, int cpu);
+
+/* oncpu_ring_free - release the ring and its arrays (NULL is ignored);
+ * pointers still in it are dropped, not freed. */
+ONCPU_API void oncpu_ring_free(struct oncpu_ring *r);
+
+ONCPU_END_DECLS
+
+#endif /* ONCPU_RING_H */

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * oncpu/stack.h - per-CPU intrusive LIFO lists (free lists).
+ *
+ * A stack is one singly linked list per CPU (or per virtual CPU). push and
+ * pop act on the list of the CPU the thread runs on, in one critical section
+ * each: no atomic instruction, no lock, and no ABA problem, because nothing
+ * else runs on that CPU's list while the section runs (a preempted, migrated
+ * or signalled section aborts and is retried). The nodes are the caller's
+ * memory: embed a struct oncpu_stack_node in an object; the stack allocates
+ * nothing per node and never touches a node that is not on one of its lists.
+ *
+ * The lists are per CPU, not one global LIFO: pop returns NULL when the
+ * current CPU's list is empty even if other lists hold nodes, and a thread
+ * that migrates between push and pop finds another list. Use
+ * oncpu_stack_pop_cpu() to take from a chosen list and oncpu_stack_drain()
+ * to take everything (shutdown, rebalancing).
+ *
+ * Indexing, chosen at creation:
+ *   default           one list per possible CPU, selected by the CPU the
+ *                     thread runs on. A list is only ever written from its
+ *                     CPU (cache-local).
+ *   ONCPU_STACK_VCPU  one list per virtual CPU (mm_cid, see oncpu/thread.h).
+ *                     Ids are dense: a process with 4 threads on a 256-CPU
+ *                     machine uses about 4 lists instead of up to 256, so
+ *                     pops find nodes more often and fewer nodes sit stranded
+ *                     on CPUs the process left. The price: a list may be
+ *                     written from different CPUs over time (its cache lines
+ *                     move), and threads without sections in a mixed process
+ *                     pay a membarrier system call per operation (below).
+ *                     Where the kernel has no mm_cid (before 6.3) vcpu is the
+ *                     cpu and both modes behave alike.
+ *
+ * Threads without sections (fallback mode: rseq refused by the kernel or by
+ * seccomp, ONCPU_DISABLE_RSEQ, another library's rseq area on the thread, an
+ * architecture without rseq assembly) stay correct through a lock word in
+ * every per-CPU slot. The same protocol serves oncpu/ring.h and oncpu/cache.h:
+ *   1. A fallback thread picks the slot of the CPU it runs on (sched_getcpu),
+ *      takes the slot's lock word with an atomic compare-and-swap, works on
+ *      the slot with ordinary loads and stores, and releases the lock with a
+ *      release store. Operations on another CPU's slot (pop_cpu, drain) do
+ *      the same from any thread.
+ *   2. Every critical section compares the lock word with 0 inside the
+ *      section, after the id check and before its commit (the guarded
+ *      operations of oncpu/cs.h), and a section that finds it taken waits.
+ *   3. A section that read the lock as 0 just before it was taken may still
+ *      be in flight; the lock holder excludes it before touching the slot:
+ *      a. If no thread has ever run a section on this structure, there is
+ *         none. A thread sets the structure's "sections" flag with a full
+ *         fence before its first section on it, and the lock holder reads the
+ *         flag after its compare-and-swap, so one of the two sees the other
+ *         (store-buffering argument): either the holder sees the flag, or
+ *         the section sees the lock. A process entirely in fallback mode
+ *         therefore pays one uncontended compare-and-swap, one store and one
+ *         sched_getcpu per operation, and never a system call.
+ *      b. CPU indexing: if the holder runs on the slot's CPU after taking the
+ *         lock, no other thread runs there, so every section in flight on
+ *         that CPU was preempted and aborts when it resumes. If the holder
+ *         is elsewhere (it migrated), it releases the lock and starts over on
+ *         its new CPU; pop_cpu and drain use (c) instead.
+ *      c. Otherwise membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)
+ *         restarts every section in flight on the slot's CPU (CPU indexing,
+ *         MEMBARRIER_CMD_FLAG_CPU) or in the whole process (vCPU indexing,
+ *         where a slot's sections may run on any CPU). oncpu registers the
+ *         intent (MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ) once, on
+ *         first need. Where the kernel lacks it (Linux < 5.10, or seccomp
+ *         forbids membarrier) CPU indexing moves the caller onto the slot's
+ *         CPU for a moment (sched_setaffinity), which proves exclusion as in
+ *         (b); vCPU indexing has no such proof and reports the problem and
+ *         aborts the process rather than risk a lost node.
+ *
+ * Supported mixes: every one. A process where every thread runs sections,
+ * one where none does, and one where some threads run sections and others
+ * cannot (for any reason above, including a per-thread seccomp filter or a
+ * foreign rseq area on a single thread) all keep every node exactly once.
+ * Costs in the mixed case: fallback threads pay (b) with CPU indexing and a
+ * membarrier per operation with vCPU indexing; sections that meet a held lock
+ * wait for it (spinning, then sched_yield).
+ *
+ * Concurrency: push, pop, pop_cpu and drain may run concurrently with each
+ * other from any threads. drain returns every node that was on a list when
+ * it started and was not popped meanwhile; nodes pushed while it runs may be
+ * left for later. new and free must not run concurrently with other calls on
+ * the same stack.
+ *
+ * Signals: in a thread that runs sections, push and pop are
+ * async-signal-safe. The locked path is a spinning lock: a signal handler
+ * that calls into a stack whose lock the interrupted code of the same thread
+ * holds (fallback mode, pop_cpu, drain) waits forever. After fork(), only
+ * the forking thread exists: do not use a stack in the child if another
+ * thread could have held one of its locks.
+ */
+#ifndef ONCPU_STACK_H
+#define ONCPU_STACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <oncpu/config.h>
+#include <oncpu/cs.h>
+#include <oncpu/percpu.h>
+
+ONCPU_BEGIN_DECLS
+
+/* Embed in the objects to be listed. next is the stack's while listed. */
+struct oncpu_stack_node {
+	struct oncpu_stack_node *next;
+};
+
+/* Flags of oncpu_stack_new_flags. */
+#define ONCPU_STACK_VCPU 1u /* one list per virtual CPU (see above) */
+
+/* The handle. Its fields are internal; they are here for the inline paths. */
+struct oncpu_stack {
+	void *_pcpu;     /* per-CPU struct _oncpu_stack_slot */
+	int _mode;       /* _oncpu_mode_ONCPU_CPU or _oncpu_mode_ONCPU_VCPU */
+	unsigned _flags; /* _ONCPU_STACK_SECTIONS once a section ran on it */
+	unsigned _user_flags;
+};
+#define _ONCPU_STACK_SECTIONS 1u
+
+/* One CPU's list: head is written by sections (and by lock holders), lock by
+ * fallback threads and pop_cpu/drain only. */
+struct _oncpu_stack_slot {
+	intptr_t head; /* struct oncpu_stack_node *, 0 when empty */
+	intptr_t lock; /* 0, or 1 while a thread without a section holds it */
+};
+
+/*
+ * oncpu_stack_new - an empty stack with one list per possible CPU.
+ * oncpu_stack_new_flags - the same with flags (ONCPU_STACK_VCPU).
+ * Per-CPU memory is reserved for every possible CPU but only committed on
+ * the CPUs that use it (oncpu/percpu.h). Returns NULL with errno EINVAL
+ * (unknown flag) or ENOMEM.
+ */
+ONCPU_API struct oncpu_stack *oncpu_stack_new(void);
+ONCPU_API struct oncpu_stack *oncpu_stack_new_flags(unsigned flags);
+
+/*
+ * oncpu_stack_push - put n on the current CPU's list. n must not be on any
+ * list of any stack. A NULL s or n is reported and aborts the process.
+ *
+ * oncpu_stack_pop - take the node last pushed on the current CPU's list and
+ * still there, or NULL when that list is empty (errno unchanged), or NULL
+ * with errno EINVAL for a NULL s.
+ *
+ * Inline here (one critical section each); liboncpu also exports them.
+ */
+ONCPU_API void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n);
+ONCPU_API struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s);
+
+#ifndef _ONCPU_DS_NOTE
+#ifdef ONCPU_INJECT
+/* Test builds: a program that defines this counter sees how many sections
+ * of the inline paths of stack, ring and cache aborted. */
+extern volatile long _oncpu_ds_aborts __attribute__((weak));
+#define _ONCPU_DS_NOTE(r)                                                                          \
+	do {                                                                                       \
+		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                           \
+			__atomic_fetch_add(&_oncpu_ds_aborts, 1, __ATOMIC_RELAXED);                \
+	} while (0)
+#else
+#define _ONCPU_DS_NOTE(r) ((void)0)
+#endif
+#endif
+
+ONCPU_INLINE void _oncpu_stack_push_fast(struct oncpu_stack *s, struct oncpu_stack_node *n)
+{
+	if (ONCPU_LIKELY(s && n && (__atomic_load_n(&s->_flags, __ATOMIC_RELAXED) & _ONCPU_STACK_SECTIONS))) {
+		int mode = s->_mode;
+		for (;;) {
+			int cpu = _oncpu_cs_id(mode);
+			if (ONCPU_UNLIKELY(cpu < 0))
+				break;
+			struct _oncpu_stack_slot *slot =
+				(struct _oncpu_stack_slot *)oncpu_ptr(s->_pcpu, cpu);
+			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_RELAXED);
+			/* Written before the section: the commit publishes it (TSO). */
+			n->next = (struct oncpu_stack_node *)head;
+			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->head, head, &slot->lock, 0,
+							    (intptr_t)n, cpu);
+			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
+				return;
+			_ONCPU_DS_NOTE(r);
+			if (r == ONCPU_CS_CMPFAIL && __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+				break;
+		}
+	}
+	_oncpu_stack_push_slow(s, n);
+}
+
+ONCPU_INLINE struct oncpu_stack_node *_oncpu_stack_pop_fast(struct oncpu_stack *s)
+{
+	if (ONCPU_LIKELY(s && (__atomic_load_n(&s->_flags, __ATOMIC_RELAXED) & _ONCPU_STACK_SECTIONS))) {
+		int mode = s->_mode;
+		for (;;) {
+			int cpu = _oncpu_cs_id(mode);
+			if (ONCPU_UNLIKELY(cpu < 0))
+				break;
+			struct _oncpu_stack_slot *slot =
+				(struct _oncpu_stack_slot *)oncpu_ptr(s->_pcpu, cpu);
+			intptr_t node;
+			int r = _oncpu_cs_cmpne_cmpeq_load_off_store(
+				mode, &slot->head, 0, &slot->lock, 0,
+				(ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
+			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
+				return (struct oncpu_stack_node *)node;
+			_ONCPU_DS_NOTE(r);
+			if (r == ONCPU_CS_CMPFAIL) {
+				/* Empty, or locked: an empty list read now is a valid answer. */
+				if (__atomic_load_n(&slot->head, __ATOMIC_RELAXED) == 0)
+					return NULL;
+				if (__atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+					break;
+			}
+		}
+	}
+	return _oncpu_stack_pop_slow(s);
+}
+
+#ifndef _ONCPU_BUILDING_EXPORTS
+ONCPU_INLINE void oncpu_stack_push(struct oncpu_stack *s, struct oncpu_stack_node *n)
+{
+	_oncpu_stack_push_fast(s, n);
+}
+ONCPU_INLINE struct oncpu_stack_node *oncpu_stack_pop(struct oncpu_stack *s)
+{
+	return _oncpu_stack_pop_fast(s);
+}
+#else
+ONCPU_API void oncpu_stack_push(struct oncpu_stack *s, struct oncpu_stack_node *n);
+ONCPU_API struct oncpu_stack_node *oncpu_stack_pop(struct oncpu_stack *s);
+#endif
+
+/*
+ * oncpu_stack_pop_cpu - take the top node of list `cpu` (a cpu id, or a
+ * vcpu id for ONCPU_STACK_VCPU stacks), from any thread. Costs one section
+ * when the caller runs there, otherwise the slot's lock and, when sections
+ * use this stack, an exclusion step (a membarrier system call; see above).
+ * Returns NULL when that list is empty (errno unchanged), or NULL with
+ * errno EINVAL for a NULL s or cpu outside [0, oncpu_cpu_count()).
+ */
+ONCPU_API struct oncpu_stack_node *oncpu_stack_pop_cpu(struct oncpu_stack *s, int cpu);
+
+/*
+ * oncpu_stack_drain - empty every list; returns all their nodes as one list
+ * linked through next (NULL-terminated), or NULL when every list was empty
+ * (errno unchanged) or s is NULL (errno EINVAL). The order within the
+ * result is unspecified. Lists that were never used are only read, so their
+ * per-CPU memory stays uncommitted.
+ */
+ONCPU_API struct oncpu_stack_node *oncpu_stack_drain(struct oncpu_stack *s);
+
+/*
+ * oncpu_stack_free - release the stack (NULL is ignored). Nodes still on
+ * its lists are not touched: drain first if they need to be found. Nothing
+ * may run concurrently on s.
+ */
+ONCPU_API void oncpu_stack_free(struct oncpu_stack *s);
+
+ONCPU_END_DECLS
+
+#endif /* ONCPU_STACK_H */

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * slot.h - the locked path shared by stack, ring and cache (private).
+ *
+ * Every per-CPU slot of those structures holds a lock word that critical
+ * sections compare with 0 before they commit. Threads that cannot run
+ * sections, and operations on another CPU's slot, take that lock and then
+ * make sure that no section that read the lock as free is still in flight
+ * ("exclusion"). The protocol and its argument are in <oncpu/stack.h>.
+ */
+#ifndef ONCPU_SLOT_H
+#define ONCPU_SLOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* The structures' "a section ran on me" bit (flags word of each handle). */
+#define DS_SECTIONS 1u
+ONCPU_STATIC_ASSERT(_ONCPU_STACK_SECTIONS == DS_SECTIONS, "stack flag");
+ONCPU_STATIC_ASSERT(_ONCPU_RING_SECTIONS == DS_SECTIONS, "ring flag");
+ONCPU_STATIC_ASSERT(_ONCPU_CACHE_SECTIONS == DS_SECTIONS, "cache flag");
+
+/*
+ * True when this thread can run sections in `mode`; then the structure's
+ * flags carry DS_SECTIONS, set (with a full fence) before the caller's first
+ * section on it. False: fallback mode, take the locked path.
+ */
+bool _oncpu_ds_sections(unsigned *flags, int mode);
+
+/* The lock word: CAS 0 -> 1 (sequentially consistent, see stack.h),
+ * spinning then yielding while it is held; release store of 0. */
+void _oncpu_ds_lock(intptr_t *lock);
+void _oncpu_ds_unlock(intptr_t *lock);
+/* Wait until the lock word reads 0 (a section found its slot locked). */
+void _oncpu_ds_wait(intptr_t *lock);
+
+/*
+ * Lock the slot of the CPU this thread runs on and exclude sections from it;
+ * returns the slot (pcpu's instance), its lock held. For threads without
+ * sections. *idx receives the slot's index.
+ */
+void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int *idx);
+
+/* Lock slot idx (any CPU) and exclude sections from it. */
+void *_oncpu_ds_lock_slot(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int idx);
+
+/* After locking slots: exclude sections from all of them at once. False
+ * when that needs per-slot exclusion (_oncpu_ds_exclude_slot) instead. */
+bool _oncpu_ds_exclude_all(const unsigned *flags);
+void _oncpu_ds_exclude_slot(int mode, const unsigned *flags, int idx);
+
+/* Number of slots: oncpu_cpu_count(). */
+static inline int _oncpu_ds_slots(void)
+{
+	return _oncpu_possible_cpus();
+}
+
+/* Relaxed accesses to words that sections and other threads share. */
+#define DS_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define DS_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+#endif /* ONCPU_SLOT_H */

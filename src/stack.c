@@ -1,0 +1,412 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stack.c - per-CPU lists: slow paths, pop_cpu, drain; and the locked-slot
+ * protocol (slot.h) that ring.c and cache.c share. The protocol and why it
+ * is sound are described in <oncpu/stack.h>.
+ */
+#define _GNU_SOURCE
+#define _ONCPU_BUILDING_EXPORTS 1
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "slot.h"
+
+/* ---- the locked-slot protocol ---- */
+
+bool _oncpu_ds_sections(unsigned *flags, int mode)
+{
+	if (_oncpu_cs_id(mode) < 0)
+		return false;
+	/* Full fence (lock or) before this thread's next section reads a lock
+	 * word; pairs with the CAS-then-load of lock holders (stack.h, 3a).
+	 * Threads that find the flag already set read it before their
+	 * sections' loads of the lock word, and loads are not reordered with
+	 * loads on the architectures with sections (x86-64, TSO). */
+	if (!(__atomic_load_n(flags, __ATOMIC_RELAXED) & DS_SECTIONS))
+		__atomic_fetch_or(flags, DS_SECTIONS, __ATOMIC_SEQ_CST);
+	return true;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* Spin a little, then yield: the holder may be preempted on our CPU. */
+static void backoff(unsigned *spins)
+{
+	if (++*spins < 100)
+		cpu_relax();
+	else
+		sched_yield();
+}
+
+void _oncpu_ds_lock(intptr_t *lock)
+{
+	unsigned spins = 0;
+	for (;;) {
+		intptr_t zero = 0;
+		/* Sequentially consistent: the flag read that follows (3a) must
+		 * not move before the lock is visibly taken. */
+		if (DS_LOAD(lock) == 0 &&
+		    __atomic_compare_exchange_n(lock, &zero, 1, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+			return;
+		backoff(&spins);
+	}
+}
+
+void _oncpu_ds_unlock(intptr_t *lock)
+{
+	/* Release: the slot's new contents are visible before the lock is free. */
+	__atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+}
+
+void _oncpu_ds_wait(intptr_t *lock)
+{
+	unsigned spins = 0;
+	while (__atomic_load_n(lock, __ATOMIC_ACQUIRE))
+		backoff(&spins);
+}
+
+static bool sections_used(const unsigned *flags)
+{
+	return __atomic_load_n(flags, __ATOMIC_SEQ_CST) & DS_SECTIONS;
+}
+
+/* membarrier(2) commands (linux/membarrier.h has them as enumerators, 5.10+). */
+#define MB_QUERY 0
+#define MB_PRIVATE_EXPEDITED_RSEQ (1 << 7)
+#define MB_REGISTER_PRIVATE_EXPEDITED_RSEQ (1 << 8)
+#define MB_FLAG_CPU (1 << 0)
+
+/* membarrier(PRIVATE_EXPEDITED_RSEQ): registered once, on first need. */
+static pthread_once_t mb_once = PTHREAD_ONCE_INIT;
+static bool mb_ready;
+
+static void mb_register(void)
+{
+#if defined(SYS_membarrier)
+	int saved = errno;
+	long cmds = syscall(SYS_membarrier, MB_QUERY, 0, 0);
+	if (cmds > 0 && (cmds & MB_PRIVATE_EXPEDITED_RSEQ) &&
+	    syscall(SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0)
+		mb_ready = true;
+	errno = saved;
+#endif
+}
+
+/* Restart the sections in flight on cpu (cpu >= 0) or in the process. */
+static bool mb_rseq(int cpu)
+{
+	pthread_once(&mb_once, mb_register);
+	if (!mb_ready)
+		return false;
+#if defined(SYS_membarrier)
+	int saved = errno;
+	long r = cpu >= 0 ? syscall(SYS_membarrier, MB_PRIVATE_EXPEDITED_RSEQ, MB_FLAG_CPU, cpu)
+			  : syscall(SYS_membarrier, MB_PRIVATE_EXPEDITED_RSEQ, 0, 0);
+	errno = saved;
+	return r == 0;
+#else
+	(void)cpu;
+	return false;
+#endif
+}
+
+/* Move onto cpu for a moment: while this thread ran there, nothing else
+ * did, so every section that was in flight there has been preempted. */
+static bool visit_cpu(int cpu)
+{
+	int n = _oncpu_possible_cpus();
+	size_t size = CPU_ALLOC_SIZE(n);
+	cpu_set_t *old = CPU_ALLOC(n), *one = CPU_ALLOC(n);
+	bool ok = false;
+	if (old && one && sched_getaffinity(0, size, old) == 0) {
+		CPU_ZERO_S(size, one);
+		CPU_SET_S(cpu, size, one);
+		if (sched_setaffinity(0, size, one) == 0) {
+			ok = sched_getcpu() == cpu;
+			sched_setaffinity(0, size, old);
+		}
+	}
+	CPU_FREE(old);
+	CPU_FREE(one);
+	return ok;
+}
+
+void _oncpu_ds_exclude_slot(int mode, const unsigned *flags, int idx)
+{
+	if (!sections_used(flags))
+		return;
+	if (mode == _oncpu_mode_ONCPU_CPU) {
+		if (sched_getcpu() == idx || mb_rseq(idx) || visit_cpu(idx))
+			return;
+		ONCPU_FATAL("cannot exclude rseq sections from CPU %d: membarrier(PRIVATE_EXPEDITED_RSEQ) "
+			    "is unavailable (Linux < 5.10 or seccomp) and the thread cannot run on "
+			    "that CPU",
+			    idx);
+	}
+	if (!mb_rseq(-1))
+		ONCPU_FATAL("vCPU-indexed structure used by threads with and without rseq: this needs "
+			    "membarrier(PRIVATE_EXPEDITED_RSEQ) (Linux 5.10+), which is unavailable");
+}
+
+bool _oncpu_ds_exclude_all(const unsigned *flags)
+{
+	return !sections_used(flags) || mb_rseq(-1);
+}
+
+void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int *idx)
+{
+	for (;;) {
+		int cpu = sched_getcpu();
+		int i = cpu >= 0 && cpu < _oncpu_ds_slots() ? cpu : 0;
+		char *slot = (char *)oncpu_ptr(pcpu, i);
+		intptr_t *lock = (intptr_t *)(slot + lock_off);
+		_oncpu_ds_lock(lock);
+		*idx = i;
+		if (!sections_used(flags))
+			return slot; /* 3a */
+		if (mode != _oncpu_mode_ONCPU_CPU) {
+			_oncpu_ds_exclude_slot(mode, flags, i); /* 3c */
+			return slot;
+		}
+		if (sched_getcpu() == i)
+			return slot; /* 3b */
+		_oncpu_ds_unlock(lock);
+		if (cpu < 0 || cpu >= _oncpu_ds_slots()) {
+			/* No usable CPU number: exclusion by membarrier. */
+			_oncpu_ds_lock(lock);
+			_oncpu_ds_exclude_slot(mode, flags, i);
+			return slot;
+		}
+	}
+}
+
+void *_oncpu_ds_lock_slot(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int idx)
+{
+	char *slot = (char *)oncpu_ptr(pcpu, idx);
+	_oncpu_ds_lock((intptr_t *)(slot + lock_off));
+	_oncpu_ds_exclude_slot(mode, flags, idx);
+	return slot;
+}
+
+/* ---- the stack ---- */
+
+#define LOCK_OFF offsetof(struct _oncpu_stack_slot, lock)
+
+struct oncpu_stack *oncpu_stack_new_flags(unsigned flags)
+{
+	if (flags & ~ONCPU_STACK_VCPU) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct oncpu_stack *s = aligned_alloc(ONCPU_CACHELINE, ONCPU_CACHELINE);
+	if (!s) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	s->_pcpu = oncpu_percpu_alloc(sizeof(struct _oncpu_stack_slot), sizeof(struct _oncpu_stack_slot));
+	if (!s->_pcpu) {
+		free(s);
+		errno = ENOMEM;
+		return NULL;
+	}
+	s->_mode = (flags & ONCPU_STACK_VCPU) ? _oncpu_mode_ONCPU_VCPU : _oncpu_mode_ONCPU_CPU;
+	s->_flags = 0;
+	s->_user_flags = flags;
+	return s;
+}
+
+struct oncpu_stack *oncpu_stack_new(void)
+{
+	return oncpu_stack_new_flags(0);
+}
+
+void oncpu_stack_free(struct oncpu_stack *s)
+{
+	if (!s)
+		return;
+	oncpu_percpu_free(s->_pcpu);
+	free(s);
+}
+
+static struct _oncpu_stack_slot *slot_of(struct oncpu_stack *s, int idx)
+{
+	return (struct _oncpu_stack_slot *)oncpu_ptr(s->_pcpu, idx);
+}
+
+/* Lock holder's pop of one slot. */
+static struct oncpu_stack_node *locked_pop(struct _oncpu_stack_slot *slot)
+{
+	struct oncpu_stack_node *n = (struct oncpu_stack_node *)DS_LOAD(&slot->head);
+	if (n)
+		DS_STORE(&slot->head, (intptr_t)n->next);
+	return n;
+}
+
+void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n)
+{
+	if (!s || !n)
+		ONCPU_FATAL("oncpu_stack_push(%p, %p): NULL argument", (void *)s, (void *)n);
+	int mode = s->_mode;
+	if (_oncpu_ds_sections(&s->_flags, mode)) {
+		for (;;) {
+			int cpu = _oncpu_cs_id(mode);
+			struct _oncpu_stack_slot *slot = slot_of(s, cpu);
+			intptr_t head = DS_LOAD(&slot->head);
+			n->next = (struct oncpu_stack_node *)head;
+			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->head, head, &slot->lock, 0,
+							    (intptr_t)n, cpu);
+			if (r == ONCPU_CS_COMMITTED)
+				return;
+			if (r == ONCPU_CS_CMPFAIL)
+				_oncpu_ds_wait(&slot->lock);
+		}
+	}
+	int idx;
+	struct _oncpu_stack_slot *slot = _oncpu_ds_lock_current(s->_pcpu, LOCK_OFF, mode, &s->_flags, &idx);
+	n->next = (struct oncpu_stack_node *)DS_LOAD(&slot->head);
+	DS_STORE(&slot->head, (intptr_t)n);
+	_oncpu_ds_unlock(&slot->lock);
+}
+
+struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s)
+{
+	if (!s) {
+		errno = EINVAL;
+		return NULL;
+	}
+	int mode = s->_mode;
+	if (_oncpu_ds_sections(&s->_flags, mode)) {
+		for (;;) {
+			int cpu = _oncpu_cs_id(mode);
+			struct _oncpu_stack_slot *slot = slot_of(s, cpu);
+			intptr_t node;
+			int r = _oncpu_cs_cmpne_cmpeq_load_off_store(
+				mode, &slot->head, 0, &slot->lock, 0,
+				(ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
+			if (r == ONCPU_CS_COMMITTED)
+				return (struct oncpu_stack_node *)node;
+			if (r == ONCPU_CS_CMPFAIL) {
+				if (DS_LOAD(&slot->head) == 0)
+					return NULL;
+				_oncpu_ds_wait(&slot->lock);
+			}
+		}
+	}
+	int idx;
+	struct _oncpu_stack_slot *slot = _oncpu_ds_lock_current(s->_pcpu, LOCK_OFF, mode, &s->_flags, &idx);
+	struct oncpu_stack_node *n = locked_pop(slot);
+	_oncpu_ds_unlock(&slot->lock);
+	return n;
+}
+
+struct oncpu_stack_node *oncpu_stack_pop_cpu(struct oncpu_stack *s, int cpu)
+{
+	if (!s || cpu < 0 || cpu >= _oncpu_ds_slots()) {
+		errno = EINVAL;
+		return NULL;
+	}
+	int mode = s->_mode;
+	struct _oncpu_stack_slot *slot = slot_of(s, cpu);
+	if (DS_LOAD(&slot->head) == 0)
+		return NULL; /* empty when read: a valid answer, and commits no memory */
+	if (_oncpu_ds_sections(&s->_flags, mode)) {
+		/* On that CPU now: one section, as long as the thread stays there. */
+		while (_oncpu_cs_id(mode) == cpu) {
+			intptr_t node;
+			int r = _oncpu_cs_cmpne_cmpeq_load_off_store(
+				mode, &slot->head, 0, &slot->lock, 0,
+				(ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
+			if (r == ONCPU_CS_COMMITTED)
+				return (struct oncpu_stack_node *)node;
+			if (r == ONCPU_CS_CMPFAIL) {
+				if (DS_LOAD(&slot->head) == 0)
+					return NULL;
+				_oncpu_ds_wait(&slot->lock);
+			}
+		}
+	}
+	_oncpu_ds_lock_slot(s->_pcpu, LOCK_OFF, mode, &s->_flags, cpu);
+	struct oncpu_stack_node *n = locked_pop(slot);
+	_oncpu_ds_unlock(&slot->lock);
+	return n;
+}
+
+/* Append list `l` (NULL-terminated) in front of *out. */
+static void splice(struct oncpu_stack_node **out, struct oncpu_stack_node *l)
+{
+	if (!l)
+		return;
+	struct oncpu_stack_node *tail = l;
+	while (tail->next)
+		tail = tail->next;
+	tail->next = *out;
+	*out = l;
+}
+
+struct oncpu_stack_node *oncpu_stack_drain(struct oncpu_stack *s)
+{
+	if (!s) {
+		errno = EINVAL;
+		return NULL;
+	}
+	int slots = _oncpu_ds_slots(), k = 0;
+	int saved = errno;
+	int *locked = malloc((size_t)slots * sizeof(int));
+	errno = saved;
+	struct oncpu_stack_node *out = NULL;
+
+	if (!locked) {
+		/* One slot at a time: the same result, one exclusion per slot. */
+		for (int cpu = 0; cpu < slots; cpu++) {
+			struct _oncpu_stack_slot *slot = slot_of(s, cpu);
+			if (DS_LOAD(&slot->head) == 0)
+				continue;
+			_oncpu_ds_lock_slot(s->_pcpu, LOCK_OFF, s->_mode, &s->_flags, cpu);
+			splice(&out, (struct oncpu_stack_node *)DS_LOAD(&slot->head));
+			DS_STORE(&slot->head, 0);
+			_oncpu_ds_unlock(&slot->lock);
+		}
+		return out;
+	}
+	/* Lock every non-empty slot, exclude sections from all at once. */
+	for (int cpu = 0; cpu < slots; cpu++) {
+		struct _oncpu_stack_slot *slot = slot_of(s, cpu);
+		if (DS_LOAD(&slot->head) == 0)
+			continue;
+		_oncpu_ds_lock(&slot->lock);
+		locked[k++] = cpu;
+	}
+	if (k && !_oncpu_ds_exclude_all(&s->_flags))
+		for (int i = 0; i < k; i++)
+			_oncpu_ds_exclude_slot(s->_mode, &s->_flags, locked[i]);
+	for (int i = 0; i < k; i++) {
+		struct _oncpu_stack_slot *slot = slot_of(s, locked[i]);
+		splice(&out, (struct oncpu_stack_node *)DS_LOAD(&slot->head));
+		DS_STORE(&slot->head, 0);
+		_oncpu_ds_unlock(&slot->lock);
+	}
+	free(locked);
+	return out;
+}
+
+/* Exported copies of the inline paths. */
+void oncpu_stack_push(struct oncpu_stack *s, struct oncpu_stack_node *n)
+{
+	_oncpu_stack_push_fast(s, n);
+}
+
+struct oncpu_stack_node *oncpu_stack_pop(struct oncpu_stack *s)
+{
+	return _oncpu_stack_pop_fast(s);
+}

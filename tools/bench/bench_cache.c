@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_cache.c - 48-byte objects. One operation is an alloc+free pair;
+ * every variant writes the object's first word and passes its address to
+ * an empty asm, so that no compiler can drop the pair.
+ *
+ *   cache.oncpu     oncpu_cache_alloc + oncpu_cache_free: one section each
+ *   cache.malloc    the C library's malloc + free
+ *   cache.mimalloc  mi_malloc + mi_free from libmimalloc.so.2
+ *   cache.jemalloc  malloc + free from libjemalloc.so.2 (Debian's build has
+ *                   no je_ prefix; je_malloc is tried first for other builds)
+ * mimalloc and jemalloc are loaded with dlopen when the case runs, so
+ * neither liboncpu nor oncpu-bench depends on them; a missing library makes
+ * the case "skipped" (Debian: apt-get install libmimalloc2.0 libjemalloc2).
+ * teardown checks that every thread's objects were distinct while live.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oncpu.h>
+
+#include "bench.h"
+
+#define OBJECT_SIZE 48
+
+struct per_thread {
+	long bad;
+} __attribute__((aligned(64)));
+
+struct cache_ctx {
+	const char *name;
+	int threads;
+	struct per_thread *pt;
+	struct oncpu_cache *cache;
+	void *(*alloc)(size_t);
+	void (*release)(void *);
+	void *dl;
+};
+
+static struct cache_ctx *ctx_new(const char *name, int threads)
+{
+	struct cache_ctx *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->name = name;
+	c->threads = threads;
+	c->pt = aligned_alloc(64, sizeof(struct per_thread) * (size_t)threads);
+	if (!c->pt) {
+		free(c);
+		return NULL;
+	}
+	memset(c->pt, 0, sizeof(struct per_thread) * (size_t)threads);
+	return c;
+}
+
+static void ctx_free(struct cache_ctx *c)
+{
+	if (c->dl)
+		dlclose(c->dl);
+	free(c->pt);
+	free(c);
+}
+
+/* The object is ours while we hold it: a tag written after alloc must still
+ * be there just before free, or another thread got the same object. */
+#define USE(p, tag)                                                                                \
+	do {                                                                                       \
+		*(volatile uintptr_t *)(p) = (tag);                                                \
+		__asm__ __volatile__("" ::"r"(p) : "memory");                                      \
+		if (__builtin_expect(*(volatile uintptr_t *)(p) != (tag), 0))                      \
+			bad++;                                                                     \
+	} while (0)
+
+static void *setup_oncpu(int threads)
+{
+	struct cache_ctx *c = ctx_new("cache.oncpu", threads);
+	if (c && !(c->cache = oncpu_cache_new(OBJECT_SIZE, 0))) {
+		perror("cache.oncpu: oncpu_cache_new");
+		ctx_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void run_oncpu(void *ctx, int tid, long iters)
+{
+	struct cache_ctx *c = ctx;
+	struct oncpu_cache *cache = c->cache;
+	uintptr_t tag = (uintptr_t)(tid + 1) << 1 | 1;
+	long bad = 0;
+	for (long i = 0; i < iters; i++) {
+		void *p = oncpu_cache_alloc(cache);
+		USE(p, tag);
+		oncpu_cache_free(cache, p);
+		BENCH_BARRIER();
+	}
+	c->pt[tid].bad = bad;
+}
+
+/* Library allocators through function pointers (malloc, mimalloc, jemalloc). */
+static void run_fn(void *ctx, int tid, long iters)
+{
+	struct cache_ctx *c = ctx;
+	void *(*alloc)(size_t) = c->alloc;
+	void (*release)(void *) = c->release;
+	uintptr_t tag = (uintptr_t)(tid + 1) << 1 | 1;
+	long bad = 0;
+	for (long i = 0; i < iters; i++) {
+		void *p = alloc(OBJECT_SIZE);
+		USE(p, tag);
+		release(p);
+		BENCH_BARRIER();
+	}
+	c->pt[tid].bad = bad;
+}
+
+static void *setup_malloc(int threads)
+{
+	struct cache_ctx *c = ctx_new("cache.malloc", threads);
+	if (c) {
+		c->alloc = malloc;
+		c->release = free;
+	}
+	return c;
+}
+
+static void *setup_dl(int threads, const char *name, const char *lib, const char *const syms[][2],
+		      const char *package)
+{
+	void *dl = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+	if (!dl) {
+		fprintf(stderr, "%s: %s is not installed (%s); skipped\n", name, lib, package);
+		return NULL;
+	}
+	for (int i = 0; syms[i][0]; i++) {
+		void *a = dlsym(dl, syms[i][0]), *f = dlsym(dl, syms[i][1]);
+		if (a && f) {
+			struct cache_ctx *c = ctx_new(name, threads);
+			if (!c)
+				break;
+			c->dl = dl;
+			c->alloc = (void *(*)(size_t))a;
+			c->release = (void (*)(void *))f;
+			return c;
+		}
+	}
+	fprintf(stderr, "%s: %s has no allocation functions this benchmark knows; skipped\n", name, lib);
+	dlclose(dl);
+	return NULL;
+}
+
+static void *setup_mimalloc(int threads)
+{
+	static const char *const syms[][2] = {{"mi_malloc", "mi_free"}, {NULL, NULL}};
+	return setup_dl(threads, "cache.mimalloc", "libmimalloc.so.2", syms,
+			"Debian: libmimalloc2.0 or libmimalloc-dev");
+}
+
+static void *setup_jemalloc(int threads)
+{
+	static const char *const syms[][2] = {
+		{"je_malloc", "je_free"}, {"malloc", "free"}, {NULL, NULL}};
+	return setup_dl(threads, "cache.jemalloc", "libjemalloc.so.2", syms,
+			"Debian: libjemalloc2 or libjemalloc-dev");
+}
+
+static int teardown(void *ctx)
+{
+	struct cache_ctx *c = ctx;
+	long bad = 0;
+	for (int t = 0; t < c->threads; t++)
+		bad += c->pt[t].bad;
+	if (bad)
+		fprintf(stderr, "%s: %ld objects were handed to two threads at once\n", c->name, bad);
+	if (c->cache)
+		oncpu_cache_destroy(c->cache);
+	ctx_free(c);
+	return bad ? -1 : 0;
+}
+
+static const char *info_oncpu(void *ctx)
+{
+	struct cache_ctx *c = ctx;
+	static char buf[96];
+	struct oncpu_cache_stats st;
+	if (oncpu_cache_stats(c->cache, &st) != 0)
+		return NULL;
+	snprintf(buf, sizeof(buf), "cpu_capacity=%zu batch=%zu rseq=%s", st.cpu_capacity, st.batch,
+		 oncpu_rseq_active() ? "yes" : "no");
+	return buf;
+}
+
+const struct bench_case bench_cache[] = {
+	{"cache.oncpu", BENCH_THREADS_1_AND_CPUS, setup_oncpu, run_oncpu, teardown, info_oncpu},
+	{"cache.malloc", BENCH_THREADS_1_AND_CPUS, setup_malloc, run_fn, teardown, NULL},
+	{"cache.mimalloc", BENCH_THREADS_1_AND_CPUS, setup_mimalloc, run_fn, teardown, NULL},
+	{"cache.jemalloc", BENCH_THREADS_1_AND_CPUS, setup_jemalloc, run_fn, teardown, NULL},
+	{NULL, 0, NULL, NULL, NULL, NULL},
+};
