@@ -27,22 +27,32 @@
  *                      (the pinned block belonged to the old image)
  *   oncpu_arm          uprobe on _oncpu_desched_bpf_arm in each binary file
  *                      that contains it (liboncpu.so, static executables)
- * Work per switch is bounded: two task-storage lookups per task (one when it
- * is not registered) and at most ONCPU_DESCHED_BLOCK_ENTRIES writes.
+ * Work per switch is bounded: for a task without task-local storage (the
+ * common case) one load; else two task-storage lookups (one when it is not
+ * registered) and at most ONCPU_DESCHED_BLOCK_ENTRIES writes.
  *
  * Built with clang's BPF target (clang 19: older ones drop the uptr tag) and
- * no vmlinux.h: the programs only pass kernel pointers to helpers, so no
- * kernel structure layout is compiled in; the tracepoints' argument types
- * come from the running kernel's BTF at load time.
+ * no vmlinux.h: the programs pass kernel pointers to helpers and read one
+ * field (task_struct.bpf_storage, through a CO-RE relocation), so no kernel
+ * structure layout is compiled in; the tracepoints' argument types come
+ * from the running kernel's BTF at load time.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 
 #include "desched_provider.h"
 #include "oncpu_bpf.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* The one kernel field read directly (CO-RE: relocated at load time): a
+ * task without any task-local storage cannot be registered, and most
+ * tasks have none, so the helpers are skipped for them. */
+struct task_struct {
+	void *bpf_storage;
+} __attribute__((preserve_access_index));
 
 #define __oncpu_uptr __attribute__((btf_type_tag("uptr")))
 
@@ -114,6 +124,8 @@ static __always_inline void stat_add(__u32 idx, __u64 n)
 /* The armed block of task t, or NULL (not registered, or not armed). */
 static __always_inline struct _oncpu_desched_block *armed_block(struct task_struct *t)
 {
+	if (bpf_core_field_exists(t->bpf_storage) && !t->bpf_storage)
+		return 0;
 	struct oncpu_bpf_reg *r = bpf_task_storage_get(&oncpu_reg, t, 0, 0);
 	if (!r)
 		return 0;

@@ -216,12 +216,11 @@ static bool arm(struct _oncpu_desched_block *blk)
 
 static int bpf_thread_register(struct _oncpu_desched_block *blk)
 {
+	/* Entries are read from the block at every switch, so a registered
+	 * thread would need nothing here when they change; registering again
+	 * anyway repairs a registration that another process replaced (any
+	 * process may open a pidfd of this thread). A few microseconds. */
 	pid_t tid = gettid_raw();
-	/* Entries are read from the block at every switch: a registered block
-	 * needs nothing more when they change. */
-	if (tls_blk == blk && tls_tid == tid &&
-	    (__atomic_load_n(&blk->provider_data[ONCPU_BPF_PD_ARM], __ATOMIC_RELAXED) & 1))
-		return 0;
 	tls_blk = NULL;
 	int r = reg_update(tid, blk);
 	if (r != 0)

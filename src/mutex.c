@@ -2,22 +2,35 @@
 /*
  * mutex.c - the adaptive mutex (contract in oncpu/mutex.h).
  *
- * _word (the futex word): 0 free; a block index (1 .. ONCPU_DESCHED_MAX_INDEX)
- * naming the owner; ANON for an owner without a block (exiting thread,
- * ENOMEM); HANDOFF while the lock is being handed to a sleeper.
+ * _word (the futex word): the owner in the low 30 bits (0: free; a block
+ * index, 1 .. ONCPU_DESCHED_MAX_INDEX; ANON for an owner without a block,
+ * i.e. an exiting thread or ENOMEM; HANDOFF while the lock is handed to a
+ * sleeper) and WAITERS (bit 31): a thread may sleep in futex_wait().
  *
- * _aux: sleepers (threads between deciding to sleep and owning the lock),
- * spinners (threads spinning now), the starving flag, and the fork
- * generation that those counts belong to: an _aux of an older generation
- * was copied by fork() and reads as all zero.
+ * _aux: the number of spinners, the starving flag, and the fork generation
+ * they belong to (an _aux of an older generation was copied by fork() and
+ * reads as zero).
  *
- * No lost wake-up: unlock exchanges _word for 0 and then reads _aux; a
- * waiter adds itself to _aux and then reads _word (all sequentially
- * consistent), and futex_wait() sleeps only while _word still holds what
- * the waiter read. So either unlock sees the sleeper, or the sleeper sees
- * the release. Unlock skips the wake-up when a spinner exists: a spinner
- * that gives up first counts itself as a sleeper (one CAS that also drops
- * it from the spinners) and then reads _word, so it sees the release.
+ * No lost wake-up. A waiter sets WAITERS before futex_wait(), which sleeps
+ * only while _word still holds the value with WAITERS. Unlock exchanges
+ * _word for 0; when WAITERS was set it either wakes one sleeper (which sets
+ * WAITERS again before it sleeps, or takes the lock with it set: a thread
+ * that has slept always takes it with WAITERS, since others may sleep too),
+ * or, when a spinner exists, leaves WAITERS in the free word and no wake-up:
+ * whoever takes the lock next inherits WAITERS and wakes at its unlock. The
+ * skip is safe because unlock reads the spinner count after its release and
+ * a spinner drops its count before it reads _word (both sequentially
+ * consistent): a spinner that unlock counted still sees the free lock.
+ *
+ * Spinning: only while the owner's on-CPU word says it runs (bounded by
+ * SPIN_ONCPU_MAX); for owners nobody tracks, glibc's adaptive estimate
+ * (_spins, at most SPIN_UNTRACKED_MAX); never with the owner off CPU; and by
+ * at most max(1, CPUs - 1) threads at once.
+ *
+ * Starvation: a sleeper that waited ONCPU_MUTEX_STARVATION_NS sets the
+ * starving flag (one at a time); while it is set, unlock stores HANDOFF and
+ * wakes the oldest sleeper; only a thread that has slept may take HANDOFF;
+ * the starving thread clears the flag once it owns the lock.
  */
 #define _GNU_SOURCE
 #include <errno.h>

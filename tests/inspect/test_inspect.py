@@ -376,16 +376,20 @@ def t_gdb(gdb, inspect, prog, source, ext, scenario, mode):
         # The program's .debug_gdb_scripts names the extension.
         cmd += ["-iex", "set auto-load safe-path /"]
     cmd += ["-x", os.path.join(HERE, "gdb_scenario.py")]
-    timeout = int(os.environ.get("TP_GDB_TIMEOUT", "90"))
+    # Without the extension gdb may loop forever inside one "next": the
+    # timeout is what bounds it (and then proves it stuck).
+    timeout = int(os.environ.get("TP_GDB_TIMEOUT",
+                                 "90" if with_ext else "30"))
     try:
         r = run(cmd, timeout=timeout, env=env)
         text = r.stdout + r.stderr
         timed_out = False
     except subprocess.TimeoutExpired as ex:
-        text = (ex.stdout or "") + (ex.stderr or "")
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", "replace")
+        parts = [ex.stdout or "", ex.stderr or ""]
+        text = "".join(p.decode("utf-8", "replace")
+                       if isinstance(p, bytes) else p for p in parts)
         timed_out = True
+        print("gdb did not finish within %ds (killed)" % timeout)
     print(text[-6000:])
     res = {}
     for line in text.splitlines():

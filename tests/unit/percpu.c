@@ -231,6 +231,52 @@ static void test_concurrent(void)
 		CHECK(pthread_join(t[i], NULL) == 0);
 }
 
+/*
+ * fork() while other threads allocate and free: the child must find the
+ * allocator usable (not locked by a thread that does not exist there).
+ */
+static volatile int churning;
+
+static void *churn_thread(void *arg)
+{
+	(void)arg;
+	while (__atomic_load_n(&churning, __ATOMIC_ACQUIRE)) {
+		void *h = oncpu_percpu_alloc(48, 0);
+		CHECK(h);
+		oncpu_percpu_free(h);
+	}
+	return NULL;
+}
+
+static void fork_child_allocates(void *arg)
+{
+	(void)arg;
+	alarm(10); /* a deadlock fails the test instead of hanging it */
+	for (int i = 0; i < 100; i++) {
+		void *h = oncpu_percpu_alloc(64, 0);
+		CHECK(h && zero_on_every_cpu(h, 64));
+		oncpu_percpu_free(h);
+	}
+}
+
+static void test_fork_while_allocating(void)
+{
+	enum { CHURNERS = 3, FORKS = 50 };
+	pthread_t t[CHURNERS];
+	churning = 1;
+	for (int i = 0; i < CHURNERS; i++)
+		CHECK(pthread_create(&t[i], NULL, churn_thread, NULL) == 0);
+	for (int i = 0; i < FORKS; i++) {
+		char err[1024];
+		int st = test_run_child(fork_child_allocates, NULL, err, sizeof(err));
+		CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork %d: child %s: %s", i,
+		          test_status_str(st), err);
+	}
+	__atomic_store_n(&churning, 0, __ATOMIC_RELEASE);
+	for (int i = 0; i < CHURNERS; i++)
+		CHECK(pthread_join(t[i], NULL) == 0);
+}
+
 /* ---- corruption: must abort with a message naming the problem ---- */
 
 static void double_free(void *arg)
@@ -432,6 +478,7 @@ int main(int argc, char **argv)
 	test_zero_after_reuse();
 	test_many_items();
 	test_concurrent();
+	test_fork_while_allocating();
 	test_corruption_aborts();
 	test_sparse_4096();
 	printf("percpu: all checks passed (%s)\n", test_mode());

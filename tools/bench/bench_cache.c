@@ -13,6 +13,13 @@
  * neither liboncpu nor oncpu-bench depends on them; a missing library makes
  * the case "skipped" (Debian: apt-get install libmimalloc2.0 libjemalloc2).
  * teardown checks that every thread's objects were distinct while live.
+ *
+ * jemalloc has 2.6 KiB of initial-exec TLS; glibc keeps only 512 bytes of
+ * static TLS for libraries loaded later, so dlopen() fails with "cannot
+ * allocate memory in static TLS block". A constructor here therefore
+ * re-executes the program once at startup with
+ * glibc.rtld.optional_static_tls=8192 added to GLIBC_TUNABLES (other
+ * tunables are kept); where that cannot be done the case says why it skips.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -20,12 +27,59 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <oncpu.h>
 
 #include "bench.h"
 
 #define OBJECT_SIZE 48
+#define STATIC_TLS_TUNABLE "glibc.rtld.optional_static_tls=8192"
+
+/* The command line of this process, from /proc/self/cmdline; NULL on error. */
+static char **self_argv(void)
+{
+	FILE *f = fopen("/proc/self/cmdline", "re");
+	if (!f)
+		return NULL;
+	static char buf[65536];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	if (n == 0 || n == sizeof(buf) - 1)
+		return NULL;
+	buf[n] = 0;
+	size_t argc = 0;
+	for (size_t i = 0; i < n; i++)
+		argc += buf[i] == 0;
+	char **argv = calloc(argc + 1, sizeof(char *));
+	if (!argv)
+		return NULL;
+	for (size_t i = 0, a = 0; i < n && a < argc; a++) {
+		argv[a] = &buf[i];
+		i += strlen(&buf[i]) + 1;
+	}
+	return argv;
+}
+
+__attribute__((constructor)) static void reserve_static_tls(void)
+{
+	const char *t = getenv("GLIBC_TUNABLES");
+	if (getenv("ONCPU_BENCH_STATIC_TLS") || (t && strstr(t, "optional_static_tls")))
+		return;
+	char **argv = self_argv();
+	if (!argv)
+		return;
+	char tunables[4096];
+	snprintf(tunables, sizeof(tunables), "%s%s" STATIC_TLS_TUNABLE, t ? t : "", t && *t ? ":" : "");
+	setenv("GLIBC_TUNABLES", tunables, 1);
+	setenv("ONCPU_BENCH_STATIC_TLS", "1", 1); /* once, even if the tunable is ignored */
+	execv("/proc/self/exe", argv);
+	free(argv); /* exec failed: carry on, jemalloc will say why it skips */
+	if (t)
+		setenv("GLIBC_TUNABLES", t, 1);
+	else
+		unsetenv("GLIBC_TUNABLES");
+}
 
 struct per_thread {
 	long bad;
@@ -133,7 +187,14 @@ static void *setup_dl(int threads, const char *name, const char *lib, const char
 {
 	void *dl = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
 	if (!dl) {
-		fprintf(stderr, "%s: %s is not installed (%s); skipped\n", name, lib, package);
+		const char *err = dlerror();
+		if (err && strstr(err, "static TLS"))
+			fprintf(stderr,
+				"%s: %s needs more static TLS than this process reserved (run with "
+				"GLIBC_TUNABLES=" STATIC_TLS_TUNABLE "); skipped\n",
+				name, lib);
+		else
+			fprintf(stderr, "%s: %s is not installed (%s); skipped\n", name, lib, package);
 		return NULL;
 	}
 	for (int i = 0; syms[i][0]; i++) {

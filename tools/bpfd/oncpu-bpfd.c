@@ -296,7 +296,7 @@ static int attach_file(struct oncpu_desched *s, const char *path)
 
 /* ---- commands ---- */
 
-static int cmd_load(char **libs, int nlibs)
+static int cmd_load(char **libs, int nlibs, bool no_attach)
 {
 	struct utsname u;
 	if (uname(&u) == 0) {
@@ -347,7 +347,7 @@ static int cmd_load(char **libs, int nlibs)
 	printf("%s provider at %s (ABI %d)\n", fresh ? "loaded" : "reloaded", pin_dir, ONCPU_BPF_ABI);
 
 	int failed = 0;
-	if (nlibs == 0) {
+	if (nlibs == 0 && !no_attach) {
 		if (exists(ONCPU_BPFD_DEFAULT_LIBRARY))
 			failed |= attach_file(s, ONCPU_BPFD_DEFAULT_LIBRARY);
 		else
@@ -372,7 +372,13 @@ static int cmd_attach(char **files, int n)
 	return failed ? 1 : 0;
 }
 
-/* (dev, ino) of every file mapped by a process now. */
+/* Whether a process maps the file (dev, ino) now. Processes whose maps
+ * cannot be read (another user namespace, a protected init) are counted
+ * in `unreadable` and not inspected: pruning an inode one of them still
+ * maps only keeps its new threads from arming (they run untracked);
+ * registrations armed already stay armed. */
+static int unreadable;
+
 static bool inode_mapped(uint64_t dev, uint64_t ino)
 {
 	DIR *d = opendir("/proc");
@@ -387,9 +393,8 @@ static bool inode_mapped(uint64_t dev, uint64_t ino)
 		snprintf(path, sizeof(path), "/proc/%s/maps", e->d_name);
 		FILE *f = fopen(path, "re");
 		if (!f) {
-			/* A process we may not inspect might map it. */
 			if (errno == EACCES || errno == EPERM)
-				found = true;
+				unreadable++;
 			continue;
 		}
 		while (!found && fgets(line, sizeof(line), f)) {
@@ -431,6 +436,9 @@ static int cmd_refresh(bool prune)
 			printf("pruned: %s (inode %" PRIu64 ", mapped by no process)\n", f->path, f->ino);
 		}
 	}
+	if (prune && unreadable)
+		printf("note: the maps of %d process(es) could not be read (not inspected)\n",
+		       unreadable);
 	oncpu_desched__destroy(s);
 	return failed ? 1 : 0;
 }
@@ -742,7 +750,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: oncpu-bpfd [-v] [--pin-dir DIR] COMMAND\n"
-		"  load [--library FILE]...   load and pin the provider, attach the arm uprobe\n"
+		"  load [--library FILE]... [--no-attach]\n"
+		"                             load and pin the provider, attach the arm uprobe\n"
 		"                             (default file: %s)\n"
 		"  attach FILE...             attach the arm uprobe to more binary files\n"
 		"  refresh [--prune]          re-attach files that were replaced (upgrades);\n"
@@ -780,19 +789,22 @@ int main(int argc, char **argv)
 		return 64;
 	}
 	libbpf_set_print(libbpf_print);
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	const char *cmd = argv[i++];
 	char **rest = argv + i;
 	int nrest = argc - i;
 	/* Options after the command. */
 	char *files[256];
 	int nfiles = 0;
-	bool prune = false, registered = false;
+	bool prune = false, registered = false, no_attach = false;
 	double seconds = 2.0;
 	for (int k = 0; k < nrest; k++) {
 		if (strcmp(rest[k], "--pin-dir") == 0 && k + 1 < nrest)
 			pin_dir = rest[++k];
 		else if (strcmp(rest[k], "--library") == 0 && k + 1 < nrest && nfiles < 256)
 			files[nfiles++] = rest[++k];
+		else if (strcmp(rest[k], "--no-attach") == 0)
+			no_attach = true;
 		else if (strcmp(rest[k], "--prune") == 0)
 			prune = true;
 		else if (strcmp(rest[k], "--registered") == 0)
@@ -809,7 +821,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (strcmp(cmd, "load") == 0)
-		return cmd_load(files, nfiles);
+		return cmd_load(files, nfiles, no_attach);
 	if (strcmp(cmd, "attach") == 0)
 		return cmd_attach(files, nfiles);
 	if (strcmp(cmd, "refresh") == 0)

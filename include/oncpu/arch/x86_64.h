@@ -342,27 +342,35 @@ abort:
 	return ONCPU_CS_ABORTED;
 }
 
-/* clang-format on */
-
 /*
  * Guarded operations: the second compare (v2, expect2) runs after the id
  * check and before any store; expect2 may be an immediate ("er"), so the
- * compare is written mem-versus-operand.
+ * compare is written memory-versus-operand.
  */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *v, intptr_t expect, intptr_t *v2,
-					     intptr_t expect2, intptr_t newv, int id)
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *v, intptr_t expect,
+					     intptr_t *v2, intptr_t expect2, intptr_t newv,
+					     int id)
 {
-	__asm__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_EXIT_POINT("5f") _ONCPU_ASM_ENTER _ONCPU_INJECT(1)
-			     _ONCPU_ASM_CHECK_ID "cmpq %[v], %[expect]\n\t"
-			     "jnz 5f\n\t"
-			     "cmpq %[expect2], %[v2]\n\t"
-			     "jnz 5f\n\t" _ONCPU_INJECT(2) "movq %[newv], %[v]\n\t"
-			     "2:\n\t" _ONCPU_ASM_CLEAR _ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		     :
-		     : _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		       [v2] "m"(*v2), [expect2] "er"(expect2), [newv] "r"(newv)
-		     : _ONCPU_CS_CLOBBERS
-		     : abort, cmpfail);
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		"cmpq %[v], %[expect]\n\t"
+		"jnz 5f\n\t"
+		"cmpq %[expect2], %[v2]\n\t"
+		"jnz 5f\n\t"
+		_ONCPU_INJECT(2)
+		"movq %[newv], %[v]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
+		  [v2] "m"(*v2), [expect2] "er"(expect2), [newv] "r"(newv)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
 	return ONCPU_CS_ABORTED;
@@ -371,23 +379,34 @@ cmpfail:
 }
 
 ONCPU_INLINE int _oncpu_cs_cmpne_cmpeq_load_off_store(int mode, intptr_t *v, intptr_t expectnot,
-						       intptr_t *v2, intptr_t expect2, ptrdiff_t voff,
-						       intptr_t *load, int id)
+						       intptr_t *v2, intptr_t expect2,
+						       ptrdiff_t voff, intptr_t *load, int id)
 {
-	__asm__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_EXIT_POINT("5f") _ONCPU_ASM_ENTER _ONCPU_INJECT(1)
-			     _ONCPU_ASM_CHECK_ID "movq %[v], %%rax\n\t"
-			     "cmpq %%rax, %[expectnot]\n\t"
-			     "je 5f\n\t"
-			     "cmpq %[expect2], %[v2]\n\t"
-			     "jnz 5f\n\t" _ONCPU_INJECT(2) "movq %%rax, %[load]\n\t"
-			     "addq %[voff], %%rax\n\t"
-			     "movq (%%rax), %%rax\n\t" _ONCPU_INJECT(3) "movq %%rax, %[v]\n\t"
-			     "2:\n\t" _ONCPU_ASM_CLEAR _ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		     :
-		     : _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expectnot] "r"(expectnot),
-		       [v2] "m"(*v2), [expect2] "er"(expect2), [voff] "er"(voff), [load] "m"(*load)
-		     : _ONCPU_CS_CLOBBERS
-		     : abort, cmpfail);
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		"movq %[v], %%rax\n\t"
+		"cmpq %%rax, %[expectnot]\n\t"
+		"je 5f\n\t"
+		"cmpq %[expect2], %[v2]\n\t"
+		"jnz 5f\n\t"
+		_ONCPU_INJECT(2)
+		"movq %%rax, %[load]\n\t"
+		"addq %[voff], %%rax\n\t"
+		"movq (%%rax), %%rax\n\t"
+		_ONCPU_INJECT(3)
+		"movq %%rax, %[v]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expectnot] "r"(expectnot),
+		  [v2] "m"(*v2), [expect2] "er"(expect2), [voff] "er"(voff), [load] "m"(*load)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
 	return ONCPU_CS_ABORTED;
@@ -396,24 +415,35 @@ cmpfail:
 }
 
 /* TSO: both orders share one implementation (see cmpeq_trystore_store). */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t *v, intptr_t expect,
-						       intptr_t *v2, intptr_t expect2, intptr_t *v3,
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t *v,
+						       intptr_t expect, intptr_t *v2,
+						       intptr_t expect2, intptr_t *v3,
 						       intptr_t newv3, intptr_t newv, int id)
 {
 	(void)mo;
-	__asm__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_EXIT_POINT("5f") _ONCPU_ASM_ENTER _ONCPU_INJECT(1)
-			     _ONCPU_ASM_CHECK_ID "cmpq %[v], %[expect]\n\t"
-			     "jnz 5f\n\t"
-			     "cmpq %[expect2], %[v2]\n\t"
-			     "jnz 5f\n\t" _ONCPU_INJECT(2) "movq %[newv3], %[v3]\n\t" _ONCPU_INJECT(3)
-			     "movq %[newv], %[v]\n\t"
-			     "2:\n\t" _ONCPU_ASM_CLEAR _ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		     :
-		     : _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		       [v2] "m"(*v2), [expect2] "er"(expect2), [v3] "m"(*v3), [newv3] "r"(newv3),
-		       [newv] "r"(newv)
-		     : _ONCPU_CS_CLOBBERS
-		     : abort, cmpfail);
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		"cmpq %[v], %[expect]\n\t"
+		"jnz 5f\n\t"
+		"cmpq %[expect2], %[v2]\n\t"
+		"jnz 5f\n\t"
+		_ONCPU_INJECT(2)
+		"movq %[newv3], %[v3]\n\t"
+		_ONCPU_INJECT(3)
+		"movq %[newv], %[v]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
+		  [v2] "m"(*v2), [expect2] "er"(expect2), [v3] "m"(*v3), [newv3] "r"(newv3),
+		  [newv] "r"(newv)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
 	return ONCPU_CS_ABORTED;
@@ -421,24 +451,35 @@ cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
 
-/* *src is loaded after both compares, so it is the value the commit pairs with. */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *v, intptr_t expect, intptr_t *v2,
-						  intptr_t expect2, intptr_t *src, intptr_t *load,
-						  intptr_t newv, int id)
+/* *src is loaded after both compares: the value the commit pairs with. */
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *v, intptr_t expect,
+						  intptr_t *v2, intptr_t expect2, intptr_t *src,
+						  intptr_t *load, intptr_t newv, int id)
 {
-	__asm__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_EXIT_POINT("5f") _ONCPU_ASM_ENTER _ONCPU_INJECT(1)
-			     _ONCPU_ASM_CHECK_ID "cmpq %[v], %[expect]\n\t"
-			     "jnz 5f\n\t"
-			     "cmpq %[expect2], %[v2]\n\t"
-			     "jnz 5f\n\t" _ONCPU_INJECT(2) "movq %[src], %%rax\n\t"
-			     "movq %%rax, %[load]\n\t" _ONCPU_INJECT(3) "movq %[newv], %[v]\n\t"
-			     "2:\n\t" _ONCPU_ASM_CLEAR _ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		     :
-		     : _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		       [v2] "m"(*v2), [expect2] "er"(expect2), [src] "m"(*src), [load] "m"(*load),
-		       [newv] "r"(newv)
-		     : _ONCPU_CS_CLOBBERS
-		     : abort, cmpfail);
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		"cmpq %[v], %[expect]\n\t"
+		"jnz 5f\n\t"
+		"cmpq %[expect2], %[v2]\n\t"
+		"jnz 5f\n\t"
+		_ONCPU_INJECT(2)
+		"movq %[src], %%rax\n\t"
+		"movq %%rax, %[load]\n\t"
+		_ONCPU_INJECT(3)
+		"movq %[newv], %[v]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
+		  [v2] "m"(*v2), [expect2] "er"(expect2), [src] "m"(*src), [load] "m"(*load),
+		  [newv] "r"(newv)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
 	return ONCPU_CS_ABORTED;
@@ -449,35 +490,47 @@ cmpfail:
 /*
  * `rep movsb` as in cmpeq_memcpy_store. dst, src and len travel in rdi, rsi
  * and rcx as in-out operands rather than clobbers: with the second compare
- * there would otherwise be too few registers left at -O0 with a frame
- * pointer (sanitizer builds). `volatile` is spelled out: GCC 12 deletes an
- * asm goto whose outputs are unused unless it is.
+ * too few registers would be left at -O0 with a frame pointer (sanitizer
+ * builds). `volatile` is spelled out: GCC 12 deletes an asm goto whose
+ * outputs are unused unless it is.
  */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *v, intptr_t expect,
-						     intptr_t *v2, intptr_t expect2, void *dst,
-						     const void *src, size_t len, intptr_t newv, int id)
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *v,
+						     intptr_t expect, intptr_t *v2,
+						     intptr_t expect2, void *dst, const void *src,
+						     size_t len, intptr_t newv, int id)
 {
 	void *d = dst;
 	const void *s = src;
 	size_t n = len;
 	(void)mo;
-	__asm__ __volatile__ goto(_ONCPU_ASM_TABLE _ONCPU_ASM_EXIT_POINT("5f") _ONCPU_ASM_ENTER _ONCPU_INJECT(1)
-			     _ONCPU_ASM_CHECK_ID "cmpq %[v], %[expect]\n\t"
-			     "jnz 5f\n\t"
-			     "cmpq %[expect2], %[v2]\n\t"
-			     "jnz 5f\n\t"
-			     "rep movsb\n\t" _ONCPU_INJECT(2) "movq %[newv], %[v]\n\t"
-			     "2:\n\t" _ONCPU_ASM_CLEAR _ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		     : "+D"(d), "+S"(s), "+c"(n)
-		     : _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		       [v2] "m"(*v2), [expect2] "er"(expect2), [newv] "r"(newv)
-		     : _ONCPU_CS_CLOBBERS
-		     : abort, cmpfail);
+	__asm__ __volatile__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		"cmpq %[v], %[expect]\n\t"
+		"jnz 5f\n\t"
+		"cmpq %[expect2], %[v2]\n\t"
+		"jnz 5f\n\t"
+		"rep movsb\n\t"
+		_ONCPU_INJECT(2)
+		"movq %[newv], %[v]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		: "+D"(d), "+S"(s), "+c"(n)
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
+		  [v2] "m"(*v2), [expect2] "er"(expect2), [newv] "r"(newv)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
 	return ONCPU_CS_ABORTED;
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
+
+/* clang-format on */
 
 #endif /* ONCPU_ARCH_X86_64_H */

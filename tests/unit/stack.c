@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * unit/stack.c - every function of oncpu/stack.h, in both indexings:
+ * LIFO order on one CPU, empty pops, pop_cpu from another CPU, drain,
+ * bad input (NULL, bad CPU, bad flags, NULL push aborts), memory of unused
+ * CPUs left uncommitted, and a thread without rseq sharing lists with
+ * threads that have it (mixed process).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <oncpu.h>
+
+#include "check.h"
+
+#define POSSIBLE 64 /* ONCPU_POSSIBLE_CPUS: slots for CPUs that never run here */
+
+struct item {
+	struct oncpu_stack_node link;
+	int id;
+};
+
+static int ncpus;
+
+static bool pin(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) == 0 && sched_getcpu() == cpu;
+}
+
+static void unpin(void)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	for (int c = 0; c < ncpus; c++)
+		CPU_SET(c, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* The index a list is selected by, for the calling thread, right now. */
+static int my_index(struct oncpu_stack *s)
+{
+	return s->_mode == _oncpu_mode_ONCPU_VCPU ? oncpu_vcpu() : oncpu_cpu();
+}
+
+/* Run fn in a child; it must die of SIGABRT after printing `expect`. */
+static void expect_abort(void (*fn)(void *), void *arg, const char *expect)
+{
+	int fds[2];
+	CHECK(pipe(fds) == 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		dup2(fds[1], 2);
+		fn(arg);
+		_exit(0);
+	}
+	close(fds[1]);
+	char buf[4096] = {0};
+	size_t n = 0;
+	ssize_t r;
+	while (n < sizeof(buf) - 1 && (r = read(fds[0], buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)r;
+	close(fds[0]);
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "child status %#x, said: %s",
+		  status, buf);
+	CHECK_MSG(strstr(buf, expect), "child said \"%s\", expected \"%s\"", buf, expect);
+}
+
+static void push_null_stack(void *arg)
+{
+	oncpu_stack_push(NULL, arg);
+}
+
+static void push_null_node(void *arg)
+{
+	oncpu_stack_push(arg, NULL);
+}
+
+static void test_bad_input(void)
+{
+	struct item it;
+	CHECK_ERRNO(oncpu_stack_new_flags(2), EINVAL);
+	CHECK_ERRNO(oncpu_stack_new_flags(~0u), EINVAL);
+	CHECK_ERRNO(oncpu_stack_pop(NULL), EINVAL);
+	CHECK_ERRNO(oncpu_stack_drain(NULL), EINVAL);
+	CHECK_ERRNO(oncpu_stack_pop_cpu(NULL, 0), EINVAL);
+	struct oncpu_stack *s = oncpu_stack_new();
+	CHECK(s);
+	CHECK_ERRNO(oncpu_stack_pop_cpu(s, -1), EINVAL);
+	CHECK_ERRNO(oncpu_stack_pop_cpu(s, oncpu_cpu_count()), EINVAL);
+	CHECK_ERRNO(oncpu_stack_pop_cpu(s, 1 << 30), EINVAL);
+	expect_abort(push_null_stack, &it.link, "oncpu_stack_push");
+	expect_abort(push_null_node, s, "NULL argument");
+	/* Empty pops: NULL, errno untouched. */
+	errno = 12345;
+	CHECK(oncpu_stack_pop(s) == NULL && errno == 12345);
+	CHECK(oncpu_stack_pop_cpu(s, 0) == NULL && errno == 12345);
+	CHECK(oncpu_stack_drain(s) == NULL && errno == 12345);
+	oncpu_stack_free(s);
+	oncpu_stack_free(NULL);
+}
+
+/* Push 100 nodes on one CPU: they come back last-in first-out. */
+static void test_lifo(unsigned flags)
+{
+	struct item items[100];
+	struct oncpu_stack *s = oncpu_stack_new_flags(flags);
+	CHECK(s);
+	CHECK(pin(0));
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 100; i++) {
+			items[i].id = i;
+			oncpu_stack_push(s, &items[i].link);
+		}
+		for (int i = 99; i >= 0; i--) {
+			struct oncpu_stack_node *n = oncpu_stack_pop(s);
+			CHECK_MSG(n == &items[i].link, "round %d: expected node %d, got %p", round, i,
+				  (void *)n);
+		}
+		CHECK(oncpu_stack_pop(s) == NULL);
+	}
+	/* Interleaved. */
+	oncpu_stack_push(s, &items[0].link);
+	oncpu_stack_push(s, &items[1].link);
+	CHECK(oncpu_stack_pop(s) == &items[1].link);
+	oncpu_stack_push(s, &items[2].link);
+	CHECK(oncpu_stack_pop(s) == &items[2].link);
+	CHECK(oncpu_stack_pop(s) == &items[0].link);
+	CHECK(oncpu_stack_pop(s) == NULL);
+	unpin();
+	oncpu_stack_free(s);
+}
+
+/* Lists are per CPU: a node pushed on CPU 0 is not popped on CPU 1, but
+ * pop_cpu and drain reach it. */
+static void test_per_cpu(unsigned flags)
+{
+	struct item items[8];
+	struct oncpu_stack *s = oncpu_stack_new_flags(flags);
+	CHECK(s);
+	CHECK(pin(0));
+	int idx0 = my_index(s);
+	for (int i = 0; i < 4; i++)
+		oncpu_stack_push(s, &items[i].link);
+	/* pop_cpu on the list of the CPU we run on (one section). */
+	CHECK(oncpu_stack_pop_cpu(s, idx0) == &items[3].link);
+	if (ncpus > 1) {
+		CHECK(pin(1));
+		int idx1 = my_index(s);
+		if (idx1 != idx0) {
+			CHECK(oncpu_stack_pop(s) == NULL);
+			for (int i = 4; i < 8; i++)
+				oncpu_stack_push(s, &items[i].link);
+			/* From CPU 1, take from list idx0: the locked path. */
+			CHECK(oncpu_stack_pop_cpu(s, idx0) == &items[2].link);
+			CHECK(oncpu_stack_pop(s) == &items[7].link);
+		} else {
+			/* vcpu of a lone thread follows it: same list. */
+			CHECK(oncpu_stack_pop(s) == &items[2].link);
+			CHECK(oncpu_stack_pop_cpu(s, idx1) == &items[1].link);
+			oncpu_stack_push(s, &items[1].link);
+			for (int i = 4; i < 7; i++)
+				oncpu_stack_push(s, &items[i].link);
+		}
+	} else {
+		CHECK(oncpu_stack_pop(s) == &items[2].link);
+		for (int i = 4; i < 7; i++)
+			oncpu_stack_push(s, &items[i].link);
+	}
+	/* Drain: the five remaining nodes, each once. */
+	int seen[8] = {0}, count = 0;
+	for (struct oncpu_stack_node *n = oncpu_stack_drain(s); n; n = n->next) {
+		long i = (struct item *)n - items;
+		CHECK(i >= 0 && i < 8 && seen[i]++ == 0);
+		count++;
+	}
+	CHECK_MSG(count == 5, "drain returned %d nodes", count);
+	CHECK(oncpu_stack_drain(s) == NULL);
+	for (int c = 0; c < oncpu_cpu_count(); c++)
+		CHECK(oncpu_stack_pop_cpu(s, c) == NULL);
+	unpin();
+	oncpu_stack_free(s);
+}
+
+/* Kilobytes of anonymous memory committed in the mapping that holds p
+ * (reads of untouched pages map the shared zero page, which is not counted). */
+static long committed_kb(const void *p)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	CHECK(f);
+	char line[512];
+	bool in = false;
+	long kb = -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+		else if (in && sscanf(line, "Anonymous: %ld kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	CHECK(kb >= 0);
+	return kb;
+}
+
+/* Slots of CPUs that never used the stack stay uncommitted, even after
+ * drain and pop_cpu visited every CPU. */
+static void test_memory(void)
+{
+	struct item it;
+	struct oncpu_stack *s = oncpu_stack_new();
+	CHECK(s);
+	CHECK(oncpu_cpu_count() == POSSIBLE);
+	oncpu_stack_push(s, &it.link);
+	CHECK(oncpu_stack_drain(s) == &it.link);
+	for (int c = 0; c < POSSIBLE; c++)
+		CHECK(oncpu_stack_pop_cpu(s, c) == NULL);
+	long kb = committed_kb(s->_pcpu), limit = (long)ncpus * (long)(ONCPU_PERCPU_STRIDE / 1024);
+	CHECK_MSG(kb <= limit, "%ld KiB committed for %d CPUs that ran (at most %ld)", kb, ncpus, limit);
+	oncpu_stack_free(s);
+}
+
+/* ---- mixed process: a thread without rseq beside threads with it ---- */
+
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+
+/* As tests/stress/ds_stress.h: make this thread leave rseq. */
+static bool leave_rseq(void)
+{
+	static __thread struct oncpu_rseq_area foreign;
+	if (strcmp(test_mode(), "rseq-own") == 0) {
+		foreign.cpu_id = ONCPU_RSEQ_CPU_ID_UNINITIALIZED;
+		if (syscall(SYS_rseq, &foreign, 32, 0, ONCPU_RSEQ_SIG) != 0)
+			return false;
+	} else if (strcmp(test_mode(), "rseq-libc") == 0) {
+		char *tp;
+		__asm__("movq %%fs:0, %0" : "=r"(tp));
+		char *area = tp + __rseq_offset;
+		if (syscall(SYS_rseq, area, 32, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0 &&
+		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0)
+			return false;
+	}
+	return !oncpu_rseq_active();
+}
+
+struct mixed {
+	struct oncpu_stack *s;
+	struct item *items;
+	int n, list; /* the list the rseq thread pushed to */
+	bool ok;
+};
+
+static void *fallback_thread(void *arg)
+{
+	struct mixed *m = arg;
+	m->ok = leave_rseq() && oncpu_thread_init() == -1 && pin(0);
+	if (!m->ok)
+		return NULL;
+	/* Pops what the rseq thread pushed (CPU indexing: on this CPU's list;
+	 * vCPU: on list m->list, through pop_cpu and membarrier), pushes. */
+	for (int i = 0; i < m->n; i++) {
+		struct oncpu_stack_node *n = m->s->_mode == _oncpu_mode_ONCPU_CPU
+						     ? oncpu_stack_pop(m->s)
+						     : oncpu_stack_pop_cpu(m->s, m->list);
+		m->ok &= n == &m->items[m->n - 1 - i].link;
+	}
+	m->ok &= oncpu_stack_pop_cpu(m->s, m->list) == NULL;
+	for (int i = 0; i < m->n; i++)
+		oncpu_stack_push(m->s, &m->items[i].link);
+	return NULL;
+}
+
+static void test_mixed(unsigned flags)
+{
+	struct item items[16];
+	struct mixed m = {oncpu_stack_new_flags(flags), items, 16, 0, false};
+	CHECK(m.s);
+	CHECK(pin(0));
+	m.list = my_index(m.s);
+	for (int i = 0; i < m.n; i++)
+		oncpu_stack_push(m.s, &items[i].link);
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, fallback_thread, &m) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK_MSG(m.ok, "the thread without rseq did not see the rseq thread's nodes in order");
+	/* The fallback thread ran on CPU 0: for CPU indexing its nodes are
+	 * on list 0; for vCPU indexing on the list of its CPU number. */
+	int count = 0;
+	if (flags == 0) {
+		for (int i = m.n - 1; i >= 0; i--, count++)
+			CHECK(oncpu_stack_pop(m.s) == &items[i].link);
+	} else {
+		for (struct oncpu_stack_node *n = oncpu_stack_drain(m.s); n; n = n->next)
+			count++;
+	}
+	CHECK(count == m.n);
+	unpin();
+	oncpu_stack_free(m.s);
+}
+
+int main(void)
+{
+	char buf[16];
+	snprintf(buf, sizeof(buf), "%d", POSSIBLE);
+	setenv("ONCPU_POSSIBLE_CPUS", buf, 1); /* before the first oncpu call */
+	cpu_set_t set;
+	CHECK(sched_getaffinity(0, sizeof(set), &set) == 0);
+	ncpus = CPU_COUNT(&set);
+	CHECK(CPU_ISSET(0, &set) && (ncpus == 1 || CPU_ISSET(1, &set)));
+	CHECK_MSG(oncpu_rseq_active() == test_expect_rseq(), "mode %s but rseq %s", test_mode(),
+		  oncpu_rseq_active() ? "active" : "inactive");
+
+	test_bad_input();
+	test_lifo(0);
+	test_lifo(ONCPU_STACK_VCPU);
+	test_per_cpu(0);
+	test_per_cpu(ONCPU_STACK_VCPU);
+	test_memory();
+	if (test_expect_rseq()) {
+		test_mixed(0);
+		test_mixed(ONCPU_STACK_VCPU);
+	}
+	printf("unit.stack [%s]: ok\n", test_mode());
+	return 0;
+}
