@@ -61,10 +61,10 @@ typedef uint64_t _oncpu_bpf_u64;
 /* Raised on any change of this file's layouts or of the block's. */
 #define ONCPU_BPF_ABI 1
 
-#define ONCPU_BPF_PIN_DIR "/sys/fs/bpf/oncpu"
-#define ONCPU_BPF_PIN_INFO "info"
-#define ONCPU_BPF_PIN_REG "reg"
-#define ONCPU_BPF_PIN_AUTH "auth"
+#define ONCPU_BPF_PIN_DIR   "/sys/fs/bpf/oncpu"
+#define ONCPU_BPF_PIN_INFO  "info"
+#define ONCPU_BPF_PIN_REG   "reg"
+#define ONCPU_BPF_PIN_AUTH  "auth"
 #define ONCPU_BPF_PIN_STATS "stats"
 #define ONCPU_BPF_PIN_FILES "files"
 #define ONCPU_BPF_PIN_LINKS "links"
@@ -73,11 +73,11 @@ typedef uint64_t _oncpu_bpf_u64;
 #define ONCPU_BPF_ARM_SYMBOL "_oncpu_desched_bpf_arm"
 
 /* provider_data[] words of a block that this provider uses. */
-#define ONCPU_BPF_PD_ARM 0       /* cookie (even), cookie | 1 once armed */
+#define ONCPU_BPF_PD_ARM        0 /* cookie (even), cookie | 1 once armed */
 #define ONCPU_BPF_PD_SWITCH_OUT 1 /* switch-outs written (thread's counter) */
-#define ONCPU_BPF_PD_SWITCH_IN 2  /* switch-ins written */
-#define ONCPU_BPF_PD_REPAIRED 3   /* switch-ins repaired at return to user */
-#define ONCPU_BPF_PD_BAD_ENTRY 4  /* entries refused (bounds, size, alignment) */
+#define ONCPU_BPF_PD_SWITCH_IN  2 /* switch-ins written */
+#define ONCPU_BPF_PD_REPAIRED   3 /* switch-ins repaired at return to user */
+#define ONCPU_BPF_PD_BAD_ENTRY  4 /* entries refused (bounds, size, alignment) */
 
 struct oncpu_bpf_info {
 	_oncpu_bpf_u32 abi;        /* ONCPU_BPF_ABI */
@@ -127,9 +127,8 @@ enum oncpu_bpf_stat {
 
 #define ONCPU_BPF_STAT_NAMES                                                                       \
 	{                                                                                          \
-		"switch_out", "switch_in", "writes", "unarmed", "missed_out", "repaired",         \
-			"bad_entry", "arm_ok", "arm_refused", "arm_noreg", "arm_nomem", "exit",    \
-			"exec"                                                                     \
+		"switch_out", "switch_in", "writes", "unarmed", "missed_out", "repaired",          \
+		    "bad_entry", "arm_ok", "arm_refused", "arm_noreg", "arm_nomem", "exit", "exec" \
 	}
 
 #endif /* ONCPU_BPF_H */

@@ -297,9 +297,9 @@ int oncpu_arm(struct oncpu_uregs *ctx)
 	__u64 back = 0;
 
 	if (cookie == 0 || (cookie & 1) ||
-	    bpf_probe_read_user(&back, sizeof(back),
-				(void *)(uaddr + ONCPU_DESCHED_OFF_PROVIDER_DATA +
-					 8 * ONCPU_BPF_PD_ARM)) != 0 ||
+	    bpf_probe_read_user(
+	        &back, sizeof(back),
+	        (void *)(uaddr + ONCPU_DESCHED_OFF_PROVIDER_DATA + 8 * ONCPU_BPF_PD_ARM)) != 0 ||
 	    back != cookie) {
 		stat_add(ONCPU_BPF_STAT_ARM_REFUSED, 1);
 		/* Not the caller's memory: drop it (and its pin). */
@@ -307,7 +307,7 @@ int oncpu_arm(struct oncpu_uregs *ctx)
 		return 0;
 	}
 	struct oncpu_bpf_auth *a =
-		bpf_task_storage_get(&oncpu_auth, cur, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	    bpf_task_storage_get(&oncpu_auth, cur, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!a) {
 		stat_add(ONCPU_BPF_STAT_ARM_NOMEM, 1);
 		return 0;

@@ -309,8 +309,7 @@ static void refill_sections(struct cache *c, struct mag *m)
 		intptr_t k = cap - n < (intptr_t)m->n ? cap - n : (intptr_t)m->n;
 		if (k <= 0)
 			return;
-		int r = _oncpu_cs_cmpeq_cmpeq_memcpy_store(mode, _oncpu_mo_ONCPU_RELAXED, &slot->count, n,
-							   &slot->lock, 0, &_ONCPU_CACHE_OBJS(slot)[n],
+		int r = _oncpu_cs_cmpeq_cmpeq_memcpy_store(mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count, n, &_ONCPU_CACHE_OBJS(slot)[n],
 							   &m->objs[m->n - (size_t)k],
 							   (size_t)k * sizeof(void *), n + k, cpu);
 		if (r == ONCPU_CS_COMMITTED) {
@@ -331,7 +330,7 @@ static void *alloc_sections(struct cache *c)
 		intptr_t n = DS_LOAD(&slot->count);
 		if (n > 0) {
 			intptr_t obj;
-			int r = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->count, n, &slot->lock, 0,
+			int r = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->count, n,
 								 &_ONCPU_CACHE_OBJS(slot)[n - 1], &obj, n - 1,
 								 cpu);
 			if (r == ONCPU_CS_COMMITTED)
@@ -361,8 +360,8 @@ static void free_sections(struct cache *c, void *obj)
 		intptr_t n = DS_LOAD(&slot->count);
 		int r;
 		if (n < cap) {
-			r = _oncpu_cs_cmpeq_cmpeq_trystore_store(mode, _oncpu_mo_ONCPU_RELAXED, &slot->count,
-								 n, &slot->lock, 0,
+			r = _oncpu_cs_cmpeq_cmpeq_trystore_store(mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count,
+								 n,
 								 &_ONCPU_CACHE_OBJS(slot)[n], (intptr_t)obj,
 								 n + 1, cpu);
 			if (r == ONCPU_CS_COMMITTED)
@@ -376,7 +375,7 @@ static void free_sections(struct cache *c, void *obj)
 			intptr_t k = (intptr_t)c->batch - 1;
 			r = k == 0 ? ONCPU_CS_COMMITTED
 				   : _oncpu_cs_cmpeq_cmpeq_memcpy_store(
-					     mode, _oncpu_mo_ONCPU_RELAXED, &slot->count, n, &slot->lock, 0,
+					     mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count, n,
 					     m->objs, &_ONCPU_CACHE_OBJS(slot)[n - k],
 					     (size_t)k * sizeof(void *), n - k, cpu);
 			if (r == ONCPU_CS_COMMITTED) {

@@ -48,16 +48,10 @@
 #define SYSBPF_MAP_LOOKUP_ELEM 1
 #define SYSBPF_MAP_UPDATE_ELEM 2
 #define SYSBPF_MAP_DELETE_ELEM 3
-#define SYSBPF_OBJ_GET 7
-#define SYSBPF_F_RDONLY (1U << 3)
-#define SYSBPF_F_WRONLY (1U << 4)
-#define SYSBPF_ANY 0
-#ifndef SYS_bpf
-#define SYS_bpf 321 /* x86-64 */
-#endif
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
+#define SYSBPF_OBJ_GET         7
+#define SYSBPF_F_RDONLY        (1U << 3)
+#define SYSBPF_F_WRONLY        (1U << 4)
+#define SYSBPF_ANY             0
 #define ONCPU_PIDFD_THREAD O_EXCL /* PIDFD_THREAD, 6.9+ */
 
 struct sysbpf_elem_attr {
@@ -74,9 +68,9 @@ struct sysbpf_obj_attr {
 	uint32_t file_flags;
 };
 
-_Static_assert(ONCPU_BPF_PD_BAD_ENTRY < sizeof(((struct _oncpu_desched_block *)0)->provider_data) /
-						  sizeof(uint64_t),
-	       "provider_data words");
+_Static_assert(ONCPU_BPF_PD_BAD_ENTRY <
+                   sizeof(((struct _oncpu_desched_block *)0)->provider_data) / sizeof(uint64_t),
+               "provider_data words");
 
 ONCPU_API void _oncpu_desched_bpf_arm(struct _oncpu_desched_block *blk);
 
@@ -99,8 +93,8 @@ _oncpu_desched_bpf_arm(struct _oncpu_desched_block *blk)
 
 static struct {
 	pthread_mutex_t lock;
-	int reg_fd;      /* the reg map, write-only; -1 until probe() */
-	char dir[256];   /* pin directory */
+	int reg_fd;    /* the reg map, write-only; -1 until probe() */
+	char dir[256]; /* pin directory */
 } bp = {PTHREAD_MUTEX_INITIALIZER, -1, ""};
 
 /* What this thread registered: its block (under its tid: a fork child's
@@ -110,7 +104,24 @@ static __thread pid_t tls_tid __attribute__((tls_model("initial-exec")));
 
 static long sys_bpf(int cmd, void *attr, unsigned int size)
 {
+#if defined(SYS_bpf)
 	return syscall(SYS_bpf, cmd, attr, size);
+#else
+	(void)cmd, (void)attr, (void)size;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+static int pidfd_open_thread(pid_t tid)
+{
+#if defined(SYS_pidfd_open)
+	return (int)syscall(SYS_pidfd_open, tid, ONCPU_PIDFD_THREAD);
+#else
+	(void)tid;
+	errno = ENOSYS;
+	return -1;
+#endif
 }
 
 static pid_t gettid_raw(void)
@@ -131,10 +142,10 @@ static int obj_get(const char *name, uint32_t flags)
 static int map_op(int cmd, int fd, const void *key, void *value, uint64_t flags)
 {
 	struct sysbpf_elem_attr a = {
-		.map_fd = (uint32_t)fd,
-		.key = (uint64_t)(uintptr_t)key,
-		.value = (uint64_t)(uintptr_t)value,
-		.flags = flags,
+	    .map_fd = (uint32_t)fd,
+	    .key = (uint64_t)(uintptr_t)key,
+	    .value = (uint64_t)(uintptr_t)value,
+	    .flags = flags,
 	};
 	return sys_bpf(cmd, &a, sizeof(a)) == 0 ? 0 : -errno;
 }
@@ -161,7 +172,7 @@ static int reg_fd_get(int stale)
 /* reg[this thread] = {blk} (blk NULL: delete). 0 or -errno. */
 static int reg_update(pid_t tid, struct _oncpu_desched_block *blk)
 {
-	int pidfd = (int)syscall(SYS_pidfd_open, tid, ONCPU_PIDFD_THREAD);
+	int pidfd = pidfd_open_thread(tid);
 	if (pidfd < 0)
 		return -errno;
 	struct oncpu_bpf_reg_user v = {.block = (uint64_t)(uintptr_t)blk};
@@ -173,7 +184,7 @@ static int reg_update(pid_t tid, struct _oncpu_desched_block *blk)
 			break;
 		}
 		r = blk ? map_op(SYSBPF_MAP_UPDATE_ELEM, fd, &pidfd, &v, SYSBPF_ANY)
-			: map_op(SYSBPF_MAP_DELETE_ELEM, fd, &pidfd, NULL, 0);
+		        : map_op(SYSBPF_MAP_DELETE_ELEM, fd, &pidfd, NULL, 0);
 		/* EBADF or EINVAL (not a map): the fd was closed or replaced. */
 		if (r != -EBADF && r != -EINVAL)
 			break;
@@ -193,8 +204,9 @@ static uint64_t arm_cookie(void)
 		/* No getrandom (seccomp, old kernel): AT_RANDOM's 16 bytes, which
 		 * only this process can read, mixed with a counter (splitmix64). */
 		const uint64_t *r = (const uint64_t *)getauxval(AT_RANDOM);
-		uint64_t z = (r ? r[0] ^ r[1] : 0) +
-			     0x9e3779b97f4a7c15ULL * __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+		uint64_t z =
+		    (r ? r[0] ^ r[1] : 0) +
+		    0x9e3779b97f4a7c15ULL * __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
 		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
 		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
 		c = z ^ (z >> 31);
@@ -222,6 +234,10 @@ static int bpf_thread_register(struct _oncpu_desched_block *blk)
 	 * process may open a pidfd of this thread). A few microseconds. */
 	pid_t tid = gettid_raw();
 	tls_blk = NULL;
+	/* An rseq area makes the kernel fire rseq_update on every return to
+	 * user space after a switch: the programs' backstop for a switch-in
+	 * that sched_switch did not show. Without rseq (refused) no backstop. */
+	oncpu_thread_init();
 	int r = reg_update(tid, blk);
 	if (r != 0)
 		return r;
@@ -288,10 +304,11 @@ static int bpf_probe(void)
 		const char *want = getenv("ONCPU_DESCHED_PROVIDER");
 		if (want && strcmp(want, "bpf") == 0)
 			fprintf(stderr, "oncpu: bpf provider unavailable (%s: %s)%s\n", bp.dir,
-				strerror(-r),
-				r == -ENOLINK ? ": this binary file is not attached, run oncpu-bpfd attach"
-				: r == -ENOENT ? ": oncpu-bpfd is not loaded"
-					       : "");
+			        strerror(-r),
+			        r == -ENOLINK
+			            ? ": this binary file is not attached, run oncpu-bpfd attach"
+			        : r == -ENOENT ? ": oncpu-bpfd is not loaded"
+			                       : "");
 		int fd = bp.reg_fd;
 		bp.reg_fd = -1;
 		if (fd >= 0)
@@ -301,12 +318,12 @@ static int bpf_probe(void)
 }
 
 const struct _oncpu_desched_provider _oncpu_desched_provider_bpf = {
-	.name = "bpf",
-	.id = ONCPU_DESCHED_PROV_BPF,
-	.probe = bpf_probe,
-	.thread_register = bpf_thread_register,
-	.thread_unregister = bpf_thread_unregister,
-	/* A task-storage entry is not copied by fork(): register anew (the
-	 * tid check in bpf_thread_register sees the child's new tid). */
-	.atfork_child = NULL,
+    .name = "bpf",
+    .id = ONCPU_DESCHED_PROV_BPF,
+    .probe = bpf_probe,
+    .thread_register = bpf_thread_register,
+    .thread_unregister = bpf_thread_unregister,
+    /* A task-storage entry is not copied by fork(): register anew (the
+     * tid check in bpf_thread_register sees the child's new tid). */
+    .atfork_child = NULL,
 };

@@ -4,12 +4,15 @@
  *
  * _word (the futex word): the owner in the low 30 bits (0: free; a block
  * index, 1 .. ONCPU_DESCHED_MAX_INDEX; ANON for an owner without a block,
- * i.e. an exiting thread or ENOMEM; HANDOFF while the lock is handed to a
- * sleeper) and WAITERS (bit 31): a thread may sleep in futex_wait().
+ * i.e. an exiting thread or ENOMEM) and WAITERS (bit 31): a thread may
+ * sleep in futex_wait() on _word.
  *
- * _aux: the number of spinners, the starving flag, and the fork generation
- * they belong to (an _aux of an older generation was copied by fork() and
- * reads as zero).
+ * _handoff: the block index of the one starving sleeper, or 0; it is also
+ * the futex word that sleeper waits on.
+ *
+ * _aux: the number of spinners, the adaptive spin estimate, and the fork
+ * generation they belong to (an _aux of an older generation was copied by
+ * fork() and reads as zero).
  *
  * No lost wake-up. A waiter sets WAITERS before futex_wait(), which sleeps
  * only while _word still holds the value with WAITERS. Unlock exchanges
@@ -22,15 +25,21 @@
  * a spinner drops its count before it reads _word (both sequentially
  * consistent): a spinner that unlock counted still sees the free lock.
  *
+ * Hand-off (anti-starvation). A sleeper that has waited
+ * ONCPU_MUTEX_STARVATION_NS stores its index in _handoff (if no other
+ * thread is there), then reads _word: free, it takes the lock; else it
+ * sleeps on _handoff. Every unlock reads _handoff after its release (both
+ * sequentially consistent, so one of the two sees the other) and, when it
+ * names a live thread, moves the free lock to it (CAS 0 -> index), clears
+ * _handoff and wakes it; when another thread took the lock in between,
+ * that thread's unlock does it. Spinners leave the lock alone while
+ * _handoff is set. A _handoff that fork() copied names a block that is not
+ * live in the child and is dropped.
+ *
  * Spinning: only while the owner's on-CPU word says it runs (bounded by
  * SPIN_ONCPU_MAX); for owners nobody tracks, glibc's adaptive estimate
- * (_spins, at most SPIN_UNTRACKED_MAX); never with the owner off CPU; and by
- * at most max(1, CPUs - 1) threads at once.
- *
- * Starvation: a sleeper that waited ONCPU_MUTEX_STARVATION_NS sets the
- * starving flag (one at a time); while it is set, unlock stores HANDOFF and
- * wakes the oldest sleeper; only a thread that has slept may take HANDOFF;
- * the starving thread clears the flag once it owns the lock.
+ * (at most SPIN_UNTRACKED_MAX); never with the owner off CPU; by at most
+ * as many threads at once as there are CPUs.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,14 +54,14 @@
 
 #define OWNER_MASK 0x3FFFFFFFU
 #define OWNER_ANON 0x3FFFFFFFU
-#define OWNER_HANDOFF 0x3FFFFFFEU
 #define WAITERS 0x80000000U
-_Static_assert(ONCPU_DESCHED_MAX_INDEX < OWNER_HANDOFF, "owner ids");
+_Static_assert(ONCPU_DESCHED_MAX_INDEX < OWNER_ANON, "owner ids");
 
 #define AUX_SPINNER 1ULL
 #define AUX_SPINNERS_MASK ((1ULL << 24) - 1)
-#define AUX_STARVING (1ULL << 24)
-#define AUX_GEN_SHIFT 25
+#define AUX_SPINS_SHIFT 24
+#define AUX_SPINS_MASK (0xFFULL << AUX_SPINS_SHIFT)
+#define AUX_GEN_SHIFT 32
 
 /* Spin bounds, in pause iterations. */
 #define SPIN_ONCPU_MAX 4000    /* owner running: its critical section may be long */
@@ -74,19 +83,6 @@ static inline uint64_t aux_valid(uint64_t a)
 static inline uint32_t aux_spinners(uint64_t a)
 {
 	return (uint32_t)(a & AUX_SPINNERS_MASK);
-}
-
-/* _aux += add - sub, in this process's generation. */
-static uint64_t aux_update(oncpu_mutex_t *m, uint64_t add, uint64_t sub)
-{
-	uint64_t old = __atomic_load_n(&m->_aux, __ATOMIC_RELAXED), nw;
-	do {
-		uint64_t base = aux_valid(old);
-		/* State of an older generation was dropped: nothing to take. */
-		nw = base == old ? old + add - sub : base + add;
-	} while (!__atomic_compare_exchange_n(&m->_aux, &old, nw, true, __ATOMIC_SEQ_CST,
-					      __ATOMIC_RELAXED));
-	return nw;
 }
 
 static inline void cpu_relax(void)
@@ -128,23 +124,8 @@ static inline uint32_t owner_state(const struct _oncpu_desched_block *blk)
 	return blk ? __atomic_load_n(&blk->oncpu, __ATOMIC_RELAXED) : ONCPU_DESCHED_WORD_UNTRACKED;
 }
 
-/*
- * Whether the caller may take the lock in state w: when free; when handed
- * off, only a thread that has waited in the futex queue (a hand-off that
- * fork() copied from the parent, to anyone).
- */
-static inline bool takeable(uint32_t w, bool slept, const oncpu_mutex_t *m)
-{
-	uint32_t owner = w & OWNER_MASK;
-	if (owner == 0)
-		return true;
-	if (owner != OWNER_HANDOFF)
-		return false;
-	return slept || !(aux_valid(__atomic_load_n(&m->_aux, __ATOMIC_RELAXED)) & AUX_STARVING);
-}
-
-/* Take the lock from state w. A thread that has slept keeps WAITERS set:
- * other sleepers may remain, and its unlock must look for them. */
+/* Take the free lock from state w. A thread that has slept keeps WAITERS
+ * set: other sleepers may remain, and its unlock must look for them. */
 static inline bool take(oncpu_mutex_t *m, uint32_t w, uint32_t self, bool slept)
 {
 	uint32_t nw = self | (w & WAITERS) | (slept ? WAITERS : 0);
@@ -155,12 +136,16 @@ static inline bool take(oncpu_mutex_t *m, uint32_t w, uint32_t self, bool slept)
 /* Spin while spinning can pay off. Returns true with the lock held. */
 static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 {
-	uint64_t a = aux_valid(__atomic_load_n(&m->_aux, __ATOMIC_RELAXED));
-	if (aux_spinners(a) >= max_spinners)
-		return false;
-	aux_update(m, AUX_SPINNER, 0);
+	uint64_t a = __atomic_load_n(&m->_aux, __ATOMIC_RELAXED), nw;
+	do {
+		nw = aux_valid(a);
+		if (aux_spinners(nw) >= max_spinners)
+			return false;
+		nw += AUX_SPINNER;
+	} while (!__atomic_compare_exchange_n(&m->_aux, &a, nw, true, __ATOMIC_SEQ_CST,
+					      __ATOMIC_RELAXED));
 
-	uint32_t spins = __atomic_load_n(&m->_spins, __ATOMIC_RELAXED);
+	uint32_t spins = (uint32_t)((nw & AUX_SPINS_MASK) >> AUX_SPINS_SHIFT);
 	uint32_t untracked_max = spins * 2 + 10;
 	if (untracked_max > SPIN_UNTRACKED_MAX)
 		untracked_max = SPIN_UNTRACKED_MAX;
@@ -169,15 +154,16 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 	bool got = false;
 	for (uint32_t i = 0; i < SPIN_ONCPU_MAX; i++) {
 		uint32_t w = __atomic_load_n(&m->_word, __ATOMIC_RELAXED);
-		if (takeable(w, slept, m)) {
+		if ((w & OWNER_MASK) == 0) {
+			/* A starving sleeper is owed the lock: leave it. */
+			if (__atomic_load_n(&m->_handoff, __ATOMIC_RELAXED) != 0)
+				break;
 			if (take(m, w, self, slept)) {
 				got = true;
 				break;
 			}
 			continue;
 		}
-		if ((w & OWNER_MASK) == OWNER_HANDOFF)
-			break; /* sleepers are being served: queue behind them */
 		if ((w & OWNER_MASK) != owner) {
 			owner = w & OWNER_MASK;
 			blk = owner == OWNER_ANON || _oncpu_mutex_ignore_provider
@@ -191,51 +177,83 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 			break;
 		cpu_relax();
 	}
-	if (untracked_spins > 0)
-		__atomic_store_n(&m->_spins, spins + (uint32_t)((int32_t)(untracked_spins - spins) / 8),
-				 __ATOMIC_RELAXED);
-	/* Sequentially consistent, before the caller reads _word again: an
-	 * unlock that saw this spinner and skipped its wake-up has released
-	 * the lock before this point (see unlock). */
-	aux_update(m, 0, AUX_SPINNER);
+	/* Drop the count (sequentially consistent, before the caller reads
+	 * _word again: see unlock) and fold this spin into the estimate. */
+	a = __atomic_load_n(&m->_aux, __ATOMIC_RELAXED);
+	do {
+		uint64_t base = aux_valid(a);
+		nw = base == a ? a - AUX_SPINNER : base;
+		if (untracked_spins > 0) {
+			uint32_t est = (uint32_t)((nw & AUX_SPINS_MASK) >> AUX_SPINS_SHIFT);
+			est += (uint32_t)((int32_t)(untracked_spins - est) / 8);
+			nw = (nw & ~AUX_SPINS_MASK) | ((uint64_t)(est & 0xFF) << AUX_SPINS_SHIFT);
+		}
+	} while (!__atomic_compare_exchange_n(&m->_aux, &a, nw, true, __ATOMIC_SEQ_CST,
+					      __ATOMIC_RELAXED));
 	return got;
 }
 
-/* Mark this thread starving (if no other sleeper is); true when it did. */
-static bool set_starving(oncpu_mutex_t *m)
+/* Is blk's thread alive in this process (a fork child's copy of another
+ * thread's block is not)? */
+static bool index_live(uint32_t index)
 {
-	uint64_t a = __atomic_load_n(&m->_aux, __ATOMIC_RELAXED), nw;
-	do {
-		nw = aux_valid(a);
-		if (nw & AUX_STARVING)
-			return false; /* another sleeper is served first */
-		nw |= AUX_STARVING;
-	} while (!__atomic_compare_exchange_n(&m->_aux, &a, nw, true, __ATOMIC_SEQ_CST,
-					      __ATOMIC_RELAXED));
-	return true;
+	const struct _oncpu_desched_block *blk = _oncpu_desched_block_at(index);
+	return blk && __atomic_load_n(&blk->state, __ATOMIC_RELAXED) == ONCPU_DESCHED_BLOCK_LIVE;
+}
+
+/*
+ * The starving sleeper's wait, with _handoff == self. Returns true when the
+ * lock is the caller's (handed over by an unlock, or taken free), false
+ * when another sleeper got _handoff first (the caller waits normally).
+ */
+static bool wait_handoff(oncpu_mutex_t *m, uint32_t self)
+{
+	for (;;) {
+		uint32_t w = __atomic_load_n(&m->_word, __ATOMIC_SEQ_CST);
+		if ((w & OWNER_MASK) == self)
+			return true; /* handed over (the unlock cleared _handoff first) */
+		if ((w & OWNER_MASK) == 0 && take(m, w, self, true)) {
+			uint32_t me = self;
+			__atomic_compare_exchange_n(&m->_handoff, &me, 0, false, __ATOMIC_SEQ_CST,
+						    __ATOMIC_RELAXED);
+			return true;
+		}
+		uint32_t h = __atomic_load_n(&m->_handoff, __ATOMIC_SEQ_CST);
+		if (h != self) {
+			/* An unlock claimed the request but found the lock taken
+			 * by someone else: ask again (that one's unlock serves). */
+			uint32_t none = 0;
+			if (h != 0 || !__atomic_compare_exchange_n(&m->_handoff, &none, self, false,
+								   __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+				return false;
+			continue;
+		}
+		futex(&m->_handoff, FUTEX_WAIT_PRIVATE, self, NULL);
+	}
 }
 
 static void lock_slow(oncpu_mutex_t *m)
 {
 	uint32_t self = self_id();
-	bool slept = false, starving = false, got = false;
+	bool slept = false;
 	uint64_t since = 0;
 
 	if (ONCPU_UNLIKELY(max_spinners == 0)) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		__atomic_store_n(&max_spinners, n > 2 ? (uint32_t)n - 1 : 1U, __ATOMIC_RELAXED);
+		__atomic_store_n(&max_spinners, n > 1 ? (uint32_t)n : 1U, __ATOMIC_RELAXED);
 	}
-	while (!got) {
+	for (;;) {
 		if (spin(m, self, slept))
-			break;
+			return;
 		/* Sleep until woken; a wake-up goes back to spinning. */
 		for (;;) {
 			uint32_t w = __atomic_load_n(&m->_word, __ATOMIC_SEQ_CST);
-			if (takeable(w, slept, m)) {
-				if (take(m, w, self, true)) {
-					got = true;
-					break;
-				}
+			/* Free: take it, unless a starving sleeper is owed it (then
+			 * sleep until that one's unlock). */
+			if ((w & OWNER_MASK) == 0 &&
+			    __atomic_load_n(&m->_handoff, __ATOMIC_RELAXED) == 0) {
+				if (take(m, w, self, true))
+					return;
 				continue;
 			}
 			/* WAITERS before sleeping: the owner's unlock wakes. */
@@ -246,22 +264,25 @@ static void lock_slow(oncpu_mutex_t *m)
 				w |= WAITERS;
 			}
 			uint64_t now = now_ns();
-			if (since == 0)
+			if (since == 0) {
 				since = now;
-			else if (!starving && now - since >= ONCPU_MUTEX_STARVATION_NS)
-				starving = set_starving(m);
-			/* Timed, so that a sleeper that unlocks keep skipping notices
-			 * it starves; untimed once starving, to keep its place in the
-			 * futex queue (FIFO among equal priorities). */
+			} else if (now - since >= ONCPU_MUTEX_STARVATION_NS && self != OWNER_ANON) {
+				uint32_t none = 0;
+				if (__atomic_compare_exchange_n(&m->_handoff, &none, self, false,
+								__ATOMIC_SEQ_CST, __ATOMIC_RELAXED) &&
+				    wait_handoff(m, self))
+					return;
+				/* another sleeper is owed the lock first: wait normally */
+			}
+			/* Timed, so that a sleeper passed over by spinners notices
+			 * that it starves. */
 			struct timespec ts = {0, ONCPU_MUTEX_STARVATION_NS};
-			long r = futex(&m->_word, FUTEX_WAIT_PRIVATE, w, starving ? NULL : &ts);
+			long r = futex(&m->_word, FUTEX_WAIT_PRIVATE, w, &ts);
 			slept = true;
 			if (r == 0)
 				break; /* woken: spin again if the owner runs */
 		}
 	}
-	if (starving)
-		aux_update(m, 0, AUX_STARVING);
 }
 
 void oncpu_mutex_lock(oncpu_mutex_t *m)
@@ -277,13 +298,41 @@ void oncpu_mutex_lock(oncpu_mutex_t *m)
 int oncpu_mutex_trylock(oncpu_mutex_t *m)
 {
 	uint32_t self = self_id(), w = __atomic_load_n(&m->_word, __ATOMIC_RELAXED);
-	if (takeable(w, false, m) && take(m, w, self, false))
+	if ((w & OWNER_MASK) == 0 && take(m, w, self, false))
 		return 0;
 	return EBUSY;
 }
 
-static void unlock_slow(oncpu_mutex_t *m)
+/* After a release that saw a hand-off request or WAITERS. */
+static void unlock_slow(oncpu_mutex_t *m, uint32_t old, uint32_t handoff)
 {
+	if (handoff != 0) {
+		/* Claim the request first, so that the starving thread, once it
+		 * owns the lock, never finds its own stale request at its unlock. */
+		if (__atomic_compare_exchange_n(&m->_handoff, &handoff, 0, false, __ATOMIC_SEQ_CST,
+						__ATOMIC_RELAXED)) {
+			if (index_live(handoff)) {
+				/* Move the free lock to it (seq-cst: its critical section
+				 * follows ours). If someone took the lock meanwhile, the
+				 * starving thread asks again and that one's unlock serves. */
+				uint32_t w = __atomic_load_n(&m->_word, __ATOMIC_RELAXED);
+				bool moved = false;
+				while ((w & OWNER_MASK) == 0 && !moved)
+					moved = __atomic_compare_exchange_n(&m->_word, &w,
+									    handoff | WAITERS, false,
+									    __ATOMIC_SEQ_CST,
+									    __ATOMIC_RELAXED);
+				/* All: only the starving thread waits there, but an
+				 * earlier one may still be queued behind it. */
+				futex(&m->_handoff, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
+				if (moved)
+					return; /* WAITERS travels with it */
+			}
+			/* else a request fork() copied from a thread not here */
+		}
+	}
+	if (!(old & WAITERS))
+		return;
 	/* Sequentially consistent after the release: a spinner drops its
 	 * count and then reads _word, so if it is gone from the count it sees
 	 * the release, and if it is still counted it will see the word below. */
@@ -303,18 +352,12 @@ static void unlock_slow(oncpu_mutex_t *m)
 
 void oncpu_mutex_unlock(oncpu_mutex_t *m)
 {
-	uint64_t a = __atomic_load_n(&m->_aux, __ATOMIC_RELAXED);
-	if (ONCPU_UNLIKELY(a & AUX_STARVING) && (aux_valid(a) & AUX_STARVING)) {
-		/* Hand-off: only a thread that has slept may take HANDOFF; the
-		 * starving one is such a thread until it owns the lock, so
-		 * HANDOFF cannot stay. */
-		__atomic_store_n(&m->_word, OWNER_HANDOFF | WAITERS, __ATOMIC_SEQ_CST);
-		futex(&m->_word, FUTEX_WAKE_PRIVATE, 1, NULL);
-		return;
-	}
 	uint32_t old = __atomic_exchange_n(&m->_word, 0, __ATOMIC_SEQ_CST);
-	if (ONCPU_UNLIKELY(old & WAITERS))
-		unlock_slow(m);
+	/* Sequentially consistent after the release: a starving sleeper
+	 * stores _handoff and then reads _word (see wait_handoff). */
+	uint32_t handoff = __atomic_load_n(&m->_handoff, __ATOMIC_SEQ_CST);
+	if (ONCPU_UNLIKELY((old & WAITERS) | handoff))
+		unlock_slow(m, old, handoff);
 }
 
 int oncpu_mutex_init(oncpu_mutex_t *m)

@@ -129,7 +129,7 @@ int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p)
 				continue;
 			}
 			int res = _oncpu_cs_cmpeq_cmpeq_trystore_store(
-				mode, _oncpu_mo_ONCPU_RELEASE, &slot->tail, tail, &slot->lock, 0,
+				mode, _oncpu_mo_ONCPU_RELEASE, &slot->lock, 0, &slot->tail, tail,
 				&array[tail & r->_mask], (intptr_t)p, tail + 1, cpu);
 			if (res == ONCPU_CS_COMMITTED)
 				return 0;
@@ -161,7 +161,7 @@ void *_oncpu_ring_pop_slow(struct oncpu_ring *r)
 				return NULL;
 			intptr_t *array = __atomic_load_n(&slot->array, __ATOMIC_ACQUIRE);
 			intptr_t p;
-			int res = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->head, head, &slot->lock, 0,
+			int res = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->head, head,
 								   &array[head & r->_mask], &p, head + 1, cpu);
 			if (res == ONCPU_CS_COMMITTED)
 				return (void *)p;
@@ -193,7 +193,7 @@ void *oncpu_ring_pop_cpu(struct oncpu_ring *r, int cpu)
 			if (head == tail)
 				return NULL;
 			intptr_t p;
-			int res = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->head, head, &slot->lock, 0,
+			int res = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->head, head,
 								   &slot->array[head & r->_mask], &p, head + 1,
 								   cpu);
 			if (res == ONCPU_CS_COMMITTED)

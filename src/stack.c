@@ -264,7 +264,7 @@ void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n)
 			struct _oncpu_stack_slot *slot = slot_of(s, cpu);
 			intptr_t head = DS_LOAD(&slot->head);
 			n->next = (struct oncpu_stack_node *)head;
-			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->head, head, &slot->lock, 0,
+			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->lock, 0, &slot->head, head,
 							    (intptr_t)n, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return;
@@ -291,8 +291,8 @@ struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s)
 			int cpu = _oncpu_cs_id(mode);
 			struct _oncpu_stack_slot *slot = slot_of(s, cpu);
 			intptr_t node;
-			int r = _oncpu_cs_cmpne_cmpeq_load_off_store(
-				mode, &slot->head, 0, &slot->lock, 0,
+			int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
+				mode, &slot->lock, 0, &slot->head, 0,
 				(ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return (struct oncpu_stack_node *)node;
@@ -324,8 +324,8 @@ struct oncpu_stack_node *oncpu_stack_pop_cpu(struct oncpu_stack *s, int cpu)
 		/* On that CPU now: one section, as long as the thread stays there. */
 		while (_oncpu_cs_id(mode) == cpu) {
 			intptr_t node;
-			int r = _oncpu_cs_cmpne_cmpeq_load_off_store(
-				mode, &slot->head, 0, &slot->lock, 0,
+			int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
+				mode, &slot->lock, 0, &slot->head, 0,
 				(ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return (struct oncpu_stack_node *)node;

@@ -147,7 +147,7 @@ ONCPU_INLINE void *_oncpu_cache_alloc_fast(struct oncpu_cache *c)
 			intptr_t obj;
 			/* The object is loaded inside the section, after the count
 			 * compare: no other thread can have taken it. */
-			int r = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->count, n, &slot->lock, 0,
+			int r = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->count, n,
 								 &_ONCPU_CACHE_OBJS(slot)[n - 1], &obj, n - 1,
 								 cpu);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
@@ -172,8 +172,8 @@ ONCPU_INLINE void _oncpu_cache_free_fast(struct oncpu_cache *c, void *obj, const
 			intptr_t n = __atomic_load_n(&slot->count, __ATOMIC_RELAXED);
 			if (ONCPU_UNLIKELY(n >= c->_cap))
 				break; /* flush */
-			int r = _oncpu_cs_cmpeq_cmpeq_trystore_store(mode, _oncpu_mo_ONCPU_RELAXED, &slot->count,
-								     n, &slot->lock, 0, &_ONCPU_CACHE_OBJS(slot)[n],
+			int r = _oncpu_cs_cmpeq_cmpeq_trystore_store(mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count,
+								     n, &_ONCPU_CACHE_OBJS(slot)[n],
 								     (intptr_t)obj, n + 1, cpu);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return;

@@ -56,26 +56,32 @@
  *   oncpu_cs_deref_off_add(mode, ptr, off, inc, id)
  *       *(intptr_t *)(*ptr + off) += inc
  *
- * Guarded operations: a second compare (v2, expect2) before anything is
- * stored, typically a per-CPU lock word that threads without sections take
- * (oncpu/stack.h explains the protocol). v2 is read inside the section, so a
- * section that commits saw *v2 == expect2 while it ran on the CPU:
+ * Guarded operations: a first compare against a guard word (g, gexpect),
+ * typically a per-CPU lock word that threads without sections take
+ * (oncpu/stack.h gives the protocol). The guard is read right after the id
+ * check and before every other load of the section. That order matters: a
+ * lock holder writes the data and then releases the lock, so a section that
+ * read the data first could pair a stale value with the released lock and
+ * commit on it; reading the guard first, it either sees the lock taken, or
+ * free with everything the last holder wrote visible to its later loads, or
+ * it is still in flight when the next holder takes the lock and is aborted
+ * by that holder's exclusion step.
  *
- *   oncpu_cs_cmpeq_cmpeq_store(mode, v, expect, v2, expect2, newv, id)
- *       if (*v != expect) return CMPFAIL; if (*v2 != expect2) return CMPFAIL;
+ *   oncpu_cs_cmpeq_cmpeq_store(mode, g, gexpect, v, expect, newv, id)
+ *       if (*g != gexpect) return CMPFAIL; if (*v != expect) return CMPFAIL;
  *       *v = newv                                         (the list push)
- *   oncpu_cs_cmpne_cmpeq_load_off_store(mode, v, expectnot, v2, expect2, voff, load, id)
- *       if (*v == expectnot) return CMPFAIL; if (*v2 != expect2) return CMPFAIL;
+ *   oncpu_cs_cmpeq_cmpne_load_off_store(mode, g, gexpect, v, expectnot, voff, load, id)
+ *       if (*g != gexpect) return CMPFAIL; if (*v == expectnot) return CMPFAIL;
  *       *load = *v; *v = *(intptr_t *)(*v + voff)          (the list pop)
- *   oncpu_cs_cmpeq_cmpeq_trystore_store(mode, mo, v, expect, v2, expect2, v3, newv3, newv, id)
- *       if (*v != expect) return CMPFAIL; if (*v2 != expect2) return CMPFAIL;
- *       *v3 = newv3; *v = newv                            (array push)
- *   oncpu_cs_cmpeq_cmpeq_load_store(mode, v, expect, v2, expect2, src, load, newv, id)
- *       if (*v != expect) return CMPFAIL; if (*v2 != expect2) return CMPFAIL;
+ *   oncpu_cs_cmpeq_cmpeq_trystore_store(mode, mo, g, gexpect, v, expect, v2, newv2, newv, id)
+ *       if (*g != gexpect) return CMPFAIL; if (*v != expect) return CMPFAIL;
+ *       *v2 = newv2; *v = newv                            (array push)
+ *   oncpu_cs_cmpeq_cmpeq_load_store(mode, g, gexpect, v, expect, src, load, newv, id)
+ *       if (*g != gexpect) return CMPFAIL; if (*v != expect) return CMPFAIL;
  *       *load = *src; *v = newv                           (array pop: *src is
  *                                                          read after the compares)
- *   oncpu_cs_cmpeq_cmpeq_memcpy_store(mode, mo, v, expect, v2, expect2, dst, src, len, newv, id)
- *       if (*v != expect) return CMPFAIL; if (*v2 != expect2) return CMPFAIL;
+ *   oncpu_cs_cmpeq_cmpeq_memcpy_store(mode, mo, g, gexpect, v, expect, dst, src, len, newv, id)
+ *       if (*g != gexpect) return CMPFAIL; if (*v != expect) return CMPFAIL;
  *       memcpy(dst, src, len); *v = newv                  (batch in or out)
  *
  * Every operation is always inline and emits its descriptor into the
@@ -140,21 +146,21 @@ ONCPU_INLINE ptrdiff_t _oncpu_id_offset(int mode)
 	                             newv, id)
 #define oncpu_cs_deref_off_add(mode, ptr, off, inc, id)                                            \
 	_oncpu_cs_deref_off_add(_ONCPU_MODE(mode), ptr, off, inc, id)
-#define oncpu_cs_cmpeq_cmpeq_store(mode, v, expect, v2, expect2, newv, id)                        \
-	_oncpu_cs_cmpeq_cmpeq_store(_ONCPU_MODE(mode), v, expect, v2, expect2, newv, id)
-#define oncpu_cs_cmpne_cmpeq_load_off_store(mode, v, expectnot, v2, expect2, voff, load, id)       \
-	_oncpu_cs_cmpne_cmpeq_load_off_store(_ONCPU_MODE(mode), v, expectnot, v2, expect2, voff,   \
+#define oncpu_cs_cmpeq_cmpeq_store(mode, g, gexpect, v, expect, newv, id)                        \
+	_oncpu_cs_cmpeq_cmpeq_store(_ONCPU_MODE(mode), g, gexpect, v, expect, newv, id)
+#define oncpu_cs_cmpeq_cmpne_load_off_store(mode, g, gexpect, v, expectnot, voff, load, id)       \
+	_oncpu_cs_cmpeq_cmpne_load_off_store(_ONCPU_MODE(mode), g, gexpect, v, expectnot, voff,    \
 					     load, id)
-#define oncpu_cs_cmpeq_cmpeq_trystore_store(mode, mo, v, expect, v2, expect2, v3, newv3, newv, id) \
-	_oncpu_cs_cmpeq_cmpeq_trystore_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), v, expect, v2,      \
-					     expect2, v3, newv3, newv, id)
-#define oncpu_cs_cmpeq_cmpeq_load_store(mode, v, expect, v2, expect2, src, load, newv, id)         \
-	_oncpu_cs_cmpeq_cmpeq_load_store(_ONCPU_MODE(mode), v, expect, v2, expect2, src, load,     \
+#define oncpu_cs_cmpeq_cmpeq_trystore_store(mode, mo, g, gexpect, v, expect, v2, newv2, newv, id)  \
+	_oncpu_cs_cmpeq_cmpeq_trystore_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), g, gexpect, v,      \
+					     expect, v2, newv2, newv, id)
+#define oncpu_cs_cmpeq_cmpeq_load_store(mode, g, gexpect, v, expect, src, load, newv, id)          \
+	_oncpu_cs_cmpeq_cmpeq_load_store(_ONCPU_MODE(mode), g, gexpect, v, expect, src, load,      \
 					 newv, id)
-#define oncpu_cs_cmpeq_cmpeq_memcpy_store(mode, mo, v, expect, v2, expect2, dst, src, len, newv,   \
+#define oncpu_cs_cmpeq_cmpeq_memcpy_store(mode, mo, g, gexpect, v, expect, dst, src, len, newv,    \
 					  id)                                                      \
-	_oncpu_cs_cmpeq_cmpeq_memcpy_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), v, expect, v2,        \
-					   expect2, dst, src, len, newv, id)
+	_oncpu_cs_cmpeq_cmpeq_memcpy_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), g, gexpect, v,        \
+					   expect, dst, src, len, newv, id)
 
 /*
  * Current id for a mode, registering the thread on first use; or

@@ -55,9 +55,9 @@ ONCPU_BEGIN_DECLS
 #define ONCPU_MUTEX_STARVATION_NS 2000000
 
 struct oncpu_mutex {
-	uint32_t _word;  /* futex word: 0 free, else the owner's id */
-	uint32_t _spins; /* adaptive spin estimate (owners nobody tracks) */
-	uint64_t _aux;   /* sleepers, spinners, starving flag, fork generation */
+	uint32_t _word;    /* futex word: the owner's id, WAITERS */
+	uint32_t _handoff; /* a starving sleeper's id, or 0; its futex word */
+	uint64_t _aux;     /* spinners, spin estimate, fork generation */
 };
 typedef struct oncpu_mutex oncpu_mutex_t;
 

@@ -126,7 +126,7 @@ ONCPU_INLINE int _oncpu_ring_push_fast(struct oncpu_ring *r, void *p)
 			if (ONCPU_UNLIKELY(!array || tail - head >= r->_cap))
 				break; /* first use of this CPU, or full: the slow path says which */
 			int res = _oncpu_cs_cmpeq_cmpeq_trystore_store(
-				mode, _oncpu_mo_ONCPU_RELEASE, &slot->tail, tail, &slot->lock, 0,
+				mode, _oncpu_mo_ONCPU_RELEASE, &slot->lock, 0, &slot->tail, tail,
 				&array[tail & r->_mask], (intptr_t)p, tail + 1, cpu);
 			if (ONCPU_LIKELY(res == ONCPU_CS_COMMITTED))
 				return 0;
@@ -154,7 +154,7 @@ ONCPU_INLINE void *_oncpu_ring_pop_fast(struct oncpu_ring *r)
 				return NULL;
 			intptr_t *array = __atomic_load_n(&slot->array, __ATOMIC_ACQUIRE);
 			intptr_t p;
-			int res = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->head, head, &slot->lock, 0,
+			int res = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->head, head,
 								   &array[head & r->_mask], &p, head + 1, cpu);
 			if (ONCPU_LIKELY(res == ONCPU_CS_COMMITTED))
 				return (void *)p;

@@ -177,7 +177,7 @@ ONCPU_INLINE void _oncpu_stack_push_fast(struct oncpu_stack *s, struct oncpu_sta
 			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_RELAXED);
 			/* Written before the section: the commit publishes it (TSO). */
 			n->next = (struct oncpu_stack_node *)head;
-			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->head, head, &slot->lock, 0,
+			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->lock, 0, &slot->head, head,
 							    (intptr_t)n, cpu);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return;
@@ -200,8 +200,8 @@ ONCPU_INLINE struct oncpu_stack_node *_oncpu_stack_pop_fast(struct oncpu_stack *
 			struct _oncpu_stack_slot *slot =
 				(struct _oncpu_stack_slot *)oncpu_ptr(s->_pcpu, cpu);
 			intptr_t node;
-			int r = _oncpu_cs_cmpne_cmpeq_load_off_store(
-				mode, &slot->head, 0, &slot->lock, 0,
+			int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
+				mode, &slot->lock, 0, &slot->head, 0,
 				(ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return (struct oncpu_stack_node *)node;

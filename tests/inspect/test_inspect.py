@@ -414,7 +414,7 @@ def t_gdb(gdb, inspect, prog, source, ext, scenario, mode):
     if scenario == "stepi":
         if with_ext:
             check(res.get("left") == 1 and res.get("advanced") == 1 and
-                  res.get("steps", 999) <= 40,
+                  res.get("steps", 999) <= 150,
                   "stepi leaves the section and the counter advances by 1 "
                   "(%s)" % res)
         else:

@@ -46,7 +46,7 @@ static void victim_main(int which, int cmd_r, int rep_w)
 	if (which == 2) {
 		b = bpftest_block();
 		CHECK_MSG(strcmp(oncpu_desched_provider(), "bpf") == 0, "victim provider %s",
-			  oncpu_desched_provider());
+		          oncpu_desched_provider());
 	}
 	CHECK(write(rep_w, &tid, sizeof(tid)) == sizeof(tid));
 	for (;;) {
@@ -141,11 +141,11 @@ static struct _oncpu_desched_block *fake_block(void)
 	b->nr_entries = ONCPU_DESCHED_BLOCK_ENTRIES;
 	for (int i = 0; i < ONCPU_DESCHED_BLOCK_ENTRIES; i++)
 		b->entries[i] = (struct _oncpu_desched_kentry){
-			.addr = (uint64_t)(uintptr_t)&b->words[8 * i],
-			.value = 0x1111,
-			.resume_value = 0x2222,
-			.size = 8,
-			.flags = ONCPU_DESCHED_ENTRY_F_RESUME,
+		    .addr = (uint64_t)(uintptr_t)&b->words[8 * i],
+		    .value = 0x1111,
+		    .resume_value = 0x2222,
+		    .size = 8,
+		    .flags = ONCPU_DESCHED_ENTRY_F_RESUME,
 		};
 	b->oncpu = 0x77;
 	b->provider_data[ONCPU_BPF_PD_ARM] = 0x2468;
@@ -169,17 +169,17 @@ static void bounds(void)
 	uint64_t self = b->self;
 	/* Written as a hostile program would, bypassing the library's checks. */
 	struct _oncpu_desched_kentry bad[] = {
-		{self + ONCPU_DESCHED_OFF_PROVIDER_DATA, 1, 1, 8, ONCPU_DESCHED_ENTRY_F_RESUME},
-		{self + ONCPU_DESCHED_OFF_ENTRIES, 2, 2, 8, ONCPU_DESCHED_ENTRY_F_RESUME},
-		{self + ONCPU_DESCHED_BLOCK_SIZE, 3, 3, 8, ONCPU_DESCHED_ENTRY_F_RESUME},
-		{self + 4096, 3, 3, 4, ONCPU_DESCHED_ENTRY_F_RESUME},
-		{self - 8, 4, 4, 8, ONCPU_DESCHED_ENTRY_F_RESUME},
-		{self + ONCPU_DESCHED_OFF_WORDS + 1, 5, 5, 4, ONCPU_DESCHED_ENTRY_F_RESUME},
-		{self + ONCPU_DESCHED_OFF_WORDS + ONCPU_DESCHED_BLOCK_WORDS - 4, 6, 6, 8,
-		 ONCPU_DESCHED_ENTRY_F_RESUME},
-		{self + ONCPU_DESCHED_OFF_WORDS, 7, 7, 3, ONCPU_DESCHED_ENTRY_F_RESUME},
-		{self + 2, 8, 8, 4, ONCPU_DESCHED_ENTRY_F_RESUME},
-		{UINT64_MAX - 3, 9, 9, 4, ONCPU_DESCHED_ENTRY_F_RESUME},
+	    {self + ONCPU_DESCHED_OFF_PROVIDER_DATA, 1, 1, 8, ONCPU_DESCHED_ENTRY_F_RESUME},
+	    {self + ONCPU_DESCHED_OFF_ENTRIES, 2, 2, 8, ONCPU_DESCHED_ENTRY_F_RESUME},
+	    {self + ONCPU_DESCHED_BLOCK_SIZE, 3, 3, 8, ONCPU_DESCHED_ENTRY_F_RESUME},
+	    {self + 4096, 3, 3, 4, ONCPU_DESCHED_ENTRY_F_RESUME},
+	    {self - 8, 4, 4, 8, ONCPU_DESCHED_ENTRY_F_RESUME},
+	    {self + ONCPU_DESCHED_OFF_WORDS + 1, 5, 5, 4, ONCPU_DESCHED_ENTRY_F_RESUME},
+	    {self + ONCPU_DESCHED_OFF_WORDS + ONCPU_DESCHED_BLOCK_WORDS - 4, 6, 6, 8,
+	     ONCPU_DESCHED_ENTRY_F_RESUME},
+	    {self + ONCPU_DESCHED_OFF_WORDS, 7, 7, 3, ONCPU_DESCHED_ENTRY_F_RESUME},
+	    {self + 2, 8, 8, 4, ONCPU_DESCHED_ENTRY_F_RESUME},
+	    {UINT64_MAX - 3, 9, 9, 4, ONCPU_DESCHED_ENTRY_F_RESUME},
 	};
 	int nbad = (int)(sizeof(bad) / sizeof(bad[0]));
 	__atomic_store_n(&b->nr_entries, 1, __ATOMIC_RELAXED);
@@ -187,7 +187,7 @@ static void bounds(void)
 		b->entries[1 + i] = bad[i];
 	/* A legitimate entry last: it must still be written. */
 	b->entries[1 + nbad] = (struct _oncpu_desched_kentry){
-		self + ONCPU_DESCHED_OFF_WORDS + 8, 0xaa, 0xbb, 8, ONCPU_DESCHED_ENTRY_F_RESUME};
+	    self + ONCPU_DESCHED_OFF_WORDS + 8, 0xaa, 0xbb, 8, ONCPU_DESCHED_ENTRY_F_RESUME};
 	uint64_t bad0 = bpftest_pd(b, ONCPU_BPF_PD_BAD_ENTRY);
 	memcpy(&before, b, sizeof(before));
 	/* More entries than the kernel's 16: the programs stop at 16. */
@@ -207,11 +207,11 @@ static void bounds(void)
 	memcpy(&legit, &b->words[8], 8);
 	memcpy(&after.words[8], &before.words[8], 8);
 	CHECK_MSG(memcmp(&after, &before, sizeof(after)) == 0,
-		  "the provider wrote outside the allowed words of the block");
+	          "the provider wrote outside the allowed words of the block");
 	CHECK_MSG(legit == 0xbb, "the legitimate entry was not written (0x%llx)",
-		  (unsigned long long)legit);
+	          (unsigned long long)legit);
 	CHECK_MSG(bad1 - bad0 >= (uint64_t)nbad, "only %llu bad entries counted",
-		  (unsigned long long)(bad1 - bad0));
+	          (unsigned long long)(bad1 - bad0));
 	printf("4. hostile entries of its own block: %llu refused, nothing written outside the "
 	       "allowed words\n",
 	       (unsigned long long)(bad1 - bad0));
@@ -231,10 +231,11 @@ int main(int argc, char **argv)
 	CHECK_MSG(victim_ask(&v2, 'c') > v2_out0, "victim 2 is not tracked before the attack");
 
 	drop_privileges();
-	printf("attacker: uid %d, no capabilities; victims: pids %d (no oncpu) and %d (oncpu, armed)\n",
+	printf("attacker: uid %d, no capabilities; victims: pids %d (no oncpu) and %d (oncpu, "
+	       "armed)\n",
 	       (int)geteuid(), (int)v1.pid, (int)v2.pid);
 	CHECK_MSG(strcmp(oncpu_desched_provider(), "bpf") == 0, "provider %s",
-		  oncpu_desched_provider());
+	          oncpu_desched_provider());
 
 	struct _oncpu_desched_block *f1 = fake_block(), *f2 = fake_block();
 	static char snap1[4096], snap2[4096];
@@ -260,9 +261,9 @@ int main(int argc, char **argv)
 	long long noreg = bpftest_stat(ONCPU_BPF_STAT_ARM_NOREG) - noreg0;
 
 	CHECK_MSG(memcmp(snap1, f1, 4096) == 0,
-		  "the attacker's page registered for victim 1 was written");
+	          "the attacker's page registered for victim 1 was written");
 	CHECK_MSG(memcmp(snap2, f2, 4096) == 0,
-		  "the attacker's page registered for victim 2 was written");
+	          "the attacker's page registered for victim 2 was written");
 	printf("1. page registered for victim 1's thread: unchanged; the victims' switches "
 	       "seen unarmed: %lld\n",
 	       unarmed);
@@ -274,7 +275,7 @@ int main(int argc, char **argv)
 	CHECK(unarmed > 10);
 	CHECK(noreg >= 2);
 	CHECK_MSG(v2_out2 - v2_out1 <= 1, "victim 2's own block was written %llu times",
-		  (unsigned long long)(v2_out2 - v2_out1));
+	          (unsigned long long)(v2_out2 - v2_out1));
 
 	/* Victim 2 registers again and is tracked again. */
 	CHECK_MSG(victim_ask(&v2, 'r') == 0, "victim 2 could not register again");
@@ -282,7 +283,8 @@ int main(int argc, char **argv)
 	usleep(100000);
 	uint64_t v2_out4 = victim_ask(&v2, 'c');
 	CHECK_MSG(v2_out4 > v2_out3, "victim 2 is not tracked after registering again");
-	CHECK_MSG(memcmp(snap2, f2, 4096) == 0, "the attacker's page changed after victim 2 re-registered");
+	CHECK_MSG(memcmp(snap2, f2, 4096) == 0,
+	          "the attacker's page changed after victim 2 re-registered");
 	printf("   victim 2 registered again: %llu switch-outs written in 100 ms\n",
 	       (unsigned long long)(v2_out4 - v2_out3));
 

@@ -105,7 +105,7 @@ static void unload_running(void)
 	setenv("ONCPU_BPF_PIN_DIR", pin, 1);
 	setenv("ONCPU_DESCHED_PROVIDER", "bpf", 1);
 	CHECK_MSG(strcmp(oncpu_desched_provider(), "bpf") == 0, "provider %s",
-		  oncpu_desched_provider());
+	          oncpu_desched_provider());
 	int nt = THREADS_PER_CPU * test_allowed_count();
 	if (nt > 256)
 		nt = 256;
@@ -148,7 +148,8 @@ int main(int argc, char **argv)
 		bpftest_skip("the bpf provider tests load BPF programs: run them as root");
 	loader_run("unload", NULL, NULL);
 	if (loader_run("load", "--no-attach", NULL) != 0) {
-		if (getenv("ONCPU_TEST_REQUIRE_BPF") && strcmp(getenv("ONCPU_TEST_REQUIRE_BPF"), "1") == 0)
+		if (getenv("ONCPU_TEST_REQUIRE_BPF") &&
+		    strcmp(getenv("ONCPU_TEST_REQUIRE_BPF"), "1") == 0)
 			CHECK(!"oncpu-bpfd load failed");
 		bpftest_skip("oncpu-bpfd could not load the provider here (see above)");
 	}

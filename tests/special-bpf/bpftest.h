@@ -45,8 +45,9 @@ static TEST_UNUSED void bpftest_require_loaded(void)
 	struct stat st;
 	snprintf(p, sizeof(p), "%s/%s", bpftest_pin_dir(), ONCPU_BPF_PIN_INFO);
 	if (stat(p, &st) != 0)
-		bpftest_skip("no provider pinned at %s (the fixture bpf.load failed or was skipped)",
-			     bpftest_pin_dir());
+		bpftest_skip(
+		    "no provider pinned at %s (the fixture bpf.load failed or was skipped)",
+		    bpftest_pin_dir());
 }
 
 /* bpf(2) without libbpf, as the library does. */

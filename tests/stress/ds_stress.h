@@ -83,7 +83,7 @@ static void *ds_signal_thread(void *arg)
 /* Delays injected between the compares and the commit of every section. */
 static void *ds_inject_thread(void *arg)
 {
-	static const int loops[] = {0, 0, 0, 10, 100, 1000, 3000};
+	static const int loops[] = {0};
 	uint64_t seed = 0x2545f4914f6cdd1dULL;
 	(void)arg;
 #ifdef ONCPU_HAVE_RSEQ_ASM

@@ -100,6 +100,7 @@ struct result {
 
 static struct result *results;
 static int nresults, capresults;
+static bool busy_at_start; /* other processes kept the CPUs busy */
 
 /*
  * A run whose threads got less than this fraction of the CPU time the best
@@ -458,8 +459,10 @@ static void print_header(void)
 	       "        times)\n",
 	       MAX_REPEATS);
 	double load[3];
-	if (getloadavg(load, 3) == 3)
+	if (getloadavg(load, 3) == 3) {
 		printf("load average at start: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
+		busy_at_start = load[0] > 0.5 * opt.cpus;
+	}
 	printf("\n%-26s %7s %10s %9s %7s %5s  %s\n", "case", "threads", "ns/op", "vs first",
 	       "spread", "cpu", "info");
 	fflush(stdout);
@@ -588,8 +591,11 @@ static void print_targets(void)
 		       repeated);
 	if (busy)
 		printf("warning: %d results come from runs that other processes slowed down (cpu"
-		       " below 90%%):\nthe machine was busy, ratios may be off\n",
+		       " below 90%%)\n",
 		       busy);
+	if (busy || busy_at_start)
+		printf("warning: the machine was busy: ns/op are too high and ratios may be off;"
+		       " measure\nagain on an idle machine\n");
 }
 
 static void json_string(const char *s)

@@ -60,28 +60,32 @@ static const struct {
 	const char *pin;
 	const char *what;
 } tp_links[] = {
-	{"switch", "tp_btf/sched_switch"},
-	{"resume", "tp_btf/rseq_update"},
-	{"exit", "tp_btf/sched_process_exit"},
-	{"exec", "tp_btf/sched_process_exec"},
+    {"switch", "tp_btf/sched_switch"},
+    {"resume", "tp_btf/rseq_update"},
+    {"exit", "tp_btf/sched_process_exit"},
+    {"exec", "tp_btf/sched_process_exec"},
 };
 
 static struct bpf_program *tp_prog(struct oncpu_desched *s, size_t i)
 {
 	struct bpf_program *p[] = {s->progs.oncpu_switch, s->progs.oncpu_resume,
-				   s->progs.oncpu_exit, s->progs.oncpu_exec};
+	                           s->progs.oncpu_exit, s->progs.oncpu_exec};
 	return p[i];
 }
 
 static const char *pin_dir = ONCPU_BPF_PIN_DIR;
 static bool verbose;
 
+/* libbpf's messages (its format strings are not literals here). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	if (level == LIBBPF_DEBUG && !verbose)
 		return 0;
 	return vfprintf(stderr, fmt, ap);
 }
+#pragma GCC diagnostic pop
 
 __attribute__((format(printf, 1, 2))) static void die(const char *fmt, ...)
 {
@@ -174,9 +178,9 @@ static struct oncpu_desched *open_provider(bool create)
 	if (!s)
 		die("open BPF object: %s", strerror(errno));
 	struct bpf_map *maps[] = {s->maps.oncpu_info, s->maps.oncpu_reg, s->maps.oncpu_auth,
-				  s->maps.oncpu_stats, s->maps.oncpu_files};
+	                          s->maps.oncpu_stats, s->maps.oncpu_files};
 	const char *names[] = {ONCPU_BPF_PIN_INFO, ONCPU_BPF_PIN_REG, ONCPU_BPF_PIN_AUTH,
-			       ONCPU_BPF_PIN_STATS, ONCPU_BPF_PIN_FILES};
+	                       ONCPU_BPF_PIN_STATS, ONCPU_BPF_PIN_FILES};
 	if (!create && !exists(pin_path(ONCPU_BPF_PIN_INFO)))
 		die("not loaded at %s (oncpu-bpfd load)", pin_dir);
 	if (exists(pin_path(ONCPU_BPF_PIN_INFO))) {
@@ -187,7 +191,8 @@ static struct oncpu_desched *open_provider(bool create)
 			die("%s: %s", pin_path(ONCPU_BPF_PIN_INFO), strerror(errno));
 		close(fd);
 		if (info.abi != ONCPU_BPF_ABI)
-			die("%s holds a provider of ABI %u, this is ABI %u: oncpu-bpfd unload first",
+			die("%s holds a provider of ABI %u, this is ABI %u: oncpu-bpfd unload "
+			    "first",
 			    pin_dir, info.abi, ONCPU_BPF_ABI);
 	}
 	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
@@ -261,7 +266,8 @@ static int attach_file(struct oncpu_desched *s, const char *path)
 	bool used[ONCPU_BPF_MAX_FILES] = {false};
 	for (int i = 0; i < n; i++) {
 		used[slots[i].key] = true;
-		if (slots[i].f.dev == (uint64_t)st.st_dev && slots[i].f.ino == (uint64_t)st.st_ino) {
+		if (slots[i].f.dev == (uint64_t)st.st_dev &&
+		    slots[i].f.ino == (uint64_t)st.st_ino) {
 			printf("attached already: %s (inode %" PRIu64 ")\n", real, slots[i].f.ino);
 			return 0;
 		}
@@ -274,18 +280,20 @@ static int attach_file(struct oncpu_desched *s, const char *path)
 		return -1;
 	}
 	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = ONCPU_BPF_ARM_SYMBOL);
-	struct bpf_link *link = bpf_program__attach_uprobe_opts(s->progs.oncpu_arm, -1, real, 0, &uo);
+	struct bpf_link *link =
+	    bpf_program__attach_uprobe_opts(s->progs.oncpu_arm, -1, real, 0, &uo);
 	if (!link) {
-		fprintf(stderr, "oncpu-bpfd: attach the arm uprobe to %s: %s (is it liboncpu, or "
-				"a program linked statically with it?)\n",
-			real, strerror(errno));
+		fprintf(stderr,
+		        "oncpu-bpfd: attach the arm uprobe to %s: %s (is it liboncpu, or "
+		        "a program linked statically with it?)\n",
+		        real, strerror(errno));
 		return -1;
 	}
 	char name[64];
 	link_name(name, sizeof(name), st.st_dev, st.st_ino);
 	pin_link(link, name);
 	struct oncpu_bpf_file f = {.dev = st.st_dev, .ino = st.st_ino, .used = 1};
-	snprintf(f.path, sizeof(f.path), "%s", real);
+	memcpy(f.path, real, strlen(real) + 1); /* length checked above */
 	int fd = files_fd();
 	if (bpf_map_update_elem(fd, &free_key, &f, BPF_ANY) != 0)
 		die("record %s: %s", real, strerror(errno));
@@ -303,8 +311,9 @@ static int cmd_load(char **libs, int nlibs, bool no_attach)
 		int major = 0, minor = 0;
 		sscanf(u.release, "%d.%d", &major, &minor);
 		if (major < 6 || (major == 6 && minor < 13))
-			fprintf(stderr, "oncpu-bpfd: warning: kernel %s; __uptr task storage needs 6.13+\n",
-				u.release);
+			fprintf(stderr,
+			        "oncpu-bpfd: warning: kernel %s; __uptr task storage needs 6.13+\n",
+			        u.release);
 	}
 	if (!exists("/sys/kernel/btf/vmlinux"))
 		die("/sys/kernel/btf/vmlinux is missing: the kernel needs CONFIG_DEBUG_INFO_BTF");
@@ -322,9 +331,9 @@ static int cmd_load(char **libs, int nlibs, bool no_attach)
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		struct oncpu_bpf_info info = {
-			.abi = ONCPU_BPF_ABI,
-			.block_size = ONCPU_DESCHED_BLOCK_SIZE,
-			.loaded_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec,
+		    .abi = ONCPU_BPF_ABI,
+		    .block_size = ONCPU_DESCHED_BLOCK_SIZE,
+		    .loaded_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec,
 		};
 		uint32_t key = 0;
 		int fd = bpf_map__fd(s->maps.oncpu_info);
@@ -344,15 +353,18 @@ static int cmd_load(char **libs, int nlibs, bool no_attach)
 	set_mode(pin_path(ONCPU_BPF_PIN_AUTH), 0600);
 	set_mode(pin_path(ONCPU_BPF_PIN_STATS), 0644);
 	set_mode(pin_path(ONCPU_BPF_PIN_FILES), 0600);
-	printf("%s provider at %s (ABI %d)\n", fresh ? "loaded" : "reloaded", pin_dir, ONCPU_BPF_ABI);
+	printf("%s provider at %s (ABI %d)\n", fresh ? "loaded" : "reloaded", pin_dir,
+	       ONCPU_BPF_ABI);
 
 	int failed = 0;
 	if (nlibs == 0 && !no_attach) {
 		if (exists(ONCPU_BPFD_DEFAULT_LIBRARY))
 			failed |= attach_file(s, ONCPU_BPFD_DEFAULT_LIBRARY);
 		else
-			fprintf(stderr, "oncpu-bpfd: %s not found: nothing attached (oncpu-bpfd attach FILE)\n",
-				ONCPU_BPFD_DEFAULT_LIBRARY);
+			fprintf(
+			    stderr,
+			    "oncpu-bpfd: %s not found: nothing attached (oncpu-bpfd attach FILE)\n",
+			    ONCPU_BPFD_DEFAULT_LIBRARY);
 	}
 	for (int i = 0; i < nlibs; i++)
 		failed |= attach_file(s, libs[i]);
@@ -381,6 +393,7 @@ static int unreadable;
 
 static bool inode_mapped(uint64_t dev, uint64_t ino)
 {
+	unreadable = 0;
 	DIR *d = opendir("/proc");
 	if (!d)
 		return true;
@@ -400,8 +413,8 @@ static bool inode_mapped(uint64_t dev, uint64_t ino)
 		while (!found && fgets(line, sizeof(line), f)) {
 			unsigned maj, min;
 			unsigned long long i;
-			if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &i) == 3 && i == ino &&
-			    makedev(maj, min) == dev)
+			if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &i) == 3 &&
+			    i == ino && makedev(maj, min) == dev)
 				found = true;
 		}
 		fclose(f);
@@ -419,7 +432,7 @@ static int cmd_refresh(bool prune)
 		struct oncpu_bpf_file *f = &slots[i].f;
 		struct stat st;
 		bool current = stat(f->path, &st) == 0 && (uint64_t)st.st_dev == f->dev &&
-			       (uint64_t)st.st_ino == f->ino;
+		               (uint64_t)st.st_ino == f->ino;
 		if (current)
 			continue;
 		if (exists(f->path))
@@ -427,13 +440,15 @@ static int cmd_refresh(bool prune)
 		if (prune && !inode_mapped(f->dev, f->ino)) {
 			char name[64], path[PATH_MAX];
 			link_name(name, sizeof(name), f->dev, f->ino);
-			snprintf(path, sizeof(path), "%s/%s/%s", pin_dir, ONCPU_BPF_PIN_LINKS, name);
+			snprintf(path, sizeof(path), "%s/%s/%s", pin_dir, ONCPU_BPF_PIN_LINKS,
+			         name);
 			unlink(path);
 			struct oncpu_bpf_file none = {0};
 			int fd = files_fd();
 			bpf_map_update_elem(fd, &slots[i].key, &none, BPF_ANY);
 			close(fd);
-			printf("pruned: %s (inode %" PRIu64 ", mapped by no process)\n", f->path, f->ino);
+			printf("pruned: %s (inode %" PRIu64 ", mapped by no process)\n", f->path,
+			       f->ino);
 		}
 	}
 	if (prune && unreadable)
@@ -466,7 +481,7 @@ static int cmd_unload(void)
 		rmdir(links);
 	}
 	const char *names[] = {ONCPU_BPF_PIN_INFO, ONCPU_BPF_PIN_REG, ONCPU_BPF_PIN_AUTH,
-			       ONCPU_BPF_PIN_STATS, ONCPU_BPF_PIN_FILES};
+	                       ONCPU_BPF_PIN_STATS, ONCPU_BPF_PIN_FILES};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (unlink(pin_path(names[i])) != 0 && errno != ENOENT)
 			die("unlink %s: %s", pin_path(names[i]), strerror(errno));
@@ -550,7 +565,8 @@ static int cmd_status(void)
 	       info.block_size, when);
 
 	int stats_on = read_sysctl_int("/proc/sys/kernel/bpf_stats_enabled");
-	printf("programs%s:\n", stats_on == 1 ? "" : " (run times: sysctl kernel.bpf_stats_enabled=1)");
+	printf("programs%s:\n",
+	       stats_on == 1 ? "" : " (run times: sysctl kernel.bpf_stats_enabled=1)");
 	for (size_t i = 0; i < sizeof(tp_links) / sizeof(tp_links[0]); i++) {
 		char p[PATH_MAX];
 		snprintf(p, sizeof(p), "%s/%s/%s", pin_dir, ONCPU_BPF_PIN_LINKS, tp_links[i].pin);
@@ -645,7 +661,8 @@ static bool mapped_file(uintptr_t a, char *out, size_t len)
 	while (f && !found && fgets(line, sizeof(line), f)) {
 		unsigned long lo, hi;
 		int off = 0;
-		if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &off) < 2 || a < lo || a >= hi)
+		if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &off) < 2 || a < lo ||
+		    a >= hi)
 			continue;
 		char *p = line + off;
 		p[strcspn(p, "\n")] = 0;
@@ -717,7 +734,8 @@ static int cmd_cost(double seconds, bool registered)
 			if (write(pp.to_b[1], &c, 1) != 1 || read(pp.to_a[0], &c, 1) != 1)
 				die("ping-pong: %s", strerror(errno));
 		clock_gettime(CLOCK_MONOTONIC, &t1);
-	} while ((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9 < seconds);
+	} while ((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9 <
+	         seconds);
 	prog_fd_stats(noop_fd, &n1);
 	link_prog_stats(p_switch, &s1);
 	link_prog_stats(p_resume, &r1);
@@ -749,20 +767,20 @@ static int cmd_cost(double seconds, bool registered)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: oncpu-bpfd [-v] [--pin-dir DIR] COMMAND\n"
-		"  load [--library FILE]... [--no-attach]\n"
-		"                             load and pin the provider, attach the arm uprobe\n"
-		"                             (default file: %s)\n"
-		"  attach FILE...             attach the arm uprobe to more binary files\n"
-		"  refresh [--prune]          re-attach files that were replaced (upgrades);\n"
-		"                             --prune drops old inodes no process maps\n"
-		"  unload                     detach and unpin everything\n"
-		"  status                     programs, attached files, counters\n"
-		"  cost [--seconds S] [--registered]\n"
-		"                             measure the programs' cost per context switch\n"
-		"                             against a no-op sched_switch program\n"
-		"pin directory: %s (or --pin-dir, or ONCPU_BPF_PIN_DIR)\n",
-		ONCPU_BPFD_DEFAULT_LIBRARY, ONCPU_BPF_PIN_DIR);
+	        "usage: oncpu-bpfd [-v] [--pin-dir DIR] COMMAND\n"
+	        "  load [--library FILE]... [--no-attach]\n"
+	        "                             load and pin the provider, attach the arm uprobe\n"
+	        "                             (default file: %s)\n"
+	        "  attach FILE...             attach the arm uprobe to more binary files\n"
+	        "  refresh [--prune]          re-attach files that were replaced (upgrades);\n"
+	        "                             --prune drops old inodes no process maps\n"
+	        "  unload                     detach and unpin everything\n"
+	        "  status                     programs, attached files, counters\n"
+	        "  cost [--seconds S] [--registered]\n"
+	        "                             measure the programs' cost per context switch\n"
+	        "                             against a no-op sched_switch program\n"
+	        "pin directory: %s (or --pin-dir, or ONCPU_BPF_PIN_DIR)\n",
+	        ONCPU_BPFD_DEFAULT_LIBRARY, ONCPU_BPF_PIN_DIR);
 }
 
 int main(int argc, char **argv)

@@ -343,13 +343,18 @@ abort:
 }
 
 /*
- * Guarded operations: the second compare (v2, expect2) runs after the id
- * check and before any store; expect2 may be an immediate ("er"), so the
- * compare is written memory-versus-operand.
+ * Guarded operations: the guard (g, gexpect) is compared right after the id
+ * check, before anything else of the section is read: a thread that holds
+ * the guard (a lock word) and releases it after writing the data can then
+ * never pair a stale data read with a free guard (see oncpu/cs.h). gexpect
+ * may be an immediate ("er"), so the compare is written memory-versus-operand.
  */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *v, intptr_t expect,
-					     intptr_t *v2, intptr_t expect2, intptr_t newv,
-					     int id)
+#define _ONCPU_ASM_CHECK_GUARD                                         \
+	"cmpq %[gexpect], %[g]\n\t"                                    \
+	"jnz 5f\n\t"
+
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *g, intptr_t gexpect,
+					     intptr_t *v, intptr_t expect, intptr_t newv, int id)
 {
 	__asm__ goto(
 		_ONCPU_ASM_TABLE
@@ -357,9 +362,8 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *v, intptr_t exp
 		_ONCPU_ASM_ENTER
 		_ONCPU_INJECT(1)
 		_ONCPU_ASM_CHECK_ID
+		_ONCPU_ASM_CHECK_GUARD
 		"cmpq %[v], %[expect]\n\t"
-		"jnz 5f\n\t"
-		"cmpq %[expect2], %[v2]\n\t"
 		"jnz 5f\n\t"
 		_ONCPU_INJECT(2)
 		"movq %[newv], %[v]\n\t"
@@ -367,8 +371,8 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *v, intptr_t exp
 		_ONCPU_ASM_CLEAR
 		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
 		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		  [v2] "m"(*v2), [expect2] "er"(expect2), [newv] "r"(newv)
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "m"(*g), [gexpect] "er"(gexpect),
+		  [v] "m"(*v), [expect] "r"(expect), [newv] "r"(newv)
 		: _ONCPU_CS_CLOBBERS
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
@@ -378,8 +382,8 @@ cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
 
-ONCPU_INLINE int _oncpu_cs_cmpne_cmpeq_load_off_store(int mode, intptr_t *v, intptr_t expectnot,
-						       intptr_t *v2, intptr_t expect2,
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpne_load_off_store(int mode, intptr_t *g, intptr_t gexpect,
+						       intptr_t *v, intptr_t expectnot,
 						       ptrdiff_t voff, intptr_t *load, int id)
 {
 	__asm__ goto(
@@ -388,11 +392,10 @@ ONCPU_INLINE int _oncpu_cs_cmpne_cmpeq_load_off_store(int mode, intptr_t *v, int
 		_ONCPU_ASM_ENTER
 		_ONCPU_INJECT(1)
 		_ONCPU_ASM_CHECK_ID
+		_ONCPU_ASM_CHECK_GUARD
 		"movq %[v], %%rax\n\t"
 		"cmpq %%rax, %[expectnot]\n\t"
 		"je 5f\n\t"
-		"cmpq %[expect2], %[v2]\n\t"
-		"jnz 5f\n\t"
 		_ONCPU_INJECT(2)
 		"movq %%rax, %[load]\n\t"
 		"addq %[voff], %%rax\n\t"
@@ -403,8 +406,8 @@ ONCPU_INLINE int _oncpu_cs_cmpne_cmpeq_load_off_store(int mode, intptr_t *v, int
 		_ONCPU_ASM_CLEAR
 		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
 		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expectnot] "r"(expectnot),
-		  [v2] "m"(*v2), [expect2] "er"(expect2), [voff] "er"(voff), [load] "m"(*load)
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "m"(*g), [gexpect] "er"(gexpect),
+		  [v] "m"(*v), [expectnot] "r"(expectnot), [voff] "er"(voff), [load] "m"(*load)
 		: _ONCPU_CS_CLOBBERS
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
@@ -415,10 +418,10 @@ cmpfail:
 }
 
 /* TSO: both orders share one implementation (see cmpeq_trystore_store). */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t *v,
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t *g,
+						       intptr_t gexpect, intptr_t *v,
 						       intptr_t expect, intptr_t *v2,
-						       intptr_t expect2, intptr_t *v3,
-						       intptr_t newv3, intptr_t newv, int id)
+						       intptr_t newv2, intptr_t newv, int id)
 {
 	(void)mo;
 	__asm__ goto(
@@ -427,20 +430,19 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t
 		_ONCPU_ASM_ENTER
 		_ONCPU_INJECT(1)
 		_ONCPU_ASM_CHECK_ID
+		_ONCPU_ASM_CHECK_GUARD
 		"cmpq %[v], %[expect]\n\t"
 		"jnz 5f\n\t"
-		"cmpq %[expect2], %[v2]\n\t"
-		"jnz 5f\n\t"
 		_ONCPU_INJECT(2)
-		"movq %[newv3], %[v3]\n\t"
+		"movq %[newv2], %[v2]\n\t"
 		_ONCPU_INJECT(3)
 		"movq %[newv], %[v]\n\t"
 		"2:\n\t"
 		_ONCPU_ASM_CLEAR
 		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
 		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		  [v2] "m"(*v2), [expect2] "er"(expect2), [v3] "m"(*v3), [newv3] "r"(newv3),
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "m"(*g), [gexpect] "er"(gexpect),
+		  [v] "m"(*v), [expect] "r"(expect), [v2] "m"(*v2), [newv2] "r"(newv2),
 		  [newv] "r"(newv)
 		: _ONCPU_CS_CLOBBERS
 		: abort, cmpfail);
@@ -452,8 +454,8 @@ cmpfail:
 }
 
 /* *src is loaded after both compares: the value the commit pairs with. */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *v, intptr_t expect,
-						  intptr_t *v2, intptr_t expect2, intptr_t *src,
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *g, intptr_t gexpect,
+						  intptr_t *v, intptr_t expect, intptr_t *src,
 						  intptr_t *load, intptr_t newv, int id)
 {
 	__asm__ goto(
@@ -462,9 +464,8 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *v, intptr_
 		_ONCPU_ASM_ENTER
 		_ONCPU_INJECT(1)
 		_ONCPU_ASM_CHECK_ID
+		_ONCPU_ASM_CHECK_GUARD
 		"cmpq %[v], %[expect]\n\t"
-		"jnz 5f\n\t"
-		"cmpq %[expect2], %[v2]\n\t"
 		"jnz 5f\n\t"
 		_ONCPU_INJECT(2)
 		"movq %[src], %%rax\n\t"
@@ -475,8 +476,8 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *v, intptr_
 		_ONCPU_ASM_CLEAR
 		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
 		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		  [v2] "m"(*v2), [expect2] "er"(expect2), [src] "m"(*src), [load] "m"(*load),
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "m"(*g), [gexpect] "er"(gexpect),
+		  [v] "m"(*v), [expect] "r"(expect), [src] "m"(*src), [load] "m"(*load),
 		  [newv] "r"(newv)
 		: _ONCPU_CS_CLOBBERS
 		: abort, cmpfail);
@@ -489,14 +490,14 @@ cmpfail:
 
 /*
  * `rep movsb` as in cmpeq_memcpy_store. dst, src and len travel in rdi, rsi
- * and rcx as in-out operands rather than clobbers: with the second compare
+ * and rcx as in-out operands rather than clobbers: with the guard compare
  * too few registers would be left at -O0 with a frame pointer (sanitizer
  * builds). `volatile` is spelled out: GCC 12 deletes an asm goto whose
  * outputs are unused unless it is.
  */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *v,
-						     intptr_t expect, intptr_t *v2,
-						     intptr_t expect2, void *dst, const void *src,
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *g,
+						     intptr_t gexpect, intptr_t *v,
+						     intptr_t expect, void *dst, const void *src,
 						     size_t len, intptr_t newv, int id)
 {
 	void *d = dst;
@@ -509,9 +510,8 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *
 		_ONCPU_ASM_ENTER
 		_ONCPU_INJECT(1)
 		_ONCPU_ASM_CHECK_ID
+		_ONCPU_ASM_CHECK_GUARD
 		"cmpq %[v], %[expect]\n\t"
-		"jnz 5f\n\t"
-		"cmpq %[expect2], %[v2]\n\t"
 		"jnz 5f\n\t"
 		"rep movsb\n\t"
 		_ONCPU_INJECT(2)
@@ -520,8 +520,8 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *
 		_ONCPU_ASM_CLEAR
 		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
 		: "+D"(d), "+S"(s), "+c"(n)
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		  [v2] "m"(*v2), [expect2] "er"(expect2), [newv] "r"(newv)
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "m"(*g), [gexpect] "er"(gexpect),
+		  [v] "m"(*v), [expect] "r"(expect), [newv] "r"(newv)
 		: _ONCPU_CS_CLOBBERS
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;

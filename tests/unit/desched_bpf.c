@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * desched_bpf.c - the bpf provider falls back cleanly where its programs are
+ * not loaded (no root needed; runs in every mode): the provider is "none",
+ * registration says ENOTSUP, the on-CPU state is "untracked", the mutex
+ * works, and the uprobe target is exported and harmless to call. The
+ * provider itself is tested as root in tests/special-bpf.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+
+#include <oncpu.h>
+#include <oncpu/desched.h>
+#include <oncpu/mutex.h>
+
+#include "testutil.h"
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "auto") == 0) {
+		/* Automatic choice with nothing pinned: never bpf. */
+		CHECK_MSG(strcmp(oncpu_desched_provider(), "bpf") != 0, "provider %s",
+		          oncpu_desched_provider());
+		return 0;
+	}
+	/* Before the first use: the provider is chosen once per process. */
+	setenv("ONCPU_BPF_PIN_DIR", "/sys/fs/bpf/oncpu-unit-test-nothing-here", 1);
+	setenv("ONCPU_DESCHED_PROVIDER", "bpf", 1);
+	CHECK_MSG(strcmp(oncpu_desched_provider(), "none") == 0, "provider %s",
+	          oncpu_desched_provider());
+
+	uint64_t *w = oncpu_desched_words();
+	CHECK(w != NULL);
+	struct oncpu_desched_entry e = {.addr = &w[0], .value = 1, .size = 8};
+	CHECK_ERRNO(oncpu_desched_register(&e, 1), ENOTSUP);
+	CHECK(oncpu_desched_unregister() == 0);
+	CHECK(oncpu_desched_state(oncpu_desched_self()) == ONCPU_DESCHED_UNTRACKED);
+
+	oncpu_mutex_t m = ONCPU_MUTEX_INIT;
+	oncpu_mutex_lock(&m);
+	CHECK(oncpu_mutex_trylock(&m) == EBUSY);
+	oncpu_mutex_unlock(&m);
+
+	/* The arm uprobe's target: exported (oncpu-bpfd finds it in .dynsym),
+	 * and a call without a uprobe does nothing. */
+	void (*arm)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "_oncpu_desched_bpf_arm");
+	if (arm) {
+		arm(NULL);
+		arm(w);
+	} else {
+		printf("_oncpu_desched_bpf_arm not found by dlsym (static link?)\n");
+	}
+	CHECK(w[0] == 0);
+
+	unsetenv("ONCPU_DESCHED_PROVIDER");
+	int st = test_reexec(NULL, "auto", NULL);
+	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "auto child: %s", test_status_str(st));
+	printf("ok (%s)\n", test_mode());
+	return 0;
+}
