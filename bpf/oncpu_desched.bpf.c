@@ -121,10 +121,16 @@ static __always_inline void stat_add(__u32 idx, __u64 n)
 		__sync_fetch_and_add(c, n);
 }
 
+/* False when t has no task-local storage at all (so no registration). */
+static __always_inline int may_be_registered(struct task_struct *t)
+{
+	return !bpf_core_field_exists(t->bpf_storage) || t->bpf_storage;
+}
+
 /* The armed block of task t, or NULL (not registered, or not armed). */
 static __always_inline struct _oncpu_desched_block *armed_block(struct task_struct *t)
 {
-	if (bpf_core_field_exists(t->bpf_storage) && !t->bpf_storage)
+	if (!may_be_registered(t))
 		return 0;
 	struct oncpu_bpf_reg *r = bpf_task_storage_get(&oncpu_reg, t, 0, 0);
 	if (!r)
@@ -255,6 +261,8 @@ SEC("tp_btf/sched_process_exit")
 int oncpu_exit(__u64 *ctx)
 {
 	struct task_struct *t = (struct task_struct *)ctx[0];
+	if (!may_be_registered(t))
+		return 0;
 	struct _oncpu_desched_block *b = armed_block(t);
 	if (b)
 		stat_add(ONCPU_BPF_STAT_WRITES, write_entries(b, 0));
@@ -269,6 +277,8 @@ SEC("tp_btf/sched_process_exec")
 int oncpu_exec(__u64 *ctx)
 {
 	struct task_struct *t = (struct task_struct *)ctx[0];
+	if (!may_be_registered(t))
+		return 0;
 	if (bpf_task_storage_delete(&oncpu_reg, t) == 0)
 		stat_add(ONCPU_BPF_STAT_EXEC, 1);
 	bpf_task_storage_delete(&oncpu_auth, t);

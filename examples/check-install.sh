@@ -1,5 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
+# Flags (EXAMPLE_CFLAGS, EXAMPLE_LDFLAGS, pkg-config output) and word lists
+# are split on purpose:
+# shellcheck disable=SC2046,SC2086
 #
 # check-install.sh BUILD_DIR SOURCE_DIR [CONFIG]
 #
@@ -66,7 +69,7 @@ libdir=$(dirname "$so")
 [ -f "$prefix/include/oncpu/cs.h" ] || fail "no include/oncpu/cs.h"
 [ -f "$libdir/pkgconfig/oncpu.pc" ] || fail "no $libdir/pkgconfig/oncpu.pc"
 [ -f "$libdir/cmake/oncpu/oncpuConfig.cmake" ] || fail "no $libdir/cmake/oncpu/oncpuConfig.cmake"
-say "libraries in $libdir: $(cd "$libdir" && ls liboncpu* | tr '\n' ' ')"
+say "libraries in $libdir:" "$(cd "$libdir" && echo liboncpu*)"
 
 # ---- SONAME and exports ----
 real=$(find "$libdir" -name 'liboncpu.so.*.*' | head -n 1)
@@ -87,7 +90,7 @@ if command -v nm >/dev/null 2>&1; then
 	# Sanitizer builds add their own symbols (__odr_asan.*): not part of the ABI.
 	foreign=$(nm -D --defined-only "$real" | awk '{ print $NF }' |
 		grep -v -E '^(_?oncpu_|__odr_asan|__asan|__ubsan|__sanitizer)' || true)
-	[ -z "$foreign" ] || fail "liboncpu.so exports symbols outside oncpu_/_oncpu_: $(echo $foreign)"
+	[ -z "$foreign" ] || fail "liboncpu.so exports symbols outside oncpu_/_oncpu_:" $foreign
 	say "exports: $(nm -D --defined-only "$real" | grep -c -E ' _?oncpu_') symbols, all oncpu_* or _oncpu_*"
 fi
 if command -v ar >/dev/null 2>&1; then
@@ -101,7 +104,8 @@ if ls "$src"/doc/*.[1-8] >/dev/null 2>&1; then
 		sec=${name##*.}
 		[ -n "$(find "$prefix" -path "*/man$sec/$name")" ] || fail "man page $name not installed"
 	done
-	say "man pages installed: $(ls "$src"/doc/*.[1-8] | wc -l | tr -d ' ') (and their aliases)"
+	set -- "$src"/doc/*.[1-8]
+	say "man pages installed: $# (and their aliases)"
 fi
 if [ -x "$build/tools/bench/oncpu-bench" ]; then
 	bench=$prefix/bin/oncpu-bench
@@ -113,7 +117,10 @@ if [ -x "$build/tools/bench/oncpu-bench" ]; then
 fi
 
 # ---- the examples, through pkg-config ----
-examples=$(cd "$src/examples" && ls *.c | sed 's/\.c$//')
+examples=
+for f in "$src"/examples/*.c; do
+	examples="$examples $(basename "$f" .c)"
+done
 run_examples() { # DIR HOW
 	for ex in $examples counter_static; do
 		[ -x "$1/$ex" ] || fail "$2: $ex was not built"
@@ -144,17 +151,15 @@ if command -v "$PKG_CONFIG" >/dev/null 2>&1; then
 	else
 		say "make not found: compiling the examples directly with pkg-config's flags"
 		for ex in $examples; do
-			# shellcheck disable=SC2046 # word splitting of the flags is intended
 			run "$tmp/pkgconfig/build.log" "$CC" -std=c11 -O2 -Wall -Wextra -Werror $EXAMPLE_CFLAGS \
 				$("$PKG_CONFIG" --cflags oncpu) "$src/examples/$ex.c" -o "$tmp/pkgconfig/$ex" \
 				$EXAMPLE_LDFLAGS $("$PKG_CONFIG" --libs oncpu) -pthread
 		done
-		# shellcheck disable=SC2046
 		run "$tmp/pkgconfig/build.log" "$CC" -std=c11 -O2 $EXAMPLE_CFLAGS $("$PKG_CONFIG" --cflags oncpu) \
 			"$src/examples/counter.c" -o "$tmp/pkgconfig/counter_static" $EXAMPLE_LDFLAGS \
 			"$libdir/liboncpu.a" -pthread
 	fi
-	say "pkg-config: oncpu $version, built: $(echo $examples) counter_static"
+	say "pkg-config: oncpu $version, built:$examples counter_static"
 	run_examples "$tmp/pkgconfig" pkg-config
 else
 	say "SKIP: $PKG_CONFIG is not installed, so oncpu.pc and examples/Makefile were NOT checked" \
@@ -170,7 +175,7 @@ run "$tmp/cmake-configure.log" "$@"
 found=$(sed -n 's/^oncpu_DIR:PATH=//p' "$tmp/cmake/CMakeCache.txt")
 [ "$found" = "$libdir/cmake/oncpu" ] || fail "find_package(oncpu) found '$found', not $libdir/cmake/oncpu"
 run "$tmp/cmake-build.log" "$CMAKE" --build "$tmp/cmake"
-say "find_package: oncpu from $found, built: $(echo $examples) counter_static"
+say "find_package: oncpu from $found, built:$examples counter_static"
 run_examples "$tmp/cmake" find_package
 
 say "OK"

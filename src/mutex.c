@@ -44,6 +44,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/futex.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -84,6 +85,30 @@ static inline uint32_t aux_spinners(uint64_t a)
 {
 	return (uint32_t)(a & AUX_SPINNERS_MASK);
 }
+
+/*
+ * {_word, _handoff} as one 64-bit value, for the two transitions that must
+ * change both at once: a hand-off (free lock and request -> lock owned by
+ * the requester, no request) and a requester taking the free lock itself.
+ * Every other access is 32 bits wide; mixing the sizes on one naturally
+ * aligned location is what the kernel's qspinlock does (xchg_tail), and
+ * x86-64 and AArch64 give it single-copy atomicity.
+ */
+_Static_assert(offsetof(struct oncpu_mutex, _handoff) == 4 && sizeof(oncpu_mutex_t) == 16,
+	       "pair layout");
+static inline uint64_t *pair_of(oncpu_mutex_t *m)
+{
+	return (uint64_t *)(void *)m; /* 8-byte aligned: _aux is a uint64_t */
+}
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define PAIR(word, handoff) ((uint64_t)(word) | (uint64_t)(handoff) << 32)
+#define PAIR_WORD(p) ((uint32_t)(p))
+#define PAIR_HANDOFF(p) ((uint32_t)((p) >> 32))
+#else
+#define PAIR(word, handoff) ((uint64_t)(handoff) | (uint64_t)(word) << 32)
+#define PAIR_WORD(p) ((uint32_t)((p) >> 32))
+#define PAIR_HANDOFF(p) ((uint32_t)(p))
+#endif
 
 static inline void cpu_relax(void)
 {
@@ -202,30 +227,25 @@ static bool index_live(uint32_t index)
 }
 
 /*
- * The starving sleeper's wait, with _handoff == self. Returns true when the
- * lock is the caller's (handed over by an unlock, or taken free), false
- * when another sleeper got _handoff first (the caller waits normally).
+ * The starving sleeper's wait, after it stored self in _handoff. Returns
+ * with the lock held: handed over by an unlock, or taken free (clearing the
+ * request in the same CAS, so that no unlock can hand the lock over to a
+ * thread that no longer waits).
  */
-static bool wait_handoff(oncpu_mutex_t *m, uint32_t self)
+static void wait_handoff(oncpu_mutex_t *m, uint32_t self)
 {
+	uint64_t *pair = pair_of(m);
 	for (;;) {
-		uint32_t w = __atomic_load_n(&m->_word, __ATOMIC_SEQ_CST);
+		/* Seq-cst after the request store: an unlock that did not see the
+		 * request released the lock before this load. */
+		uint64_t p = __atomic_load_n(pair, __ATOMIC_SEQ_CST);
+		uint32_t w = PAIR_WORD(p);
 		if ((w & OWNER_MASK) == self)
-			return true; /* handed over (the unlock cleared _handoff first) */
-		if ((w & OWNER_MASK) == 0 && take(m, w, self, true)) {
-			uint32_t me = self;
-			__atomic_compare_exchange_n(&m->_handoff, &me, 0, false, __ATOMIC_SEQ_CST,
-						    __ATOMIC_RELAXED);
-			return true;
-		}
-		uint32_t h = __atomic_load_n(&m->_handoff, __ATOMIC_SEQ_CST);
-		if (h != self) {
-			/* An unlock claimed the request but found the lock taken
-			 * by someone else: ask again (that one's unlock serves). */
-			uint32_t none = 0;
-			if (h != 0 || !__atomic_compare_exchange_n(&m->_handoff, &none, self, false,
-								   __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
-				return false;
+			return; /* handed over; the request went with it */
+		if ((w & OWNER_MASK) == 0) {
+			if (__atomic_compare_exchange_n(pair, &p, PAIR(self | WAITERS, 0), false,
+							__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+				return;
 			continue;
 		}
 		futex(&m->_handoff, FUTEX_WAIT_PRIVATE, self, NULL);
@@ -269,9 +289,10 @@ static void lock_slow(oncpu_mutex_t *m)
 			} else if (now - since >= ONCPU_MUTEX_STARVATION_NS && self != OWNER_ANON) {
 				uint32_t none = 0;
 				if (__atomic_compare_exchange_n(&m->_handoff, &none, self, false,
-								__ATOMIC_SEQ_CST, __ATOMIC_RELAXED) &&
-				    wait_handoff(m, self))
+								__ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+					wait_handoff(m, self);
 					return;
+				}
 				/* another sleeper is owed the lock first: wait normally */
 			}
 			/* Timed, so that a sleeper passed over by spinners notices
@@ -307,28 +328,26 @@ int oncpu_mutex_trylock(oncpu_mutex_t *m)
 static void unlock_slow(oncpu_mutex_t *m, uint32_t old, uint32_t handoff)
 {
 	if (handoff != 0) {
-		/* Claim the request first, so that the starving thread, once it
-		 * owns the lock, never finds its own stale request at its unlock. */
-		if (__atomic_compare_exchange_n(&m->_handoff, &handoff, 0, false, __ATOMIC_SEQ_CST,
-						__ATOMIC_RELAXED)) {
-			if (index_live(handoff)) {
-				/* Move the free lock to it (seq-cst: its critical section
-				 * follows ours). If someone took the lock meanwhile, the
-				 * starving thread asks again and that one's unlock serves. */
-				uint32_t w = __atomic_load_n(&m->_word, __ATOMIC_RELAXED);
-				bool moved = false;
-				while ((w & OWNER_MASK) == 0 && !moved)
-					moved = __atomic_compare_exchange_n(&m->_word, &w,
-									    handoff | WAITERS, false,
-									    __ATOMIC_SEQ_CST,
-									    __ATOMIC_RELAXED);
-				/* All: only the starving thread waits there, but an
-				 * earlier one may still be queued behind it. */
-				futex(&m->_handoff, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
-				if (moved)
-					return; /* WAITERS travels with it */
+		if (!index_live(handoff)) {
+			/* a request fork() copied from a thread that is not here */
+			__atomic_compare_exchange_n(&m->_handoff, &handoff, 0, false,
+						    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+		} else {
+			/* Move the free lock to the requester, only while its request
+			 * stands (it may have taken the lock itself meanwhile).
+			 * Seq-cst: its critical section follows ours. If someone
+			 * else took the lock, that one's unlock serves it. */
+			uint64_t *pair = pair_of(m);
+			uint64_t p = __atomic_load_n(pair, __ATOMIC_RELAXED);
+			while ((PAIR_WORD(p) & OWNER_MASK) == 0 && PAIR_HANDOFF(p) == handoff) {
+				if (__atomic_compare_exchange_n(pair, &p, PAIR(handoff | WAITERS, 0),
+								false, __ATOMIC_SEQ_CST,
+								__ATOMIC_RELAXED)) {
+					/* WAITERS travels with the lock */
+					futex(&m->_handoff, FUTEX_WAKE_PRIVATE, 1, NULL);
+					return;
+				}
 			}
-			/* else a request fork() copied from a thread not here */
 		}
 	}
 	if (!(old & WAITERS))

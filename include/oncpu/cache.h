@@ -144,12 +144,9 @@ ONCPU_INLINE void *_oncpu_cache_alloc_fast(struct oncpu_cache *c)
 			intptr_t n = __atomic_load_n(&slot->count, __ATOMIC_RELAXED);
 			if (ONCPU_UNLIKELY(n <= 0))
 				break; /* refill */
-			intptr_t obj;
-			/* The object is loaded inside the section, after the count
-			 * compare: no other thread can have taken it. */
-			int r = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->count, n,
-								 &_ONCPU_CACHE_OBJS(slot)[n - 1], &obj, n - 1,
-								 cpu);
+			intptr_t obj = __atomic_load_n(&_ONCPU_CACHE_OBJS(slot)[n - 1], __ATOMIC_RELAXED);
+			__asm__ __volatile__("pause" ::: "memory");
+			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->lock, 0, &slot->count, n, n - 1, cpu);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return (void *)obj;
 			_ONCPU_DS_NOTE(r);

@@ -13,8 +13,8 @@
  * (bounded, in case the owner runs a long critical section) and sleeps on a
  * futex as soon as the owner is switched out. Without a deschedule provider
  * ("none") the owner's state is unknown and a waiter spins a bounded,
- * adaptive number of times (glibc's PTHREAD_MUTEX_ADAPTIVE_NP estimate), and
- * at most max(1, CPUs - 1) waiters spin at once; the others sleep.
+ * adaptive number of times (glibc's PTHREAD_MUTEX_ADAPTIVE_NP estimate).
+ * At most as many waiters as there are CPUs spin at once; the others sleep.
  *
  * Wake-ups: unlock makes a system call only when a waiter sleeps and no
  * waiter spins (a spinner re-examines the lock before it sleeps, so no wake-
@@ -23,12 +23,13 @@
  *
  * Fairness: the lock is not FIFO; a running thread may take it ahead of a
  * sleeper (barging keeps the throughput of a short critical section). A
- * sleeper that has waited longer than ONCPU_MUTEX_STARVATION_NS marks the
- * mutex "starving": from the next unlock on, the lock is handed directly to
- * a sleeper (the futex queue's oldest first), running threads queue behind
- * them, and the mode ends when that sleeper has the lock. So no sleeper
- * waits much longer than ONCPU_MUTEX_STARVATION_NS plus one critical section
- * per sleeper queued ahead of it.
+ * sleeper that has waited longer than ONCPU_MUTEX_STARVATION_NS asks for a
+ * hand-off (one such request per mutex at a time): spinners and sleepers
+ * then leave the free lock alone, and the next unlock gives the lock
+ * directly to the requester. So a waiter is passed over for at most about
+ * ONCPU_MUTEX_STARVATION_NS, plus one critical section per earlier starving
+ * waiter, plus the time to wake it. (Only a new arrival's first attempt
+ * and trylock may still take a free lock ahead of it.)
  *
  * fork(): the child gets a copy of the mutex. A lock held by the thread that
  * called fork() is held by the child's thread, which may unlock it. A lock

@@ -80,17 +80,24 @@ static void *ds_signal_thread(void *arg)
 	return NULL;
 }
 
-/* Delays injected between the compares and the commit of every section. */
+/*
+ * Delays injected into every section (points 1-4: before the id check,
+ * after the guard, after the compares, before the commit). Phases of about
+ * a millisecond alternate between no delay (fast operations: the most
+ * interleavings per second) and random delays per point (wide windows).
+ */
 static void *ds_inject_thread(void *arg)
 {
-	static const int loops[] = {0};
+	static const int loops[] = {0, 10, 100, 1000, 3000};
 	uint64_t seed = 0x2545f4914f6cdd1dULL;
 	(void)arg;
 #ifdef ONCPU_HAVE_RSEQ_ASM
 	while (!atomic_load(&ds.stop)) {
-		for (int i = 1; i <= 3; i++)
-			_oncpu_inject_loops[i] = loops[ds_rand(&seed) % (sizeof(loops) / sizeof(loops[0]))];
-		struct timespec ts = {0, 500000};
+		bool quiet = ds_rand(&seed) & 1;
+		for (int i = 1; i <= 4; i++)
+			_oncpu_inject_loops[i] =
+				quiet ? 0 : loops[ds_rand(&seed) % (sizeof(loops) / sizeof(loops[0]))];
+		struct timespec ts = {0, 1000000};
 		nanosleep(&ts, NULL);
 	}
 	for (int i = 0; i < 8; i++)

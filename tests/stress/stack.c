@@ -62,7 +62,7 @@ static void *worker_main(void *arg)
 		unsigned op = (unsigned)(r % 1000);
 		if (op < 470 && w->nheld < MAX_HELD) {
 			struct oncpu_stack_node *n =
-				op < 420 ? oncpu_stack_pop(s)
+				op < 300 ? oncpu_stack_pop(s)
 					 : oncpu_stack_pop_cpu(s, (int)((r >> 20) % (uint64_t)cpus));
 			if (n) {
 				take((struct item *)n, w->tid);

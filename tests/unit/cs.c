@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of oncpu/cs.h: every critical-section operation through the
- * public macros, in both indexing modes (ONCPU_CPU, ONCPU_VCPU) and both
+ * Unit tests of oncpu/cs.h: every critical-section operation (the guarded
+ * ones included) through the public macros, in both indexing modes (ONCPU_CPU, ONCPU_VCPU) and both
  * commit orders where there is one: committed, compare-failed (nothing
  * written), wrong id (ONCPU_CS_ABORTED, nothing committed) and, in the
  * fallback modes, ONCPU_CS_UNAVAILABLE. Also checks the descriptor
@@ -192,6 +192,76 @@ static void test_cs_id(void)
 		CHECK(block[1] == 2 && block[3] == 4);                                             \
 	}                                                                                          \
                                                                                                    \
+	static void test_guarded_store_##MODE(void)                                                \
+	{                                                                                          \
+		intptr_t g = 0, v = 10;                                                            \
+		int r;                                                                             \
+		check_wrong_id_result(                                                             \
+		    oncpu_cs_cmpeq_cmpeq_store(MODE, &g, 0, &v, 10, 20, WRONG_ID));                \
+		CHECK(v == 10);                                                                    \
+		if (!rseq)                                                                         \
+			return;                                                                    \
+		CS_RETRY(MODE, r, oncpu_cs_cmpeq_cmpeq_store(MODE, &g, 0, &v, 10, 20, id));        \
+		CHECK(r == ONCPU_CS_COMMITTED && v == 20);                                         \
+		g = 1; /* guard taken: nothing written even though v matches */                    \
+		CS_RETRY(MODE, r, oncpu_cs_cmpeq_cmpeq_store(MODE, &g, 0, &v, 20, 30, id));        \
+		CHECK(r == ONCPU_CS_CMPFAIL && v == 20);                                           \
+		CS_RETRY(MODE, r, oncpu_cs_cmpeq_cmpeq_store(MODE, &g, 1, &v, 10, 30, id));        \
+		CHECK(r == ONCPU_CS_CMPFAIL && v == 20);                                           \
+		CS_RETRY(MODE, r, oncpu_cs_cmpeq_cmpeq_store(MODE, &g, 1, &v, 20, 30, id));        \
+		CHECK(r == ONCPU_CS_COMMITTED && v == 30 && g == 1);                               \
+	}                                                                                          \
+                                                                                                   \
+	static void test_guarded_pop_##MODE(void)                                                  \
+	{                                                                                          \
+		intptr_t n2[2] = {0, 0}, n1[2] = {0, (intptr_t)n2};                                \
+		intptr_t g = 5, head = (intptr_t)n1, load = 111;                                   \
+		const ptrdiff_t off = sizeof(intptr_t);                                            \
+		int r;                                                                             \
+		check_wrong_id_result(oncpu_cs_cmpeq_cmpne_load_off_store(MODE, &g, 5, &head, 0,   \
+		                                                          off, &load, WRONG_ID));  \
+		CHECK(head == (intptr_t)n1);                                                       \
+		if (!rseq)                                                                         \
+			return;                                                                    \
+		CS_RETRY(                                                                          \
+		    MODE, r,                                                                       \
+		    oncpu_cs_cmpeq_cmpne_load_off_store(MODE, &g, 4, &head, 0, off, &load, id));   \
+		CHECK(r == ONCPU_CS_CMPFAIL && head == (intptr_t)n1 && load == 111);               \
+		CS_RETRY(                                                                          \
+		    MODE, r,                                                                       \
+		    oncpu_cs_cmpeq_cmpne_load_off_store(MODE, &g, 5, &head, 0, off, &load, id));   \
+		CHECK(r == ONCPU_CS_COMMITTED && load == (intptr_t)n1 && head == (intptr_t)n2);    \
+		CS_RETRY(                                                                          \
+		    MODE, r,                                                                       \
+		    oncpu_cs_cmpeq_cmpne_load_off_store(MODE, &g, 5, &head, 0, off, &load, id));   \
+		CHECK(r == ONCPU_CS_COMMITTED && load == (intptr_t)n2 && head == 0);               \
+		load = 222;                                                                        \
+		CS_RETRY(                                                                          \
+		    MODE, r,                                                                       \
+		    oncpu_cs_cmpeq_cmpne_load_off_store(MODE, &g, 5, &head, 0, off, &load, id));   \
+		CHECK(r == ONCPU_CS_CMPFAIL && head == 0 && load == 222);                          \
+	}                                                                                          \
+                                                                                                   \
+	static void test_guarded_load_store_##MODE(void)                                           \
+	{                                                                                          \
+		intptr_t g = 0, v = 3, src = 77, load = 0;                                         \
+		int r;                                                                             \
+		check_wrong_id_result(oncpu_cs_cmpeq_cmpeq_load_store(MODE, &g, 0, &v, 3, &src,    \
+		                                                      &load, 2, WRONG_ID));        \
+		CHECK(v == 3);                                                                     \
+		if (!rseq)                                                                         \
+			return;                                                                    \
+		CS_RETRY(MODE, r,                                                                  \
+		         oncpu_cs_cmpeq_cmpeq_load_store(MODE, &g, 1, &v, 3, &src, &load, 2, id)); \
+		CHECK(r == ONCPU_CS_CMPFAIL && v == 3 && load == 0);                               \
+		CS_RETRY(MODE, r,                                                                  \
+		         oncpu_cs_cmpeq_cmpeq_load_store(MODE, &g, 0, &v, 4, &src, &load, 2, id)); \
+		CHECK(r == ONCPU_CS_CMPFAIL && v == 3 && load == 0);                               \
+		CS_RETRY(MODE, r,                                                                  \
+		         oncpu_cs_cmpeq_cmpeq_load_store(MODE, &g, 0, &v, 3, &src, &load, 2, id)); \
+		CHECK(r == ONCPU_CS_COMMITTED && v == 2 && load == 77 && src == 77);               \
+	}                                                                                          \
+                                                                                                   \
 	DEFINE_ORDER_TESTS(MODE, ONCPU_RELAXED)                                                    \
 	DEFINE_ORDER_TESTS(MODE, ONCPU_RELEASE)
 
@@ -244,6 +314,52 @@ static void test_cs_id(void)
 			for (size_t i = len; i < sizeof(dst); i++)                                 \
 				CHECK(dst[i] == 0xee);                                             \
 		}                                                                                  \
+	}                                                                                          \
+                                                                                                   \
+	static void test_guarded_trystore_##MODE##_##MO(void)                                      \
+	{                                                                                          \
+		intptr_t g = 9, v = 1, v2 = 0;                                                     \
+		int r;                                                                             \
+		check_wrong_id_result(oncpu_cs_cmpeq_cmpeq_trystore_store(MODE, MO, &g, 9, &v, 1,  \
+		                                                          &v2, 7, 2, WRONG_ID));   \
+		CHECK(v == 1);                                                                     \
+		if (!rseq)                                                                         \
+			return;                                                                    \
+		CS_RETRY(                                                                          \
+		    MODE, r,                                                                       \
+		    oncpu_cs_cmpeq_cmpeq_trystore_store(MODE, MO, &g, 8, &v, 1, &v2, 7, 2, id));   \
+		CHECK(r == ONCPU_CS_CMPFAIL && v == 1 && v2 == 0);                                 \
+		CS_RETRY(                                                                          \
+		    MODE, r,                                                                       \
+		    oncpu_cs_cmpeq_cmpeq_trystore_store(MODE, MO, &g, 9, &v, 0, &v2, 7, 2, id));   \
+		CHECK(r == ONCPU_CS_CMPFAIL && v == 1 && v2 == 0);                                 \
+		CS_RETRY(                                                                          \
+		    MODE, r,                                                                       \
+		    oncpu_cs_cmpeq_cmpeq_trystore_store(MODE, MO, &g, 9, &v, 1, &v2, 7, 2, id));   \
+		CHECK(r == ONCPU_CS_COMMITTED && v == 2 && v2 == 7 && g == 9);                     \
+	}                                                                                          \
+                                                                                                   \
+	static void test_guarded_memcpy_##MODE##_##MO(void)                                        \
+	{                                                                                          \
+		char src[24] = "guarded memcpy section", dst[24];                                  \
+		intptr_t g = 0, v = 5;                                                             \
+		int r;                                                                             \
+		memset(dst, 'x', sizeof(dst));                                                     \
+		check_wrong_id_result(oncpu_cs_cmpeq_cmpeq_memcpy_store(                           \
+		    MODE, MO, &g, 0, &v, 5, dst, src, sizeof(src), 6, WRONG_ID));                  \
+		CHECK(v == 5);                                                                     \
+		if (!rseq)                                                                         \
+			return;                                                                    \
+		CS_RETRY(MODE, r,                                                                  \
+		         oncpu_cs_cmpeq_cmpeq_memcpy_store(MODE, MO, &g, 1, &v, 5, dst, src,       \
+		                                           sizeof(src), 6, id));                   \
+		CHECK(r == ONCPU_CS_CMPFAIL && v == 5);                                            \
+		for (size_t i = 0; i < sizeof(dst); i++)                                           \
+			CHECK(dst[i] == 'x');                                                      \
+		CS_RETRY(MODE, r,                                                                  \
+		         oncpu_cs_cmpeq_cmpeq_memcpy_store(MODE, MO, &g, 0, &v, 5, dst, src,       \
+		                                           sizeof(src), 6, id));                   \
+		CHECK(r == ONCPU_CS_COMMITTED && v == 6 && memcmp(dst, src, sizeof(src)) == 0);    \
 	}
 
 DEFINE_MODE_TESTS(ONCPU_CPU)
@@ -387,6 +503,20 @@ int main(void)
 	test_memcpy_ONCPU_CPU_ONCPU_RELEASE();
 	test_memcpy_ONCPU_VCPU_ONCPU_RELAXED();
 	test_memcpy_ONCPU_VCPU_ONCPU_RELEASE();
+	test_guarded_store_ONCPU_CPU();
+	test_guarded_store_ONCPU_VCPU();
+	test_guarded_pop_ONCPU_CPU();
+	test_guarded_pop_ONCPU_VCPU();
+	test_guarded_load_store_ONCPU_CPU();
+	test_guarded_load_store_ONCPU_VCPU();
+	test_guarded_trystore_ONCPU_CPU_ONCPU_RELAXED();
+	test_guarded_trystore_ONCPU_CPU_ONCPU_RELEASE();
+	test_guarded_trystore_ONCPU_VCPU_ONCPU_RELAXED();
+	test_guarded_trystore_ONCPU_VCPU_ONCPU_RELEASE();
+	test_guarded_memcpy_ONCPU_CPU_ONCPU_RELAXED();
+	test_guarded_memcpy_ONCPU_CPU_ONCPU_RELEASE();
+	test_guarded_memcpy_ONCPU_VCPU_ONCPU_RELAXED();
+	test_guarded_memcpy_ONCPU_VCPU_ONCPU_RELEASE();
 	test_first_calls_in_thread();
 	test_sections();
 	printf("cs: all checks passed (%s)\n", test_mode());

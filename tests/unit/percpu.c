@@ -347,7 +347,7 @@ static void test_corruption_aborts(void)
 
 /* ---- ENOMEM: no address space left for a new chunk ---- */
 
-static void enomem_rlimit_child(void *arg)
+static TEST_UNUSED void enomem_rlimit_child(void *arg)
 {
 	(void)arg;
 	/* address space: what we use now, plus less than one chunk */

@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -232,6 +233,52 @@ static void test_memory(void)
 	oncpu_stack_free(s);
 }
 
+/*
+ * The guarded operations of oncpu/cs.h (the lock-word protocol stack.h
+ * describes) must read the guard before anything else: with the guard
+ * failing, none of them may touch the data word, here on a PROT_NONE page
+ * (reading it first would fault).
+ */
+static void test_guard_first(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	intptr_t *none = mmap(NULL, (size_t)page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(none != MAP_FAILED);
+	intptr_t guard = 1, load = 0, word = 0, buf[2];
+	for (int op = 0; op < 5; op++) {
+		int r;
+		do {
+			int id = oncpu_cs_id(ONCPU_CPU);
+			CHECK(id >= 0);
+			switch (op) {
+			case 0:
+				r = oncpu_cs_cmpeq_cmpeq_store(ONCPU_CPU, &guard, 0, none, 0, 1, id);
+				break;
+			case 1:
+				r = oncpu_cs_cmpeq_cmpne_load_off_store(ONCPU_CPU, &guard, 0, none, 0, 0,
+									&load, id);
+				break;
+			case 2:
+				r = oncpu_cs_cmpeq_cmpeq_trystore_store(ONCPU_CPU, ONCPU_RELEASE, &guard, 0,
+									none, 0, &word, 1, 1, id);
+				break;
+			case 3:
+				r = oncpu_cs_cmpeq_cmpeq_load_store(ONCPU_CPU, &guard, 0, none, 0, none,
+								    &load, 1, id);
+				break;
+			default:
+				r = oncpu_cs_cmpeq_cmpeq_memcpy_store(ONCPU_CPU, ONCPU_RELAXED, &guard, 0,
+								      none, 0, buf, none, sizeof(buf),
+								      1, id);
+				break;
+			}
+		} while (r == ONCPU_CS_ABORTED);
+		CHECK_MSG(r == ONCPU_CS_CMPFAIL, "guarded op %d: %d", op, r);
+	}
+	CHECK(word == 0 && load == 0);
+	munmap(none, (size_t)page);
+}
+
 /* ---- mixed process: a thread without rseq beside threads with it ---- */
 
 extern const ptrdiff_t __rseq_offset __attribute__((weak));
@@ -330,6 +377,7 @@ int main(void)
 	test_per_cpu(ONCPU_STACK_VCPU);
 	test_memory();
 	if (test_expect_rseq()) {
+		test_guard_first();
 		test_mixed(0);
 		test_mixed(ONCPU_STACK_VCPU);
 	}

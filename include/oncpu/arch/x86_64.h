@@ -348,10 +348,13 @@ abort:
  * the guard (a lock word) and releases it after writing the data can then
  * never pair a stale data read with a free guard (see oncpu/cs.h). gexpect
  * may be an immediate ("er"), so the compare is written memory-versus-operand.
+ * Injection point 4 widens the window between the guard and the data compare,
+ * which the lock holder's exclusion step must cover.
  */
 #define _ONCPU_ASM_CHECK_GUARD                                         \
 	"cmpq %[gexpect], %[g]\n\t"                                    \
-	"jnz 5f\n\t"
+	"jnz 5f\n\t"                                                   \
+	_ONCPU_INJECT(4)
 
 ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *g, intptr_t gexpect,
 					     intptr_t *v, intptr_t expect, intptr_t newv, int id)
