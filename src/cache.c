@@ -16,11 +16,11 @@
 
 #include "slot.h"
 
-#define LOCK_OFF offsetof(struct _oncpu_cache_slot, lock)
-#define MAX_CAP 128                  /* M for small objects */
-#define CPU_BYTES (32 * 1024)        /* what one CPU's array aims to hold */
-#define MIN_SLAB ((size_t)256 << 10) /* bytes mapped at a time (at least) */
-#define POISON 0xdb
+#define LOCK_OFF  offsetof(struct _oncpu_cache_slot, lock)
+#define MAX_CAP   128                 /* M for small objects */
+#define CPU_BYTES (32 * 1024)         /* what one CPU's array aims to hold */
+#define MIN_SLAB  ((size_t)256 << 10) /* bytes mapped at a time (at least) */
+#define POISON    0xdb
 
 enum obj_state { OBJ_NEW = 0, OBJ_ALLOCATED = 1, OBJ_FREE = 2 };
 
@@ -80,13 +80,15 @@ struct oncpu_cache *oncpu_cache_new_flags(size_t object_size, size_t align, unsi
 		while (align / 2 >= object_size && align > 1)
 			align /= 2;
 	}
-	if (object_size == 0 || object_size > ONCPU_CACHE_MAX_OBJECT_SIZE || (align & (align - 1)) ||
-	    align > ONCPU_CACHE_MAX_ALIGN || (flags & ~(ONCPU_CACHE_VCPU | ONCPU_CACHE_DEBUG))) {
+	if (object_size == 0 || object_size > ONCPU_CACHE_MAX_OBJECT_SIZE ||
+	    (align & (align - 1)) || align > ONCPU_CACHE_MAX_ALIGN ||
+	    (flags & ~(ONCPU_CACHE_VCPU | ONCPU_CACHE_DEBUG))) {
 		errno = EINVAL;
 		return NULL;
 	}
-	struct cache *c = aligned_alloc(ONCPU_CACHELINE, (sizeof(struct cache) + ONCPU_CACHELINE - 1) &
-							       ~(size_t)(ONCPU_CACHELINE - 1));
+	struct cache *c =
+	    aligned_alloc(ONCPU_CACHELINE, (sizeof(struct cache) + ONCPU_CACHELINE - 1) &
+	                                       ~(size_t)(ONCPU_CACHELINE - 1));
 	if (!c) {
 		errno = ENOMEM;
 		return NULL;
@@ -103,7 +105,7 @@ struct oncpu_cache *oncpu_cache_new_flags(size_t object_size, size_t align, unsi
 	c->max_empty = 8 + 2 * (size_t)_oncpu_ds_slots();
 	pthread_mutex_init(&c->lock, NULL);
 	c->pub._pcpu = oncpu_percpu_alloc(sizeof(struct _oncpu_cache_slot) + cap * sizeof(void *),
-					  ONCPU_CACHELINE);
+	                                  ONCPU_CACHELINE);
 	if (!c->pub._pcpu) {
 		pthread_mutex_destroy(&c->lock);
 		free(c);
@@ -309,9 +311,10 @@ static void refill_sections(struct cache *c, struct mag *m)
 		intptr_t k = cap - n < (intptr_t)m->n ? cap - n : (intptr_t)m->n;
 		if (k <= 0)
 			return;
-		int r = _oncpu_cs_cmpeq_cmpeq_memcpy_store(mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count, n, &_ONCPU_CACHE_OBJS(slot)[n],
-							   &m->objs[m->n - (size_t)k],
-							   (size_t)k * sizeof(void *), n + k, cpu);
+		int r = _oncpu_cs_cmpeq_cmpeq_memcpy_store(
+		    mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count, n,
+		    &_ONCPU_CACHE_OBJS(slot)[n], &m->objs[m->n - (size_t)k],
+		    (size_t)k * sizeof(void *), n + k, cpu);
 		if (r == ONCPU_CS_COMMITTED) {
 			m->n -= (size_t)k;
 			return;
@@ -330,9 +333,9 @@ static void *alloc_sections(struct cache *c)
 		intptr_t n = DS_LOAD(&slot->count);
 		if (n > 0) {
 			intptr_t obj;
-			int r = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->count, n,
-								 &_ONCPU_CACHE_OBJS(slot)[n - 1], &obj, n - 1,
-								 cpu);
+			int r = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->count,
+			                                         n, &_ONCPU_CACHE_OBJS(slot)[n - 1],
+			                                         &obj, n - 1, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return (void *)obj;
 			if (r == ONCPU_CS_CMPFAIL)
@@ -360,10 +363,9 @@ static void free_sections(struct cache *c, void *obj)
 		intptr_t n = DS_LOAD(&slot->count);
 		int r;
 		if (n < cap) {
-			r = _oncpu_cs_cmpeq_cmpeq_trystore_store(mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count,
-								 n,
-								 &_ONCPU_CACHE_OBJS(slot)[n], (intptr_t)obj,
-								 n + 1, cpu);
+			r = _oncpu_cs_cmpeq_cmpeq_trystore_store(
+			    mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count, n,
+			    &_ONCPU_CACHE_OBJS(slot)[n], (intptr_t)obj, n + 1, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				break;
 		} else {
@@ -374,10 +376,10 @@ static void free_sections(struct cache *c, void *obj)
 			}
 			intptr_t k = (intptr_t)c->batch - 1;
 			r = k == 0 ? ONCPU_CS_COMMITTED
-				   : _oncpu_cs_cmpeq_cmpeq_memcpy_store(
-					     mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count, n,
-					     m->objs, &_ONCPU_CACHE_OBJS(slot)[n - k],
-					     (size_t)k * sizeof(void *), n - k, cpu);
+			           : _oncpu_cs_cmpeq_cmpeq_memcpy_store(
+			                 mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0,
+			                 &slot->count, n, m->objs, &_ONCPU_CACHE_OBJS(slot)[n - k],
+			                 (size_t)k * sizeof(void *), n - k, cpu);
 			if (r == ONCPU_CS_COMMITTED) {
 				m->objs[k] = obj;
 				m->n = (size_t)k + 1;
@@ -398,7 +400,7 @@ static void *alloc_locked(struct cache *c)
 {
 	int idx;
 	struct _oncpu_cache_slot *slot =
-		_oncpu_ds_lock_current(c->pub._pcpu, LOCK_OFF, c->pub._mode, &c->pub._flags, &idx);
+	    _oncpu_ds_lock_current(c->pub._pcpu, LOCK_OFF, c->pub._mode, &c->pub._flags, &idx);
 	intptr_t n = DS_LOAD(&slot->count);
 	if (n > 0) {
 		void *obj = (void *)DS_LOAD(&_ONCPU_CACHE_OBJS(slot)[n - 1]);
@@ -428,8 +430,8 @@ static void free_locked(struct cache *c, void *obj)
 	struct mag *m = NULL;
 	for (;;) {
 		int idx;
-		struct _oncpu_cache_slot *slot =
-			_oncpu_ds_lock_current(c->pub._pcpu, LOCK_OFF, c->pub._mode, &c->pub._flags, &idx);
+		struct _oncpu_cache_slot *slot = _oncpu_ds_lock_current(
+		    c->pub._pcpu, LOCK_OFF, c->pub._mode, &c->pub._flags, &idx);
 		intptr_t n = DS_LOAD(&slot->count);
 		if (n < c->pub._cap) {
 			DS_STORE(&_ONCPU_CACHE_OBJS(slot)[n], (intptr_t)obj);
@@ -497,20 +499,21 @@ static void debug_free(struct cache *c, void *obj, const char *file, int line)
 		line = 0;
 	}
 	if (!lookup(c, obj, &s, &i, &interior))
-		_oncpu_fatal(file, line,
-			     "oncpu_cache_free(%p, %p): foreign pointer: not an object of this cache",
-			     (void *)c, obj);
+		_oncpu_fatal(
+		    file, line,
+		    "oncpu_cache_free(%p, %p): foreign pointer: not an object of this cache",
+		    (void *)c, obj);
 	if (interior)
 		_oncpu_fatal(file, line,
-			     "oncpu_cache_free(%p, %p): pointer inside an object, not its start "
-			     "(objects are %zu bytes apart)",
-			     (void *)c, obj, c->stride);
+		             "oncpu_cache_free(%p, %p): pointer inside an object, not its start "
+		             "(objects are %zu bytes apart)",
+		             (void *)c, obj, c->stride);
 	unsigned char old = __atomic_exchange_n(&s->state[i], OBJ_FREE, __ATOMIC_ACQ_REL);
 	if (old == OBJ_FREE)
 		_oncpu_fatal(file, line, "oncpu_cache_free(%p, %p): double free", (void *)c, obj);
 	if (old != OBJ_ALLOCATED)
 		_oncpu_fatal(file, line, "oncpu_cache_free(%p, %p): object was never allocated",
-			     (void *)c, obj);
+		             (void *)c, obj);
 	memset(obj, POISON, c->size);
 }
 
@@ -520,19 +523,21 @@ static void debug_alloc(struct cache *c, void *obj)
 	size_t i;
 	bool interior;
 	if (!lookup(c, obj, &s, &i, &interior) || interior)
-		ONCPU_FATAL("oncpu_cache_alloc(%p): internal error: %p is not an object of this cache",
-			    (void *)c, obj);
+		ONCPU_FATAL(
+		    "oncpu_cache_alloc(%p): internal error: %p is not an object of this cache",
+		    (void *)c, obj);
 	unsigned char old = __atomic_exchange_n(&s->state[i], OBJ_ALLOCATED, __ATOMIC_ACQ_REL);
 	if (old == OBJ_ALLOCATED)
 		ONCPU_FATAL("oncpu_cache_alloc(%p): internal error: object %p handed out twice",
-			    (void *)c, obj);
+		            (void *)c, obj);
 	if (old == OBJ_FREE) {
 		const unsigned char *b = obj;
 		for (size_t j = 0; j < c->size; j++)
 			if (b[j] != POISON)
-				ONCPU_FATAL("oncpu_cache_alloc(%p): object %p was written after it was "
-					    "freed (byte %zu is 0x%02x, not 0x%02x)",
-					    (void *)c, obj, j, b[j], POISON);
+				ONCPU_FATAL(
+				    "oncpu_cache_alloc(%p): object %p was written after it was "
+				    "freed (byte %zu is 0x%02x, not 0x%02x)",
+				    (void *)c, obj, j, b[j], POISON);
 	}
 }
 
@@ -545,7 +550,8 @@ void *_oncpu_cache_alloc_slow(struct oncpu_cache *pub)
 		return NULL;
 	}
 	struct cache *c = impl(pub);
-	void *obj = _oncpu_ds_sections(&pub->_flags, pub->_mode) ? alloc_sections(c) : alloc_locked(c);
+	void *obj =
+	    _oncpu_ds_sections(&pub->_flags, pub->_mode) ? alloc_sections(c) : alloc_locked(c);
 	if (obj && c->debug)
 		debug_alloc(c, obj);
 	return obj;
@@ -557,7 +563,7 @@ void _oncpu_cache_free_slow(struct oncpu_cache *pub, void *obj, const char *file
 		return;
 	if (!pub)
 		_oncpu_fatal(file ? file : __FILE__, file ? line : __LINE__,
-			     "oncpu_cache_free(NULL, %p): NULL cache", obj);
+		             "oncpu_cache_free(NULL, %p): NULL cache", obj);
 	struct cache *c = impl(pub);
 	if (c->debug)
 		debug_free(c, obj, file, line);
@@ -580,7 +586,7 @@ int oncpu_cache_stats(struct oncpu_cache *pub, struct oncpu_cache_stats *st)
 	st->cpu_capacity = (size_t)pub->_cap;
 	st->batch = c->batch;
 	st->flags = (pub->_mode == _oncpu_mode_ONCPU_VCPU ? ONCPU_CACHE_VCPU : 0) |
-		    (c->debug ? ONCPU_CACHE_DEBUG : 0);
+	            (c->debug ? ONCPU_CACHE_DEBUG : 0);
 	int slots = _oncpu_ds_slots();
 	for (int cpu = 0; cpu < slots; cpu++)
 		st->cached_cpu += (size_t)DS_LOAD(&slot_of(c, cpu)->count);

@@ -28,7 +28,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +51,7 @@
 #define SYSBPF_F_RDONLY        (1U << 3)
 #define SYSBPF_F_WRONLY        (1U << 4)
 #define SYSBPF_ANY             0
-#define ONCPU_PIDFD_THREAD O_EXCL /* PIDFD_THREAD, 6.9+ */
+#define ONCPU_PIDFD_THREAD     O_EXCL /* PIDFD_THREAD, 6.9+ */
 
 struct sysbpf_elem_attr {
 	uint32_t map_fd;
@@ -92,10 +91,9 @@ _oncpu_desched_bpf_arm(struct _oncpu_desched_block *blk)
 }
 
 static struct {
-	pthread_mutex_t lock;
 	int reg_fd;    /* the reg map, write-only; -1 until probe() */
-	char dir[256]; /* pin directory */
-} bp = {PTHREAD_MUTEX_INITIALIZER, -1, ""};
+	char dir[256]; /* pin directory, set by probe() */
+} bp = {-1, ""};
 
 /* What this thread registered: its block (under its tid: a fork child's
  * thread has another tid and registers anew). */
@@ -132,8 +130,14 @@ static pid_t gettid_raw(void)
 /* fd of a pinned object, or -errno. */
 static int obj_get(const char *name, uint32_t flags)
 {
+	/* dir "/" name, without stdio: async-signal-safe. */
 	char path[320];
-	snprintf(path, sizeof(path), "%s/%s", bp.dir, name);
+	size_t d = strlen(bp.dir), n = strlen(name);
+	if (d + 1 + n + 1 > sizeof(path))
+		return -ENAMETOOLONG;
+	memcpy(path, bp.dir, d);
+	path[d] = '/';
+	memcpy(path + d + 1, name, n + 1);
 	struct sysbpf_obj_attr a = {.pathname = (uint64_t)(uintptr_t)path, .file_flags = flags};
 	int fd = (int)sys_bpf(SYSBPF_OBJ_GET, &a, sizeof(a));
 	return fd >= 0 ? fd : -errno;
@@ -151,21 +155,21 @@ static int map_op(int cmd, int fd, const void *key, void *value, uint64_t flags)
 }
 
 /* The reg map's fd, reopened when the application closed ours (or the fd
- * number now names something else: `stale` is the fd that failed). */
+ * number now names something else: `stale` is the fd that failed).
+ * Lock-free: it runs in fork children and may run in signal handlers. */
 static int reg_fd_get(int stale)
 {
 	int fd = __atomic_load_n(&bp.reg_fd, __ATOMIC_ACQUIRE);
 	if (fd >= 0 && fd != stale)
 		return fd;
-	pthread_mutex_lock(&bp.lock);
-	fd = bp.reg_fd;
-	if (fd < 0 || fd == stale) {
-		int nfd = obj_get(ONCPU_BPF_PIN_REG, SYSBPF_F_WRONLY);
-		/* The stale number may belong to someone else now: never close it. */
-		__atomic_store_n(&bp.reg_fd, nfd, __ATOMIC_RELEASE);
-		fd = nfd;
-	}
-	pthread_mutex_unlock(&bp.lock);
+	int nfd = obj_get(ONCPU_BPF_PIN_REG, SYSBPF_F_WRONLY);
+	if (nfd < 0)
+		return nfd;
+	/* The stale number may belong to someone else now: never close it. */
+	if (__atomic_compare_exchange_n(&bp.reg_fd, &fd, nfd, false, __ATOMIC_ACQ_REL,
+	                                __ATOMIC_ACQUIRE))
+		return nfd;
+	close(nfd); /* another thread reopened it first */
 	return fd;
 }
 

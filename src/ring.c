@@ -23,7 +23,8 @@ struct oncpu_ring *oncpu_ring_new_flags(size_t capacity_per_cpu, unsigned flags)
 		errno = ENOMEM;
 		return NULL;
 	}
-	r->_pcpu = oncpu_percpu_alloc(sizeof(struct _oncpu_ring_slot), sizeof(struct _oncpu_ring_slot));
+	r->_pcpu =
+	    oncpu_percpu_alloc(sizeof(struct _oncpu_ring_slot), sizeof(struct _oncpu_ring_slot));
 	if (!r->_pcpu) {
 		free(r);
 		errno = ENOMEM;
@@ -70,7 +71,7 @@ static intptr_t *array_of(struct oncpu_ring *r, struct _oncpu_ring_slot *slot)
 	}
 	/* Release: a thread that sees the array sees it zeroed. */
 	if (__atomic_compare_exchange_n(&slot->array, &a, fresh, false, __ATOMIC_ACQ_REL,
-					__ATOMIC_ACQUIRE))
+	                                __ATOMIC_ACQUIRE))
 		return fresh;
 	free(fresh);
 	return a;
@@ -129,8 +130,8 @@ int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p)
 				continue;
 			}
 			int res = _oncpu_cs_cmpeq_cmpeq_trystore_store(
-				mode, _oncpu_mo_ONCPU_RELEASE, &slot->lock, 0, &slot->tail, tail,
-				&array[tail & r->_mask], (intptr_t)p, tail + 1, cpu);
+			    mode, _oncpu_mo_ONCPU_RELEASE, &slot->lock, 0, &slot->tail, tail,
+			    &array[tail & r->_mask], (intptr_t)p, tail + 1, cpu);
 			if (res == ONCPU_CS_COMMITTED)
 				return 0;
 			if (res == ONCPU_CS_CMPFAIL)
@@ -138,7 +139,8 @@ int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p)
 		}
 	}
 	int idx;
-	struct _oncpu_ring_slot *slot = _oncpu_ds_lock_current(r->_pcpu, LOCK_OFF, mode, &r->_flags, &idx);
+	struct _oncpu_ring_slot *slot =
+	    _oncpu_ds_lock_current(r->_pcpu, LOCK_OFF, mode, &r->_flags, &idx);
 	int ret = locked_push(r, slot, p);
 	_oncpu_ds_unlock(&slot->lock);
 	return ret;
@@ -161,8 +163,9 @@ void *_oncpu_ring_pop_slow(struct oncpu_ring *r)
 				return NULL;
 			intptr_t *array = __atomic_load_n(&slot->array, __ATOMIC_ACQUIRE);
 			intptr_t p;
-			int res = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->head, head,
-								   &array[head & r->_mask], &p, head + 1, cpu);
+			int res = _oncpu_cs_cmpeq_cmpeq_load_store(
+			    mode, &slot->lock, 0, &slot->head, head, &array[head & r->_mask], &p,
+			    head + 1, cpu);
 			if (res == ONCPU_CS_COMMITTED)
 				return (void *)p;
 			if (res == ONCPU_CS_CMPFAIL)
@@ -170,7 +173,8 @@ void *_oncpu_ring_pop_slow(struct oncpu_ring *r)
 		}
 	}
 	int idx;
-	struct _oncpu_ring_slot *slot = _oncpu_ds_lock_current(r->_pcpu, LOCK_OFF, mode, &r->_flags, &idx);
+	struct _oncpu_ring_slot *slot =
+	    _oncpu_ds_lock_current(r->_pcpu, LOCK_OFF, mode, &r->_flags, &idx);
 	void *p = locked_pop(r, slot);
 	_oncpu_ds_unlock(&slot->lock);
 	return p;
@@ -184,7 +188,8 @@ void *oncpu_ring_pop_cpu(struct oncpu_ring *r, int cpu)
 	}
 	int mode = r->_mode;
 	struct _oncpu_ring_slot *slot = oncpu_ptr(r->_pcpu, cpu);
-	if (__atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) == __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE))
+	if (__atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) ==
+	    __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE))
 		return NULL; /* empty when read; commits no memory on unused CPUs */
 	if (_oncpu_ds_sections(&r->_flags, mode)) {
 		while (_oncpu_cs_id(mode) == cpu) {
@@ -193,9 +198,9 @@ void *oncpu_ring_pop_cpu(struct oncpu_ring *r, int cpu)
 			if (head == tail)
 				return NULL;
 			intptr_t p;
-			int res = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->head, head,
-								   &slot->array[head & r->_mask], &p, head + 1,
-								   cpu);
+			int res = _oncpu_cs_cmpeq_cmpeq_load_store(
+			    mode, &slot->lock, 0, &slot->head, head, &slot->array[head & r->_mask],
+			    &p, head + 1, cpu);
 			if (res == ONCPU_CS_COMMITTED)
 				return (void *)p;
 			if (res == ONCPU_CS_CMPFAIL)

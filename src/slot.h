@@ -42,7 +42,8 @@ void _oncpu_ds_wait(intptr_t *lock);
  * returns the slot (pcpu's instance), its lock held. For threads without
  * sections. *idx receives the slot's index.
  */
-void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int *idx);
+void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsigned *flags,
+                             int *idx);
 
 /* Lock slot idx (any CPU) and exclude sections from it. */
 void *_oncpu_ds_lock_slot(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int idx);
@@ -59,7 +60,7 @@ static inline int _oncpu_ds_slots(void)
 }
 
 /* Relaxed accesses to words that sections and other threads share. */
-#define DS_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define DS_LOAD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
 #define DS_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 
 #endif /* ONCPU_SLOT_H */

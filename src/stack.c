@@ -57,7 +57,8 @@ void _oncpu_ds_lock(intptr_t *lock)
 		/* Sequentially consistent: the flag read that follows (3a) must
 		 * not move before the lock is visibly taken. */
 		if (DS_LOAD(lock) == 0 &&
-		    __atomic_compare_exchange_n(lock, &zero, 1, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+		    __atomic_compare_exchange_n(lock, &zero, 1, false, __ATOMIC_SEQ_CST,
+		                                __ATOMIC_RELAXED))
 			return;
 		backoff(&spins);
 	}
@@ -82,10 +83,10 @@ static bool sections_used(const unsigned *flags)
 }
 
 /* membarrier(2) commands (linux/membarrier.h has them as enumerators, 5.10+). */
-#define MB_QUERY 0
-#define MB_PRIVATE_EXPEDITED_RSEQ (1 << 7)
+#define MB_QUERY                           0
+#define MB_PRIVATE_EXPEDITED_RSEQ          (1 << 7)
 #define MB_REGISTER_PRIVATE_EXPEDITED_RSEQ (1 << 8)
-#define MB_FLAG_CPU (1 << 0)
+#define MB_FLAG_CPU                        (1 << 0)
 
 /* membarrier(PRIVATE_EXPEDITED_RSEQ): registered once, on first need. */
 static pthread_once_t mb_once = PTHREAD_ONCE_INIT;
@@ -112,7 +113,7 @@ static bool mb_rseq(int cpu)
 #if defined(SYS_membarrier)
 	int saved = errno;
 	long r = cpu >= 0 ? syscall(SYS_membarrier, MB_PRIVATE_EXPEDITED_RSEQ, MB_FLAG_CPU, cpu)
-			  : syscall(SYS_membarrier, MB_PRIVATE_EXPEDITED_RSEQ, 0, 0);
+	                  : syscall(SYS_membarrier, MB_PRIVATE_EXPEDITED_RSEQ, 0, 0);
 	errno = saved;
 	return r == 0;
 #else
@@ -149,14 +150,16 @@ void _oncpu_ds_exclude_slot(int mode, const unsigned *flags, int idx)
 	if (mode == _oncpu_mode_ONCPU_CPU) {
 		if (sched_getcpu() == idx || mb_rseq(idx) || visit_cpu(idx))
 			return;
-		ONCPU_FATAL("cannot exclude rseq sections from CPU %d: membarrier(PRIVATE_EXPEDITED_RSEQ) "
-			    "is unavailable (Linux < 5.10 or seccomp) and the thread cannot run on "
-			    "that CPU",
-			    idx);
+		ONCPU_FATAL(
+		    "cannot exclude rseq sections from CPU %d: membarrier(PRIVATE_EXPEDITED_RSEQ) "
+		    "is unavailable (Linux < 5.10 or seccomp) and the thread cannot run on "
+		    "that CPU",
+		    idx);
 	}
 	if (!mb_rseq(-1))
-		ONCPU_FATAL("vCPU-indexed structure used by threads with and without rseq: this needs "
-			    "membarrier(PRIVATE_EXPEDITED_RSEQ) (Linux 5.10+), which is unavailable");
+		ONCPU_FATAL(
+		    "vCPU-indexed structure used by threads with and without rseq: this needs "
+		    "membarrier(PRIVATE_EXPEDITED_RSEQ) (Linux 5.10+), which is unavailable");
 }
 
 bool _oncpu_ds_exclude_all(const unsigned *flags)
@@ -214,7 +217,8 @@ struct oncpu_stack *oncpu_stack_new_flags(unsigned flags)
 		errno = ENOMEM;
 		return NULL;
 	}
-	s->_pcpu = oncpu_percpu_alloc(sizeof(struct _oncpu_stack_slot), sizeof(struct _oncpu_stack_slot));
+	s->_pcpu =
+	    oncpu_percpu_alloc(sizeof(struct _oncpu_stack_slot), sizeof(struct _oncpu_stack_slot));
 	if (!s->_pcpu) {
 		free(s);
 		errno = ENOMEM;
@@ -265,7 +269,7 @@ void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n)
 			intptr_t head = DS_LOAD(&slot->head);
 			n->next = (struct oncpu_stack_node *)head;
 			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->lock, 0, &slot->head, head,
-							    (intptr_t)n, cpu);
+			                                    (intptr_t)n, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return;
 			if (r == ONCPU_CS_CMPFAIL)
@@ -273,7 +277,8 @@ void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n)
 		}
 	}
 	int idx;
-	struct _oncpu_stack_slot *slot = _oncpu_ds_lock_current(s->_pcpu, LOCK_OFF, mode, &s->_flags, &idx);
+	struct _oncpu_stack_slot *slot =
+	    _oncpu_ds_lock_current(s->_pcpu, LOCK_OFF, mode, &s->_flags, &idx);
 	n->next = (struct oncpu_stack_node *)DS_LOAD(&slot->head);
 	DS_STORE(&slot->head, (intptr_t)n);
 	_oncpu_ds_unlock(&slot->lock);
@@ -292,8 +297,8 @@ struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s)
 			struct _oncpu_stack_slot *slot = slot_of(s, cpu);
 			intptr_t node;
 			int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
-				mode, &slot->lock, 0, &slot->head, 0,
-				(ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
+			    mode, &slot->lock, 0, &slot->head, 0,
+			    (ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return (struct oncpu_stack_node *)node;
 			if (r == ONCPU_CS_CMPFAIL) {
@@ -304,7 +309,8 @@ struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s)
 		}
 	}
 	int idx;
-	struct _oncpu_stack_slot *slot = _oncpu_ds_lock_current(s->_pcpu, LOCK_OFF, mode, &s->_flags, &idx);
+	struct _oncpu_stack_slot *slot =
+	    _oncpu_ds_lock_current(s->_pcpu, LOCK_OFF, mode, &s->_flags, &idx);
 	struct oncpu_stack_node *n = locked_pop(slot);
 	_oncpu_ds_unlock(&slot->lock);
 	return n;
@@ -325,8 +331,8 @@ struct oncpu_stack_node *oncpu_stack_pop_cpu(struct oncpu_stack *s, int cpu)
 		while (_oncpu_cs_id(mode) == cpu) {
 			intptr_t node;
 			int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
-				mode, &slot->lock, 0, &slot->head, 0,
-				(ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
+			    mode, &slot->lock, 0, &slot->head, 0,
+			    (ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return (struct oncpu_stack_node *)node;
 			if (r == ONCPU_CS_CMPFAIL) {

@@ -64,12 +64,12 @@
 ONCPU_BEGIN_DECLS
 
 /* Flags of oncpu_cache_new_flags. */
-#define ONCPU_CACHE_VCPU 1u  /* one array per virtual CPU */
+#define ONCPU_CACHE_VCPU  1u /* one array per virtual CPU */
 #define ONCPU_CACHE_DEBUG 2u /* detect double free, foreign pointers, writes after free */
 
 /* Limits of oncpu_cache_new. */
 #define ONCPU_CACHE_MAX_OBJECT_SIZE ((size_t)1 << 20)
-#define ONCPU_CACHE_MAX_ALIGN ((size_t)4096)
+#define ONCPU_CACHE_MAX_ALIGN       ((size_t)4096)
 
 /* The handle. Its fields are internal; they are here for the inline paths. */
 struct oncpu_cache {
@@ -79,13 +79,13 @@ struct oncpu_cache {
 	intptr_t _cap;   /* M */
 };
 #define _ONCPU_CACHE_SECTIONS 1u /* a section ran on this cache */
-#define _ONCPU_CACHE_CHECKED 2u  /* debug mode: every call takes the slow path */
+#define _ONCPU_CACHE_CHECKED  2u /* debug mode: every call takes the slow path */
 
 /* One CPU's array: objs[0, count) are free objects, objs[count-1] the top. */
 struct _oncpu_cache_slot {
 	intptr_t count;
 	intptr_t lock; /* 0, or 1 while a thread without a section holds it */
-	/* followed by void *objs[M] */
+	               /* followed by void *objs[M] */
 };
 #define _ONCPU_CACHE_OBJS(slot) ((intptr_t *)((struct _oncpu_cache_slot *)(slot) + 1))
 
@@ -100,7 +100,8 @@ struct _oncpu_cache_slot {
  * unknown flag) or ENOMEM.
  */
 ONCPU_API struct oncpu_cache *oncpu_cache_new(size_t object_size, size_t align);
-ONCPU_API struct oncpu_cache *oncpu_cache_new_flags(size_t object_size, size_t align, unsigned flags);
+ONCPU_API struct oncpu_cache *oncpu_cache_new_flags(size_t object_size, size_t align,
+                                                    unsigned flags);
 
 /*
  * oncpu_cache_alloc - an object (contents unspecified), or NULL with errno
@@ -124,7 +125,7 @@ ONCPU_API void _oncpu_cache_free_slow(struct oncpu_cache *c, void *obj, const ch
 extern volatile long _oncpu_ds_aborts __attribute__((weak));
 #define _ONCPU_DS_NOTE(r)                                                                          \
 	do {                                                                                       \
-		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                           \
+		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                          \
 			__atomic_fetch_add(&_oncpu_ds_aborts, 1, __ATOMIC_RELAXED);                \
 	} while (0)
 #else
@@ -134,19 +135,24 @@ extern volatile long _oncpu_ds_aborts __attribute__((weak));
 
 ONCPU_INLINE void *_oncpu_cache_alloc_fast(struct oncpu_cache *c)
 {
-	if (ONCPU_LIKELY(c && __atomic_load_n(&c->_flags, __ATOMIC_RELAXED) == _ONCPU_CACHE_SECTIONS)) {
+	if (ONCPU_LIKELY(c &&
+	                 __atomic_load_n(&c->_flags, __ATOMIC_RELAXED) == _ONCPU_CACHE_SECTIONS)) {
 		int mode = c->_mode;
 		for (;;) {
 			int cpu = _oncpu_cs_id(mode);
 			if (ONCPU_UNLIKELY(cpu < 0))
 				break;
-			struct _oncpu_cache_slot *slot = (struct _oncpu_cache_slot *)oncpu_ptr(c->_pcpu, cpu);
+			struct _oncpu_cache_slot *slot =
+			    (struct _oncpu_cache_slot *)oncpu_ptr(c->_pcpu, cpu);
 			intptr_t n = __atomic_load_n(&slot->count, __ATOMIC_RELAXED);
 			if (ONCPU_UNLIKELY(n <= 0))
 				break; /* refill */
-			intptr_t obj = __atomic_load_n(&_ONCPU_CACHE_OBJS(slot)[n - 1], __ATOMIC_RELAXED);
-			__asm__ __volatile__("pause" ::: "memory");
-			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->lock, 0, &slot->count, n, n - 1, cpu);
+			intptr_t obj;
+			/* The object is loaded inside the section, after the count
+			 * compare: no other thread can have taken it. */
+			int r = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->count,
+			                                         n, &_ONCPU_CACHE_OBJS(slot)[n - 1],
+			                                         &obj, n - 1, cpu);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return (void *)obj;
 			_ONCPU_DS_NOTE(r);
@@ -157,21 +163,24 @@ ONCPU_INLINE void *_oncpu_cache_alloc_fast(struct oncpu_cache *c)
 	return _oncpu_cache_alloc_slow(c);
 }
 
-ONCPU_INLINE void _oncpu_cache_free_fast(struct oncpu_cache *c, void *obj, const char *file, int line)
+ONCPU_INLINE void _oncpu_cache_free_fast(struct oncpu_cache *c, void *obj, const char *file,
+                                         int line)
 {
-	if (ONCPU_LIKELY(c && obj && __atomic_load_n(&c->_flags, __ATOMIC_RELAXED) == _ONCPU_CACHE_SECTIONS)) {
+	if (ONCPU_LIKELY(c && obj &&
+	                 __atomic_load_n(&c->_flags, __ATOMIC_RELAXED) == _ONCPU_CACHE_SECTIONS)) {
 		int mode = c->_mode;
 		for (;;) {
 			int cpu = _oncpu_cs_id(mode);
 			if (ONCPU_UNLIKELY(cpu < 0))
 				break;
-			struct _oncpu_cache_slot *slot = (struct _oncpu_cache_slot *)oncpu_ptr(c->_pcpu, cpu);
+			struct _oncpu_cache_slot *slot =
+			    (struct _oncpu_cache_slot *)oncpu_ptr(c->_pcpu, cpu);
 			intptr_t n = __atomic_load_n(&slot->count, __ATOMIC_RELAXED);
 			if (ONCPU_UNLIKELY(n >= c->_cap))
 				break; /* flush */
-			int r = _oncpu_cs_cmpeq_cmpeq_trystore_store(mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count,
-								     n, &_ONCPU_CACHE_OBJS(slot)[n],
-								     (intptr_t)obj, n + 1, cpu);
+			int r = _oncpu_cs_cmpeq_cmpeq_trystore_store(
+			    mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count, n,
+			    &_ONCPU_CACHE_OBJS(slot)[n], (intptr_t)obj, n + 1, cpu);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return;
 			_ONCPU_DS_NOTE(r);
@@ -204,15 +213,15 @@ ONCPU_API void oncpu_cache_destroy(struct oncpu_cache *c);
 /* What a cache holds, for tests and monitoring (a racy snapshot while other
  * threads use the cache). */
 struct oncpu_cache_stats {
-	size_t object_size;   /* as requested */
-	size_t stride;        /* bytes per object in a slab */
-	size_t cpu_capacity;  /* M: objects one CPU's array holds */
-	size_t batch;         /* B: objects per depot magazine */
-	size_t objects;       /* objects ever carved from slabs */
-	size_t cached_cpu;    /* free objects in per-CPU arrays */
-	size_t cached_depot;  /* free objects in the depot */
-	size_t slab_bytes;    /* memory mapped for objects */
-	unsigned flags;       /* ONCPU_CACHE_* the cache runs with */
+	size_t object_size;  /* as requested */
+	size_t stride;       /* bytes per object in a slab */
+	size_t cpu_capacity; /* M: objects one CPU's array holds */
+	size_t batch;        /* B: objects per depot magazine */
+	size_t objects;      /* objects ever carved from slabs */
+	size_t cached_cpu;   /* free objects in per-CPU arrays */
+	size_t cached_depot; /* free objects in the depot */
+	size_t slab_bytes;   /* memory mapped for objects */
+	unsigned flags;      /* ONCPU_CACHE_* the cache runs with */
 };
 /* oncpu_cache_stats - fill *st; 0, or -1 with errno EINVAL (NULL argument). */
 ONCPU_API int oncpu_cache_stats(struct oncpu_cache *c, struct oncpu_cache_stats *st);

@@ -102,7 +102,7 @@ ONCPU_API void *_oncpu_ring_pop_slow(struct oncpu_ring *r);
 extern volatile long _oncpu_ds_aborts __attribute__((weak));
 #define _ONCPU_DS_NOTE(r)                                                                          \
 	do {                                                                                       \
-		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                           \
+		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                          \
 			__atomic_fetch_add(&_oncpu_ds_aborts, 1, __ATOMIC_RELAXED);                \
 	} while (0)
 #else
@@ -112,26 +112,30 @@ extern volatile long _oncpu_ds_aborts __attribute__((weak));
 
 ONCPU_INLINE int _oncpu_ring_push_fast(struct oncpu_ring *r, void *p)
 {
-	if (ONCPU_LIKELY(r && p && (__atomic_load_n(&r->_flags, __ATOMIC_RELAXED) & _ONCPU_RING_SECTIONS))) {
+	if (ONCPU_LIKELY(r && p &&
+	                 (__atomic_load_n(&r->_flags, __ATOMIC_RELAXED) & _ONCPU_RING_SECTIONS))) {
 		int mode = r->_mode;
 		for (;;) {
 			int cpu = _oncpu_cs_id(mode);
 			if (ONCPU_UNLIKELY(cpu < 0))
 				break;
-			struct _oncpu_ring_slot *slot = (struct _oncpu_ring_slot *)oncpu_ptr(r->_pcpu, cpu);
+			struct _oncpu_ring_slot *slot =
+			    (struct _oncpu_ring_slot *)oncpu_ptr(r->_pcpu, cpu);
 			intptr_t *array = __atomic_load_n(&slot->array, __ATOMIC_ACQUIRE);
 			/* tail first: tail - head is then never above the true count. */
 			intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
 			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
 			if (ONCPU_UNLIKELY(!array || tail - head >= r->_cap))
-				break; /* first use of this CPU, or full: the slow path says which */
+				break; /* first use of this CPU, or full: the slow path says which
+				        */
 			int res = _oncpu_cs_cmpeq_cmpeq_trystore_store(
-				mode, _oncpu_mo_ONCPU_RELEASE, &slot->lock, 0, &slot->tail, tail,
-				&array[tail & r->_mask], (intptr_t)p, tail + 1, cpu);
+			    mode, _oncpu_mo_ONCPU_RELEASE, &slot->lock, 0, &slot->tail, tail,
+			    &array[tail & r->_mask], (intptr_t)p, tail + 1, cpu);
 			if (ONCPU_LIKELY(res == ONCPU_CS_COMMITTED))
 				return 0;
 			_ONCPU_DS_NOTE(res);
-			if (res == ONCPU_CS_CMPFAIL && __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+			if (res == ONCPU_CS_CMPFAIL &&
+			    __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
 				break;
 		}
 	}
@@ -140,13 +144,15 @@ ONCPU_INLINE int _oncpu_ring_push_fast(struct oncpu_ring *r, void *p)
 
 ONCPU_INLINE void *_oncpu_ring_pop_fast(struct oncpu_ring *r)
 {
-	if (ONCPU_LIKELY(r && (__atomic_load_n(&r->_flags, __ATOMIC_RELAXED) & _ONCPU_RING_SECTIONS))) {
+	if (ONCPU_LIKELY(r &&
+	                 (__atomic_load_n(&r->_flags, __ATOMIC_RELAXED) & _ONCPU_RING_SECTIONS))) {
 		int mode = r->_mode;
 		for (;;) {
 			int cpu = _oncpu_cs_id(mode);
 			if (ONCPU_UNLIKELY(cpu < 0))
 				break;
-			struct _oncpu_ring_slot *slot = (struct _oncpu_ring_slot *)oncpu_ptr(r->_pcpu, cpu);
+			struct _oncpu_ring_slot *slot =
+			    (struct _oncpu_ring_slot *)oncpu_ptr(r->_pcpu, cpu);
 			/* head first: head == tail then means empty at the tail read. */
 			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
 			intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
@@ -154,12 +160,14 @@ ONCPU_INLINE void *_oncpu_ring_pop_fast(struct oncpu_ring *r)
 				return NULL;
 			intptr_t *array = __atomic_load_n(&slot->array, __ATOMIC_ACQUIRE);
 			intptr_t p;
-			int res = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->head, head,
-								   &array[head & r->_mask], &p, head + 1, cpu);
+			int res = _oncpu_cs_cmpeq_cmpeq_load_store(
+			    mode, &slot->lock, 0, &slot->head, head, &array[head & r->_mask], &p,
+			    head + 1, cpu);
 			if (ONCPU_LIKELY(res == ONCPU_CS_COMMITTED))
 				return (void *)p;
 			_ONCPU_DS_NOTE(res);
-			if (res == ONCPU_CS_CMPFAIL && __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+			if (res == ONCPU_CS_CMPFAIL &&
+			    __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
 				break;
 		}
 	}

@@ -41,10 +41,14 @@
  *      release store. Operations on another CPU's slot (pop_cpu, drain) do
  *      the same from any thread.
  *   2. Every critical section compares the lock word with 0 inside the
- *      section, after the id check and before its commit (the guarded
- *      operations of oncpu/cs.h), and a section that finds it taken waits.
+ *      section, right after the id check and before it reads anything else
+ *      of the slot (the guarded operations of oncpu/cs.h); a section that
+ *      finds it taken waits. Reading the lock first matters: the holder
+ *      writes the slot and then releases the lock, so a section that read
+ *      the slot first could pair stale contents with a free lock.
  *   3. A section that read the lock as 0 just before it was taken may still
- *      be in flight; the lock holder excludes it before touching the slot:
+ *      be in flight; the lock holder excludes it before touching the slot
+ *      (sections that start later see the lock taken, by 2):
  *      a. If no thread has ever run a section on this structure, there is
  *         none. A thread sets the structure's "sections" flag with a full
  *         fence before its first section on it, and the lock holder reads the
@@ -156,7 +160,7 @@ ONCPU_API struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s);
 extern volatile long _oncpu_ds_aborts __attribute__((weak));
 #define _ONCPU_DS_NOTE(r)                                                                          \
 	do {                                                                                       \
-		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                           \
+		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                          \
 			__atomic_fetch_add(&_oncpu_ds_aborts, 1, __ATOMIC_RELAXED);                \
 	} while (0)
 #else
@@ -166,19 +170,20 @@ extern volatile long _oncpu_ds_aborts __attribute__((weak));
 
 ONCPU_INLINE void _oncpu_stack_push_fast(struct oncpu_stack *s, struct oncpu_stack_node *n)
 {
-	if (ONCPU_LIKELY(s && n && (__atomic_load_n(&s->_flags, __ATOMIC_RELAXED) & _ONCPU_STACK_SECTIONS))) {
+	if (ONCPU_LIKELY(s && n &&
+	                 (__atomic_load_n(&s->_flags, __ATOMIC_RELAXED) & _ONCPU_STACK_SECTIONS))) {
 		int mode = s->_mode;
 		for (;;) {
 			int cpu = _oncpu_cs_id(mode);
 			if (ONCPU_UNLIKELY(cpu < 0))
 				break;
 			struct _oncpu_stack_slot *slot =
-				(struct _oncpu_stack_slot *)oncpu_ptr(s->_pcpu, cpu);
+			    (struct _oncpu_stack_slot *)oncpu_ptr(s->_pcpu, cpu);
 			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_RELAXED);
 			/* Written before the section: the commit publishes it (TSO). */
 			n->next = (struct oncpu_stack_node *)head;
 			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->lock, 0, &slot->head, head,
-							    (intptr_t)n, cpu);
+			                                    (intptr_t)n, cpu);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return;
 			_ONCPU_DS_NOTE(r);
@@ -191,18 +196,19 @@ ONCPU_INLINE void _oncpu_stack_push_fast(struct oncpu_stack *s, struct oncpu_sta
 
 ONCPU_INLINE struct oncpu_stack_node *_oncpu_stack_pop_fast(struct oncpu_stack *s)
 {
-	if (ONCPU_LIKELY(s && (__atomic_load_n(&s->_flags, __ATOMIC_RELAXED) & _ONCPU_STACK_SECTIONS))) {
+	if (ONCPU_LIKELY(s &&
+	                 (__atomic_load_n(&s->_flags, __ATOMIC_RELAXED) & _ONCPU_STACK_SECTIONS))) {
 		int mode = s->_mode;
 		for (;;) {
 			int cpu = _oncpu_cs_id(mode);
 			if (ONCPU_UNLIKELY(cpu < 0))
 				break;
 			struct _oncpu_stack_slot *slot =
-				(struct _oncpu_stack_slot *)oncpu_ptr(s->_pcpu, cpu);
+			    (struct _oncpu_stack_slot *)oncpu_ptr(s->_pcpu, cpu);
 			intptr_t node;
 			int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
-				mode, &slot->lock, 0, &slot->head, 0,
-				(ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
+			    mode, &slot->lock, 0, &slot->head, 0,
+			    (ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return (struct oncpu_stack_node *)node;
 			_ONCPU_DS_NOTE(r);

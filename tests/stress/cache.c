@@ -21,11 +21,11 @@
  */
 #include "ds_stress.h"
 
-#define MAX_LIVE 64
-#define NCACHES 3
+#define MAX_LIVE    64
+#define NCACHES     3
 #define OBJECT_SIZE 48
-#define MAILBOX 0x7fff0000 /* owner while in the mailbox */
-#define FREE_OWNER 0       /* set just before free (fresh and poisoned objects vary) */
+#define MAILBOX     0x7fff0000 /* owner while in the mailbox */
+#define FREE_OWNER  0          /* set just before free (fresh and poisoned objects vary) */
 
 struct object {
 	struct oncpu_stack_node link; /* the mailbox */
@@ -60,13 +60,14 @@ static void own(struct worker *w, struct object *o, int cache, bool fresh)
 	if (fresh) {
 		/* Fresh from the cache: never a live owner's tag. */
 		CHECK_MSG(was == FREE_OWNER || was == (int)0xdbdbdbdb,
-			  "thread %d allocated object %p, which %d still owns", w->tid, (void *)o, was);
+		          "thread %d allocated object %p, which %d still owns", w->tid, (void *)o,
+		          was);
 		o->cache = cache;
 	} else {
 		CHECK_MSG(was == MAILBOX, "thread %d took object %p from the mailbox, owner %d",
-			  w->tid, (void *)o, was);
+		          w->tid, (void *)o, was);
 		CHECK_MSG(o->check == check_of(o, MAILBOX), "object %p changed in the mailbox",
-			  (void *)o);
+		          (void *)o);
 	}
 	o->seq = ++w->seq;
 	o->check = check_of(o, w->tid + 1);
@@ -79,14 +80,14 @@ static struct object *disown(struct worker *w, int i, int new_owner)
 	struct object *o = w->live[i];
 	w->live[i] = w->live[--w->nlive];
 	CHECK_MSG(o->check == check_of(o, w->tid + 1), "object %p of thread %d overwritten",
-		  (void *)o, w->tid);
+	          (void *)o, w->tid);
 	if (new_owner == MAILBOX) {
 		o->seq = 0;
 		o->check = check_of(o, MAILBOX);
 	}
 	int was = atomic_exchange(&o->owner, new_owner);
 	CHECK_MSG(was == w->tid + 1, "thread %d releases object %p owned by %d", w->tid, (void *)o,
-		  was);
+	          was);
 	return o;
 }
 
@@ -115,11 +116,13 @@ static void *worker_main(void *arg)
 			atomic_fetch_add_explicit(&allocs, 1, memory_order_relaxed);
 			own(w, o, k, true);
 		} else if (op < 940 && w->nlive > 0) {
-			struct object *o = disown(w, (int)((r >> 20) % (uint64_t)w->nlive), FREE_OWNER);
+			struct object *o =
+			    disown(w, (int)((r >> 20) % (uint64_t)w->nlive), FREE_OWNER);
 			bump_live(-1);
 			oncpu_cache_free(caches[o->cache], o);
 		} else if (op < 970 && w->nlive > 0) {
-			struct object *o = disown(w, (int)((r >> 20) % (uint64_t)w->nlive), MAILBOX);
+			struct object *o =
+			    disown(w, (int)((r >> 20) % (uint64_t)w->nlive), MAILBOX);
 			oncpu_stack_push(mailbox, &o->link);
 			w->handed++;
 		} else if (w->nlive < MAX_LIVE) {
@@ -172,20 +175,20 @@ int main(int argc, char **argv)
 		freed++;
 	}
 	CHECK_MSG(freed == atomic_load(&live_now), "%ld objects left live, %ld counted", freed,
-		  atomic_load(&live_now));
+	          atomic_load(&live_now));
 	for (int k = 0; k < NCACHES; k++) {
 		struct oncpu_cache_stats st;
 		CHECK(oncpu_cache_stats(caches[k], &st) == 0);
 		CHECK_MSG(st.objects == st.cached_cpu + st.cached_depot,
-			  "cache %d: %zu objects carved, %zu cached per CPU + %zu in the depot", k,
-			  st.objects, st.cached_cpu, st.cached_depot);
+		          "cache %d: %zu objects carved, %zu cached per CPU + %zu in the depot", k,
+		          st.objects, st.cached_cpu, st.cached_depot);
 		/* Bound: the peak of live objects (all caches together, an upper
 		 * bound for each), M per slot, a batch per thread plus one. */
 		size_t bound = (size_t)atomic_load(&live_peak) +
-			       (size_t)oncpu_cpu_count() * st.cpu_capacity +
-			       (size_t)(ds.threads + 1) * st.batch;
-		CHECK_MSG(st.objects <= bound, "cache %d: %zu objects carved, bound %zu", k, st.objects,
-			  bound);
+		               (size_t)oncpu_cpu_count() * st.cpu_capacity +
+		               (size_t)(ds.threads + 1) * st.batch;
+		CHECK_MSG(st.objects <= bound, "cache %d: %zu objects carved, bound %zu", k,
+		          st.objects, bound);
 		printf("stress.cache: cache %d: %zu objects carved for a peak of %ld live "
 		       "(bound %zu)\n",
 		       k, st.objects, atomic_load(&live_peak), bound);
@@ -203,13 +206,14 @@ int main(int argc, char **argv)
 			*(size_t *)all[i] = i;
 		}
 		for (size_t i = 0; i < n; i++)
-			CHECK_MSG(*(size_t *)all[i] == i, "cache %d handed out %p twice", k, all[i]);
+			CHECK_MSG(*(size_t *)all[i] == i, "cache %d handed out %p twice", k,
+			          all[i]);
 		CHECK(oncpu_cache_stats(caches[k], &st) == 0);
 		/* Objects cached on other CPUs' arrays are out of this thread's
 		 * reach (per-CPU caching): at most those are carved again. */
 		size_t again = n + (size_t)oncpu_cpu_count() * st.cpu_capacity + st.batch;
-		CHECK_MSG(st.objects <= again, "cache %d grew from %zu to %zu objects (bound %zu)", k,
-			  n, st.objects, again);
+		CHECK_MSG(st.objects <= again, "cache %d grew from %zu to %zu objects (bound %zu)",
+		          k, n, st.objects, again);
 		for (size_t i = 0; i < n; i++)
 			oncpu_cache_free(caches[k], all[i]);
 		free(all);

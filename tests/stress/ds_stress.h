@@ -96,7 +96,7 @@ static void *ds_inject_thread(void *arg)
 		bool quiet = ds_rand(&seed) & 1;
 		for (int i = 1; i <= 4; i++)
 			_oncpu_inject_loops[i] =
-				quiet ? 0 : loops[ds_rand(&seed) % (sizeof(loops) / sizeof(loops[0]))];
+			    quiet ? 0 : loops[ds_rand(&seed) % (sizeof(loops) / sizeof(loops[0]))];
 		struct timespec ts = {0, 1000000};
 		nanosleep(&ts, NULL);
 	}
@@ -158,7 +158,8 @@ static bool ds_make_fallback_thread(void)
 			return false;
 		char *area = ds_thread_pointer() + __rseq_offset;
 		if (syscall(SYS_rseq, area, 32, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0 &&
-		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0)
+		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER,
+		            ONCPU_RSEQ_SIG) != 0)
 			return false;
 	}
 #endif
@@ -174,12 +175,12 @@ static bool ds_worker_start(int tid)
 {
 	bool fallback = !test_expect_rseq();
 	if (!fallback && tid % 4 == 3) {
-		CHECK_MSG(ds_make_fallback_thread(), "thread %d: could not leave rseq (mode %s)", tid,
-			  test_mode());
+		CHECK_MSG(ds_make_fallback_thread(), "thread %d: could not leave rseq (mode %s)",
+		          tid, test_mode());
 		fallback = true;
 	}
 	CHECK_MSG(oncpu_rseq_active() == !fallback, "thread %d: rseq %s, expected %s", tid,
-		  oncpu_rseq_active() ? "active" : "inactive", fallback ? "inactive" : "active");
+	          oncpu_rseq_active() ? "active" : "inactive", fallback ? "inactive" : "active");
 	atomic_fetch_add(fallback ? &ds.fallback_threads : &ds.rseq_threads, 1);
 	return fallback;
 }
@@ -207,7 +208,8 @@ static void ds_init(int argc, char **argv)
 static void ds_start(void *(*worker)(void *), void *args, size_t arg_size)
 {
 	for (int t = 0; t < ds.threads; t++)
-		CHECK(pthread_create(&ds.workers[t], NULL, worker, (char *)args + (size_t)t * arg_size) == 0);
+		CHECK(pthread_create(&ds.workers[t], NULL, worker,
+		                     (char *)args + (size_t)t * arg_size) == 0);
 	ds.nworkers = ds.threads;
 	CHECK(pthread_create(&ds.helpers[0], NULL, ds_signal_thread, NULL) == 0);
 	CHECK(pthread_create(&ds.helpers[1], NULL, ds_inject_thread, NULL) == 0);
@@ -246,7 +248,8 @@ static void ds_report(const char *name, long ops)
 	CHECK(ops > 0);
 	if (test_expect_rseq()) {
 		/* The abort path ran, and the mixed case was exercised. */
-		CHECK_MSG(aborts > 0, "no section aborted: the stress did not reach the abort path");
+		CHECK_MSG(aborts > 0,
+		          "no section aborted: the stress did not reach the abort path");
 		CHECK(atomic_load(&ds.rseq_threads) > 0 && atomic_load(&ds.fallback_threads) > 0);
 	} else {
 		CHECK(aborts == 0 && atomic_load(&ds.rseq_threads) == 0);

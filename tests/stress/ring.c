@@ -14,8 +14,8 @@
 #include "ds_stress.h"
 
 #define ITEMS_PER_THREAD 48
-#define MAX_HELD 24
-#define RING_CAP 8
+#define MAX_HELD         24
+#define RING_CAP         8
 
 struct item {
 	struct oncpu_stack_node link; /* for the overflow stack */
@@ -75,9 +75,10 @@ static void *worker_main(void *arg)
 		struct oncpu_ring *ring = rings[r >> 63];
 		unsigned op = (unsigned)(r % 1000);
 		if (op < 480 && w->nheld < MAX_HELD) {
-			void *p = op < 380   ? oncpu_ring_pop(ring)
-				  : op < 430 ? oncpu_ring_pop_cpu(ring, (int)((r >> 20) % (uint64_t)cpus))
-					     : (void *)oncpu_stack_pop(overflow);
+			void *p = op < 380 ? oncpu_ring_pop(ring)
+			          : op < 430
+			              ? oncpu_ring_pop_cpu(ring, (int)((r >> 20) % (uint64_t)cpus))
+			              : (void *)oncpu_stack_pop(overflow);
 			if (p) {
 				take(p, w->tid);
 				w->held[w->nheld++] = p;
@@ -163,7 +164,8 @@ int main(int argc, char **argv)
 				CHECK(it >= items && it < items + nitems);
 				CHECK_MSG(seen[it->id]++ == 0, "item %d twice", it->id);
 				CHECK(atomic_load(&it->owner) == 0);
-				CHECK_MSG(++n <= RING_CAP, "ring %d of CPU %d held more than its capacity", k, c);
+				CHECK_MSG(++n <= RING_CAP,
+				          "ring %d of CPU %d held more than its capacity", k, c);
 				found++;
 			}
 		}

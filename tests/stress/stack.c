@@ -14,7 +14,7 @@
 #include "ds_stress.h"
 
 #define NODES_PER_THREAD 64
-#define MAX_HELD 32
+#define MAX_HELD         32
 
 struct item {
 	struct oncpu_stack_node link;
@@ -37,7 +37,7 @@ static void take(struct item *it, int tid)
 {
 	int was = atomic_exchange(&it->owner, tid + 1);
 	CHECK_MSG(was == 0, "thread %d got node %d, which %s", tid, it->id,
-		  was ? "another thread holds" : "?");
+	          was ? "another thread holds" : "?");
 }
 
 static void give(struct worker *w, int i, struct oncpu_stack *s)
@@ -45,7 +45,8 @@ static void give(struct worker *w, int i, struct oncpu_stack *s)
 	struct item *it = w->held[i];
 	w->held[i] = w->held[--w->nheld];
 	int was = atomic_exchange(&it->owner, 0);
-	CHECK_MSG(was == w->tid + 1, "thread %d pushes node %d held by %d", w->tid, it->id, was - 1);
+	CHECK_MSG(was == w->tid + 1, "thread %d pushes node %d held by %d", w->tid, it->id,
+	          was - 1);
 	oncpu_stack_push(s, &it->link);
 }
 
@@ -62,8 +63,8 @@ static void *worker_main(void *arg)
 		unsigned op = (unsigned)(r % 1000);
 		if (op < 470 && w->nheld < MAX_HELD) {
 			struct oncpu_stack_node *n =
-				op < 300 ? oncpu_stack_pop(s)
-					 : oncpu_stack_pop_cpu(s, (int)((r >> 20) % (uint64_t)cpus));
+			    op < 300 ? oncpu_stack_pop(s)
+			             : oncpu_stack_pop_cpu(s, (int)((r >> 20) % (uint64_t)cpus));
 			if (n) {
 				take((struct item *)n, w->tid);
 				w->held[w->nheld++] = (struct item *)n;
@@ -119,9 +120,10 @@ int main(int argc, char **argv)
 			struct item *it = (struct item *)l;
 			CHECK(it >= items && it < items + nitems);
 			CHECK_MSG(seen[it->id]++ == 0, "node %d is on a list twice", it->id);
-			CHECK_MSG(atomic_load(&it->owner) == 0, "node %d on a list but held by %d", it->id,
-				  atomic_load(&it->owner) - 1);
-			CHECK_MSG(++found <= nitems, "a list is longer than the number of nodes (cycle?)");
+			CHECK_MSG(atomic_load(&it->owner) == 0, "node %d on a list but held by %d",
+			          it->id, atomic_load(&it->owner) - 1);
+			CHECK_MSG(++found <= nitems,
+			          "a list is longer than the number of nodes (cycle?)");
 		}
 		CHECK(oncpu_stack_pop(stacks[i]) == NULL);
 	}

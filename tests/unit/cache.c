@@ -73,7 +73,7 @@ static void expect_abort(void (*fn)(void *), void *arg, const char *const *expec
 	int status;
 	CHECK(waitpid(pid, &status, 0) == pid);
 	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "child status %#x, said: %s",
-		  status, buf);
+	          status, buf);
 	for (; *expect; expect++)
 		CHECK_MSG(strstr(buf, *expect), "child said \"%s\", expected \"%s\"", buf, *expect);
 	/* A child that announced "... at FILE:LINE:" must be reported there. */
@@ -82,7 +82,8 @@ static void expect_abort(void (*fn)(void *), void *arg, const char *const *expec
 		char where[64];
 		int line = atoi(at + strlen(" at cache.c:"));
 		snprintf(where, sizeof(where), "unit/cache.c:%d: oncpu_cache_free(", line);
-		CHECK_MSG(line > 0 && strstr(buf, where), "report \"%s\" does not name %s", buf, where);
+		CHECK_MSG(line > 0 && strstr(buf, where), "report \"%s\" does not name %s", buf,
+		          where);
 	}
 }
 
@@ -141,7 +142,7 @@ static void test_objects(size_t size, size_t align, unsigned flags)
 	for (int i = 0; i < N; i++) {
 		const unsigned char *b = objs[i];
 		CHECK_MSG(b[0] == (unsigned char)i && b[size - 1] == (unsigned char)i,
-			  "object %d overwritten by a neighbour", i);
+		          "object %d overwritten by a neighbour", i);
 	}
 	/* Sorted addresses at least a stride apart: distinct, no overlap. */
 	for (int i = 1; i < N; i++)
@@ -156,8 +157,8 @@ static void test_objects(size_t size, size_t align, unsigned flags)
 		oncpu_cache_free(c, objs[i]);
 	st = stats(c);
 	CHECK_MSG(st.objects == st.cached_cpu + st.cached_depot,
-		  "%zu objects, %zu cached per CPU, %zu in the depot", st.objects, st.cached_cpu,
-		  st.cached_depot);
+	          "%zu objects, %zu cached per CPU, %zu in the depot", st.objects, st.cached_cpu,
+	          st.cached_depot);
 	CHECK(st.objects >= N && st.objects <= N + st.batch);
 	oncpu_cache_destroy(c);
 }
@@ -184,8 +185,8 @@ static void test_reuse(unsigned flags)
 		if (round == 1)
 			first = st.objects;
 		if (round > 1)
-			CHECK_MSG(st.objects == first, "round %d: %zu objects, %zu after round 1", round,
-				  st.objects, first);
+			CHECK_MSG(st.objects == first, "round %d: %zu objects, %zu after round 1",
+			          round, st.objects, first);
 	}
 	oncpu_cache_destroy(c);
 }
@@ -235,7 +236,7 @@ static void test_cross_cpu(unsigned flags)
 	/* At most N live, M per used slot (2 CPUs or 2 vcpus), B per thread. */
 	size_t bound = N + 2 * st.cpu_capacity + 3 * st.batch;
 	CHECK_MSG(st.objects <= bound, "%zu objects after %d rounds (bound %zu)", st.objects,
-		  x.rounds, bound);
+	          x.rounds, bound);
 	CHECK(st.objects == st.cached_cpu + st.cached_depot);
 	unpin();
 	pthread_barrier_destroy(&x.bar);
@@ -295,7 +296,7 @@ static void test_enomem(void)
 	int status;
 	CHECK(waitpid(pid, &status, 0) == pid);
 	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 42, "ENOMEM child: status %#x",
-		  status);
+	          status);
 }
 
 /* destroy unmaps the slabs. */
@@ -424,7 +425,8 @@ static bool leave_rseq(void)
 		__asm__("movq %%fs:0, %0" : "=r"(tp));
 		char *area = tp + __rseq_offset;
 		if (syscall(SYS_rseq, area, 32, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0 &&
-		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0)
+		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER,
+		            ONCPU_RSEQ_SIG) != 0)
 			return false;
 	}
 	return !oncpu_rseq_active();
@@ -490,8 +492,8 @@ int main(void)
 	CHECK(oncpu_rseq_active() == test_expect_rseq());
 
 	test_bad_input();
-	static const size_t sizes[][2] = {{1, 0},   {7, 0},    {8, 8},    {48, 0},   {48, 64},
-					  {100, 1}, {100, 256}, {500, 4096}, {4096, 0}, {70000, 0}};
+	static const size_t sizes[][2] = {{1, 0},   {7, 0},     {8, 8},      {48, 0},   {48, 64},
+	                                  {100, 1}, {100, 256}, {500, 4096}, {4096, 0}, {70000, 0}};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		test_objects(sizes[i][0], sizes[i][1], 0);
 		test_objects(sizes[i][0], sizes[i][1], ONCPU_CACHE_VCPU);

@@ -91,7 +91,8 @@ static void test_fifo(size_t cap, unsigned flags)
 		CHECK_ERRNO(oncpu_ring_push(r, tok(999999)), ENOBUFS);
 		while (next_out < next_in) {
 			void *p = oncpu_ring_pop(r);
-			CHECK_MSG(p == tok(next_out), "cap %zu: got %p, expected %p", cap, p, tok(next_out));
+			CHECK_MSG(p == tok(next_out), "cap %zu: got %p, expected %p", cap, p,
+			          tok(next_out));
 			next_out++;
 		}
 		CHECK(oncpu_ring_pop(r) == NULL);
@@ -123,7 +124,9 @@ static void test_per_cpu(unsigned flags)
 			/* Slot arrays exist only where something was pushed. */
 			int with_array = 0;
 			for (int c = 0; c < oncpu_cpu_count(); c++)
-				with_array += ((struct _oncpu_ring_slot *)oncpu_ptr(r->_pcpu, c))->array != NULL;
+				with_array +=
+				    ((struct _oncpu_ring_slot *)oncpu_ptr(r->_pcpu, c))->array !=
+				    NULL;
 			CHECK_MSG(with_array == 2, "%d CPUs have arrays, 2 pushed", with_array);
 		}
 	}
@@ -168,7 +171,8 @@ static bool leave_rseq(void)
 		__asm__("movq %%fs:0, %0" : "=r"(tp));
 		char *area = tp + __rseq_offset;
 		if (syscall(SYS_rseq, area, 32, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0 &&
-		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0)
+		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER,
+		            ONCPU_RSEQ_SIG) != 0)
 			return false;
 	}
 	return !oncpu_rseq_active();
@@ -188,7 +192,7 @@ static void *fallback_thread(void *arg)
 		return NULL;
 	for (long i = 0; i < 8; i++) {
 		void *p = m->r->_mode == _oncpu_mode_ONCPU_CPU ? oncpu_ring_pop(m->r)
-							       : oncpu_ring_pop_cpu(m->r, m->list);
+		                                               : oncpu_ring_pop_cpu(m->r, m->list);
 		m->ok &= p == tok(i);
 	}
 	for (long i = 8; i < 16; i++)

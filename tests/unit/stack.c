@@ -75,7 +75,7 @@ static void expect_abort(void (*fn)(void *), void *arg, const char *expect)
 	int status;
 	CHECK(waitpid(pid, &status, 0) == pid);
 	CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "child status %#x, said: %s",
-		  status, buf);
+	          status, buf);
 	CHECK_MSG(strstr(buf, expect), "child said \"%s\", expected \"%s\"", buf, expect);
 }
 
@@ -127,8 +127,8 @@ static void test_lifo(unsigned flags)
 		}
 		for (int i = 99; i >= 0; i--) {
 			struct oncpu_stack_node *n = oncpu_stack_pop(s);
-			CHECK_MSG(n == &items[i].link, "round %d: expected node %d, got %p", round, i,
-				  (void *)n);
+			CHECK_MSG(n == &items[i].link, "round %d: expected node %d, got %p", round,
+			          i, (void *)n);
 		}
 		CHECK(oncpu_stack_pop(s) == NULL);
 	}
@@ -206,7 +206,8 @@ static long committed_kb(const void *p)
 	long kb = -1;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long lo, hi;
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' '))
 			in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
 		else if (in && sscanf(line, "Anonymous: %ld kB", &kb) == 1)
 			break;
@@ -229,7 +230,8 @@ static void test_memory(void)
 	for (int c = 0; c < POSSIBLE; c++)
 		CHECK(oncpu_stack_pop_cpu(s, c) == NULL);
 	long kb = committed_kb(s->_pcpu), limit = (long)ncpus * (long)(ONCPU_PERCPU_STRIDE / 1024);
-	CHECK_MSG(kb <= limit, "%ld KiB committed for %d CPUs that ran (at most %ld)", kb, ncpus, limit);
+	CHECK_MSG(kb <= limit, "%ld KiB committed for %d CPUs that ran (at most %ld)", kb, ncpus,
+	          limit);
 	oncpu_stack_free(s);
 }
 
@@ -252,24 +254,25 @@ static void test_guard_first(void)
 			CHECK(id >= 0);
 			switch (op) {
 			case 0:
-				r = oncpu_cs_cmpeq_cmpeq_store(ONCPU_CPU, &guard, 0, none, 0, 1, id);
+				r = oncpu_cs_cmpeq_cmpeq_store(ONCPU_CPU, &guard, 0, none, 0, 1,
+				                               id);
 				break;
 			case 1:
-				r = oncpu_cs_cmpeq_cmpne_load_off_store(ONCPU_CPU, &guard, 0, none, 0, 0,
-									&load, id);
+				r = oncpu_cs_cmpeq_cmpne_load_off_store(ONCPU_CPU, &guard, 0, none,
+				                                        0, 0, &load, id);
 				break;
 			case 2:
-				r = oncpu_cs_cmpeq_cmpeq_trystore_store(ONCPU_CPU, ONCPU_RELEASE, &guard, 0,
-									none, 0, &word, 1, 1, id);
+				r = oncpu_cs_cmpeq_cmpeq_trystore_store(
+				    ONCPU_CPU, ONCPU_RELEASE, &guard, 0, none, 0, &word, 1, 1, id);
 				break;
 			case 3:
-				r = oncpu_cs_cmpeq_cmpeq_load_store(ONCPU_CPU, &guard, 0, none, 0, none,
-								    &load, 1, id);
+				r = oncpu_cs_cmpeq_cmpeq_load_store(ONCPU_CPU, &guard, 0, none, 0,
+				                                    none, &load, 1, id);
 				break;
 			default:
-				r = oncpu_cs_cmpeq_cmpeq_memcpy_store(ONCPU_CPU, ONCPU_RELAXED, &guard, 0,
-								      none, 0, buf, none, sizeof(buf),
-								      1, id);
+				r = oncpu_cs_cmpeq_cmpeq_memcpy_store(ONCPU_CPU, ONCPU_RELAXED,
+				                                      &guard, 0, none, 0, buf, none,
+				                                      sizeof(buf), 1, id);
 				break;
 			}
 		} while (r == ONCPU_CS_ABORTED);
@@ -297,7 +300,8 @@ static bool leave_rseq(void)
 		__asm__("movq %%fs:0, %0" : "=r"(tp));
 		char *area = tp + __rseq_offset;
 		if (syscall(SYS_rseq, area, 32, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0 &&
-		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0)
+		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER,
+		            ONCPU_RSEQ_SIG) != 0)
 			return false;
 	}
 	return !oncpu_rseq_active();
@@ -320,8 +324,8 @@ static void *fallback_thread(void *arg)
 	 * vCPU: on list m->list, through pop_cpu and membarrier), pushes. */
 	for (int i = 0; i < m->n; i++) {
 		struct oncpu_stack_node *n = m->s->_mode == _oncpu_mode_ONCPU_CPU
-						     ? oncpu_stack_pop(m->s)
-						     : oncpu_stack_pop_cpu(m->s, m->list);
+		                                 ? oncpu_stack_pop(m->s)
+		                                 : oncpu_stack_pop_cpu(m->s, m->list);
 		m->ok &= n == &m->items[m->n - 1 - i].link;
 	}
 	m->ok &= oncpu_stack_pop_cpu(m->s, m->list) == NULL;
@@ -368,7 +372,7 @@ int main(void)
 	ncpus = CPU_COUNT(&set);
 	CHECK(CPU_ISSET(0, &set) && (ncpus == 1 || CPU_ISSET(1, &set)));
 	CHECK_MSG(oncpu_rseq_active() == test_expect_rseq(), "mode %s but rseq %s", test_mode(),
-		  oncpu_rseq_active() ? "active" : "inactive");
+	          oncpu_rseq_active() ? "active" : "inactive");
 
 	test_bad_input();
 	test_lifo(0);

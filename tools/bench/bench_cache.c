@@ -33,7 +33,7 @@
 
 #include "bench.h"
 
-#define OBJECT_SIZE 48
+#define OBJECT_SIZE        48
 #define STATIC_TLS_TUNABLE "glibc.rtld.optional_static_tls=8192"
 
 /* The command line of this process, from /proc/self/cmdline; NULL on error. */
@@ -70,7 +70,8 @@ __attribute__((constructor)) static void reserve_static_tls(void)
 	if (!argv)
 		return;
 	char tunables[4096];
-	snprintf(tunables, sizeof(tunables), "%s%s" STATIC_TLS_TUNABLE, t ? t : "", t && *t ? ":" : "");
+	snprintf(tunables, sizeof(tunables), "%s%s" STATIC_TLS_TUNABLE, t ? t : "",
+	         t && *t ? ":" : "");
 	setenv("GLIBC_TUNABLES", tunables, 1);
 	setenv("ONCPU_BENCH_STATIC_TLS", "1", 1); /* once, even if the tunable is ignored */
 	execv("/proc/self/exe", argv);
@@ -183,18 +184,19 @@ static void *setup_malloc(int threads)
 }
 
 static void *setup_dl(int threads, const char *name, const char *lib, const char *const syms[][2],
-		      const char *package)
+                      const char *package)
 {
 	void *dl = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
 	if (!dl) {
 		const char *err = dlerror();
 		if (err && strstr(err, "static TLS"))
 			fprintf(stderr,
-				"%s: %s needs more static TLS than this process reserved (run with "
-				"GLIBC_TUNABLES=" STATIC_TLS_TUNABLE "); skipped\n",
-				name, lib);
+			        "%s: %s needs more static TLS than this process reserved (run with "
+			        "GLIBC_TUNABLES=" STATIC_TLS_TUNABLE "); skipped\n",
+			        name, lib);
 		else
-			fprintf(stderr, "%s: %s is not installed (%s); skipped\n", name, lib, package);
+			fprintf(stderr, "%s: %s is not installed (%s); skipped\n", name, lib,
+			        package);
 		return NULL;
 	}
 	for (int i = 0; syms[i][0]; i++) {
@@ -209,7 +211,8 @@ static void *setup_dl(int threads, const char *name, const char *lib, const char
 			return c;
 		}
 	}
-	fprintf(stderr, "%s: %s has no allocation functions this benchmark knows; skipped\n", name, lib);
+	fprintf(stderr, "%s: %s has no allocation functions this benchmark knows; skipped\n", name,
+	        lib);
 	dlclose(dl);
 	return NULL;
 }
@@ -218,15 +221,15 @@ static void *setup_mimalloc(int threads)
 {
 	static const char *const syms[][2] = {{"mi_malloc", "mi_free"}, {NULL, NULL}};
 	return setup_dl(threads, "cache.mimalloc", "libmimalloc.so.2", syms,
-			"Debian: libmimalloc2.0 or libmimalloc-dev");
+	                "Debian: libmimalloc2.0 or libmimalloc-dev");
 }
 
 static void *setup_jemalloc(int threads)
 {
 	static const char *const syms[][2] = {
-		{"je_malloc", "je_free"}, {"malloc", "free"}, {NULL, NULL}};
+	    {"je_malloc", "je_free"}, {"malloc", "free"}, {NULL, NULL}};
 	return setup_dl(threads, "cache.jemalloc", "libjemalloc.so.2", syms,
-			"Debian: libjemalloc2 or libjemalloc-dev");
+	                "Debian: libjemalloc2 or libjemalloc-dev");
 }
 
 static int teardown(void *ctx)
@@ -236,7 +239,8 @@ static int teardown(void *ctx)
 	for (int t = 0; t < c->threads; t++)
 		bad += c->pt[t].bad;
 	if (bad)
-		fprintf(stderr, "%s: %ld objects were handed to two threads at once\n", c->name, bad);
+		fprintf(stderr, "%s: %ld objects were handed to two threads at once\n", c->name,
+		        bad);
 	if (c->cache)
 		oncpu_cache_destroy(c->cache);
 	ctx_free(c);
@@ -251,14 +255,14 @@ static const char *info_oncpu(void *ctx)
 	if (oncpu_cache_stats(c->cache, &st) != 0)
 		return NULL;
 	snprintf(buf, sizeof(buf), "cpu_capacity=%zu batch=%zu rseq=%s", st.cpu_capacity, st.batch,
-		 oncpu_rseq_active() ? "yes" : "no");
+	         oncpu_rseq_active() ? "yes" : "no");
 	return buf;
 }
 
 const struct bench_case bench_cache[] = {
-	{"cache.oncpu", BENCH_THREADS_1_AND_CPUS, setup_oncpu, run_oncpu, teardown, info_oncpu},
-	{"cache.malloc", BENCH_THREADS_1_AND_CPUS, setup_malloc, run_fn, teardown, NULL},
-	{"cache.mimalloc", BENCH_THREADS_1_AND_CPUS, setup_mimalloc, run_fn, teardown, NULL},
-	{"cache.jemalloc", BENCH_THREADS_1_AND_CPUS, setup_jemalloc, run_fn, teardown, NULL},
-	{NULL, 0, NULL, NULL, NULL, NULL},
+    {"cache.oncpu", BENCH_THREADS_1_AND_CPUS, setup_oncpu, run_oncpu, teardown, info_oncpu},
+    {"cache.malloc", BENCH_THREADS_1_AND_CPUS, setup_malloc, run_fn, teardown, NULL},
+    {"cache.mimalloc", BENCH_THREADS_1_AND_CPUS, setup_mimalloc, run_fn, teardown, NULL},
+    {"cache.jemalloc", BENCH_THREADS_1_AND_CPUS, setup_jemalloc, run_fn, teardown, NULL},
+    {NULL, 0, NULL, NULL, NULL, NULL},
 };

@@ -31,7 +31,7 @@ struct ring_ctx {
 	const char *name;
 	int threads;
 	struct per_thread *pt;
-	struct oncpu_ring *ring; /* oncpu */
+	struct oncpu_ring *ring;                           /* oncpu */
 	pthread_mutex_t lock __attribute__((aligned(64))); /* mutex */
 	size_t head, tail, cap;
 	void **array;
@@ -167,8 +167,8 @@ static int teardown(void *ctx)
 		free(c->array);
 	}
 	if (bad || pushed != popped + left) {
-		fprintf(stderr, "%s: pushed %ld, popped %ld, left %ld%s\n", c->name, pushed, popped, left,
-			bad ? ", and a pointer that was never pushed" : "");
+		fprintf(stderr, "%s: pushed %ld, popped %ld, left %ld%s\n", c->name, pushed, popped,
+		        left, bad ? ", and a pointer that was never pushed" : "");
 		bad = 1;
 	}
 	pthread_mutex_destroy(&c->lock);
@@ -178,7 +178,7 @@ static int teardown(void *ctx)
 }
 
 const struct bench_case bench_ring[] = {
-	{"ring.oncpu", BENCH_THREADS_1_AND_CPUS, setup_oncpu, run_oncpu, teardown, NULL},
-	{"ring.mutex", BENCH_THREADS_1_AND_CPUS, setup_mutex, run_mutex, teardown, NULL},
-	{NULL, 0, NULL, NULL, NULL, NULL},
+    {"ring.oncpu", BENCH_THREADS_1_AND_CPUS, setup_oncpu, run_oncpu, teardown, NULL},
+    {"ring.mutex", BENCH_THREADS_1_AND_CPUS, setup_mutex, run_mutex, teardown, NULL},
+    {NULL, 0, NULL, NULL, NULL, NULL},
 };

@@ -46,7 +46,7 @@ struct stack_ctx {
 	int threads, nnodes;
 	struct node *nodes;
 	struct per_thread *pt;
-	struct oncpu_stack *stack;                 /* oncpu */
+	struct oncpu_stack *stack;                         /* oncpu */
 	pthread_mutex_t lock __attribute__((aligned(64))); /* mutex */
 	struct node *head;
 	struct tagged top __attribute__((aligned(64))); /* treiber */
@@ -174,9 +174,9 @@ static inline bool cas_top(struct tagged *t, struct tagged old, struct node *ptr
 	bool ok;
 	uintptr_t tag = old.tag + 1;
 	__asm__ __volatile__("lock cmpxchg16b %1"
-			     : "=@ccz"(ok), "+m"(*t), "+a"(old.ptr), "+d"(old.tag)
-			     : "b"(ptr), "c"(tag)
-			     : "memory");
+	                     : "=@ccz"(ok), "+m"(*t), "+a"(old.ptr), "+d"(old.tag)
+	                     : "b"(ptr), "c"(tag)
+	                     : "memory");
 	return ok;
 }
 #else
@@ -193,7 +193,7 @@ static inline bool cas_top(struct tagged *t, struct tagged old, struct node *ptr
 {
 	uintptr_t want = ((old.tag >> 48) + 1) << 48 | (uintptr_t)ptr;
 	return __atomic_compare_exchange_n(&t->tag, &old.tag, want, false, __ATOMIC_ACQ_REL,
-					   __ATOMIC_ACQUIRE);
+	                                   __ATOMIC_ACQUIRE);
 }
 #endif
 
@@ -220,7 +220,8 @@ static void run_treiber(void *ctx, int tid, long iters)
 			}
 			/* Nodes are never freed, so reading next is safe; the tag
 			 * makes a stale next fail the swap (no ABA). */
-			struct node *next = (struct node *)__atomic_load_n(&old.ptr->link.next, __ATOMIC_RELAXED);
+			struct node *next =
+			    (struct node *)__atomic_load_n(&old.ptr->link.next, __ATOMIC_RELAXED);
 			if (cas_top(&c->top, old, next)) {
 				n = old.ptr;
 				break;
@@ -278,8 +279,8 @@ static int teardown(void *ctx)
 }
 
 const struct bench_case bench_stack[] = {
-	{"stack.oncpu", BENCH_THREADS_1_AND_CPUS, setup_oncpu, run_oncpu, teardown, NULL},
-	{"stack.mutex", BENCH_THREADS_1_AND_CPUS, setup_mutex, run_mutex, teardown, NULL},
-	{"stack.treiber", BENCH_THREADS_1_AND_CPUS, setup_treiber, run_treiber, teardown, NULL},
-	{NULL, 0, NULL, NULL, NULL, NULL},
+    {"stack.oncpu", BENCH_THREADS_1_AND_CPUS, setup_oncpu, run_oncpu, teardown, NULL},
+    {"stack.mutex", BENCH_THREADS_1_AND_CPUS, setup_mutex, run_mutex, teardown, NULL},
+    {"stack.treiber", BENCH_THREADS_1_AND_CPUS, setup_treiber, run_treiber, teardown, NULL},
+    {NULL, 0, NULL, NULL, NULL, NULL},
 };

@@ -61,44 +61,44 @@ ONCPU_INLINE int _oncpu_cs_deref_off_add(int mode, intptr_t *ptr, ptrdiff_t off,
 	return ONCPU_CS_UNAVAILABLE;
 }
 
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *g, intptr_t gexpect,
-					     intptr_t *v, intptr_t expect, intptr_t newv, int id)
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *g, intptr_t gexpect, intptr_t *v,
+                                             intptr_t expect, intptr_t newv, int id)
 {
 	(void)mode, (void)g, (void)gexpect, (void)v, (void)expect, (void)newv, (void)id;
 	return ONCPU_CS_UNAVAILABLE;
 }
 ONCPU_INLINE int _oncpu_cs_cmpeq_cmpne_load_off_store(int mode, intptr_t *g, intptr_t gexpect,
-						       intptr_t *v, intptr_t expectnot,
-						       ptrdiff_t voff, intptr_t *load, int id)
+                                                      intptr_t *v, intptr_t expectnot,
+                                                      ptrdiff_t voff, intptr_t *load, int id)
 {
 	(void)mode, (void)g, (void)gexpect, (void)v, (void)expectnot, (void)voff, (void)load,
-		(void)id;
+	    (void)id;
 	return ONCPU_CS_UNAVAILABLE;
 }
 ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t *g,
-						       intptr_t gexpect, intptr_t *v,
-						       intptr_t expect, intptr_t *v2,
-						       intptr_t newv2, intptr_t newv, int id)
+                                                      intptr_t gexpect, intptr_t *v,
+                                                      intptr_t expect, intptr_t *v2, intptr_t newv2,
+                                                      intptr_t newv, int id)
 {
-	(void)mode, (void)mo, (void)g, (void)gexpect, (void)v, (void)expect, (void)v2,
-		(void)newv2, (void)newv, (void)id;
+	(void)mode, (void)mo, (void)g, (void)gexpect, (void)v, (void)expect, (void)v2, (void)newv2,
+	    (void)newv, (void)id;
 	return ONCPU_CS_UNAVAILABLE;
 }
 ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *g, intptr_t gexpect,
-						  intptr_t *v, intptr_t expect, intptr_t *src,
-						  intptr_t *load, intptr_t newv, int id)
+                                                  intptr_t *v, intptr_t expect, intptr_t *src,
+                                                  intptr_t *load, intptr_t newv, int id)
 {
 	(void)mode, (void)g, (void)gexpect, (void)v, (void)expect, (void)src, (void)load,
-		(void)newv, (void)id;
+	    (void)newv, (void)id;
 	return ONCPU_CS_UNAVAILABLE;
 }
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *g,
-						     intptr_t gexpect, intptr_t *v,
-						     intptr_t expect, void *dst, const void *src,
-						     size_t len, intptr_t newv, int id)
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *g, intptr_t gexpect,
+                                                    intptr_t *v, intptr_t expect, void *dst,
+                                                    const void *src, size_t len, intptr_t newv,
+                                                    int id)
 {
 	(void)mode, (void)mo, (void)g, (void)gexpect, (void)v, (void)expect, (void)dst, (void)src,
-		(void)len, (void)newv, (void)id;
+	    (void)len, (void)newv, (void)id;
 	return ONCPU_CS_UNAVAILABLE;
 }
 

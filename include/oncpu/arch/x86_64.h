@@ -127,8 +127,11 @@ extern volatile int _oncpu_inject_loops[8];
 	_ONCPU_ASM_ENTER                                               \
 	_ONCPU_INJECT(1)                                               \
 	index                                                          \
+	/* base+displacement, not (base, index): the core then forwards \
+	 * the previous add's store to this load without latency */   \
+	"addq %[base], %%rax\n\t"                                      \
 	_ONCPU_INJECT(2)                                               \
-	"addq %[count], (%[base], %%rax)\n\t"                          \
+	"addq %[count], (%%rax)\n\t"                                   \
 	"2:\n\t"                                                       \
 	_ONCPU_ASM_CLEAR                                               \
 	_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")                   \

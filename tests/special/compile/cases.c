@@ -27,6 +27,13 @@ int compile_case(intptr_t *v, intptr_t *v2, void *dst, const void *src, void *ba
 	r |= oncpu_cs_cmpeq_memcpy_store(ONCPU_VCPU, ONCPU_RELAXED, v, 0, dst, src, 8, 1, id);
 	r |= oncpu_cs_deref_off_add(ONCPU_CPU, v, 8, 1, id);
 	r |= oncpu_cs_deref_off_add(ONCPU_VCPU, v, 8, 1, id);
+	r |= oncpu_cs_cmpeq_cmpeq_store(ONCPU_CPU, v2, 0, v, 0, 1, id);
+	r |= oncpu_cs_cmpeq_cmpne_load_off_store(ONCPU_VCPU, v2, 0, v, 0, 8, v2, id);
+	r |= oncpu_cs_cmpeq_cmpeq_trystore_store(ONCPU_CPU, ONCPU_RELEASE, v2, 0, v, 0, v2, 1, 2,
+	                                         id);
+	r |= oncpu_cs_cmpeq_cmpeq_load_store(ONCPU_VCPU, v2, 0, v, 0, v2, v2, 1, id);
+	r |= oncpu_cs_cmpeq_cmpeq_memcpy_store(ONCPU_CPU, ONCPU_RELAXED, v2, 0, v, 0, dst, src, 8,
+	                                       1, id);
 #elif defined(CASE_BOGUS_MODE)
 	r = oncpu_cs_add(ONCPU_BOGUS, v, 1, id);
 #elif defined(CASE_BOGUS_MODE_ID)
@@ -44,6 +51,11 @@ int compile_case(intptr_t *v, intptr_t *v2, void *dst, const void *src, void *ba
 	r = oncpu_cs_cmpeq_trystore_store(ONCPU_CPU, ONCPU_ACQUIRE, v, 0, v2, 1, 2, id);
 #elif defined(CASE_SEQ_CST_MEMCPY)
 	r = oncpu_cs_cmpeq_memcpy_store(ONCPU_VCPU, ONCPU_SEQ_CST, v, 0, dst, src, 8, 1, id);
+#elif defined(CASE_GUARDED_BOGUS_MODE)
+	r = oncpu_cs_cmpeq_cmpeq_store(ONCPU_BOGUS, v2, 0, v, 0, 1, id);
+#elif defined(CASE_GUARDED_ACQUIRE)
+	r = oncpu_cs_cmpeq_cmpeq_memcpy_store(ONCPU_VCPU, ONCPU_ACQUIRE, v2, 0, v, 0, dst, src, 8,
+	                                      1, id);
 #elif defined(CASE_MODE_AS_ORDER)
 	r = oncpu_cs_cmpeq_trystore_store(ONCPU_CPU, ONCPU_CPU, v, 0, v2, 1, 2, id);
 #else
