@@ -245,6 +245,13 @@ SEC("tp_btf/rseq_update")
 int oncpu_resume(__u64 *ctx)
 {
 	struct task_struct *t = (struct task_struct *)ctx[0];
+	if (!may_be_registered(t))
+		return 0;
+	/* Reading a registered block is harmless, armed or not: check the
+	 * registration's authentication only when a write is due. */
+	struct oncpu_bpf_reg *r = bpf_task_storage_get(&oncpu_reg, t, 0, 0);
+	if (!r || !r->block || *(volatile __u32 *)&r->block->oncpu != ONCPU_DESCHED_WORD_OFF)
+		return 0;
 	struct _oncpu_desched_block *b = armed_block(t);
 	if (b && *(volatile __u32 *)&b->oncpu == ONCPU_DESCHED_WORD_OFF) {
 		__u32 w = write_entries(b, 1);
