@@ -113,10 +113,20 @@ struct {
 	__type(value, struct oncpu_bpf_file);
 } oncpu_files SEC(".maps");
 
+/* Counters of the tracepoint programs, which run with preemption disabled:
+ * a plain add on this CPU's copy. */
 static __always_inline void stat_add(__u32 idx, __u64 n)
 {
 	__u64 *c = bpf_map_lookup_elem(&oncpu_stats, &idx);
-	/* Atomic: a uprobe program may be preempted by a switch on its CPU. */
+	if (c)
+		*c += n;
+}
+
+/* Counters of the arm program: a uprobe program can be preempted, and
+ * another thread's arm program run on the same CPU meanwhile. */
+static __always_inline void stat_add_atomic(__u32 idx, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&oncpu_stats, &idx);
 	if (c)
 		__sync_fetch_and_add(c, n);
 }
@@ -305,7 +315,7 @@ int oncpu_arm(struct oncpu_uregs *ctx)
 	struct task_struct *cur = bpf_get_current_task_btf();
 	struct oncpu_bpf_reg *r = bpf_task_storage_get(&oncpu_reg, cur, 0, 0);
 	if (!r || !r->block) {
-		stat_add(ONCPU_BPF_STAT_ARM_NOREG, 1);
+		stat_add_atomic(ONCPU_BPF_STAT_ARM_NOREG, 1);
 		return 0;
 	}
 	struct _oncpu_desched_block *b = r->block;
@@ -318,7 +328,7 @@ int oncpu_arm(struct oncpu_uregs *ctx)
 	        &back, sizeof(back),
 	        (void *)(uaddr + ONCPU_DESCHED_OFF_PROVIDER_DATA + 8 * ONCPU_BPF_PD_ARM)) != 0 ||
 	    back != cookie) {
-		stat_add(ONCPU_BPF_STAT_ARM_REFUSED, 1);
+		stat_add_atomic(ONCPU_BPF_STAT_ARM_REFUSED, 1);
 		/* Not the caller's memory: drop it (and its pin). */
 		bpf_task_storage_delete(&oncpu_reg, cur);
 		return 0;
@@ -326,12 +336,12 @@ int oncpu_arm(struct oncpu_uregs *ctx)
 	struct oncpu_bpf_auth *a =
 	    bpf_task_storage_get(&oncpu_auth, cur, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!a) {
-		stat_add(ONCPU_BPF_STAT_ARM_NOMEM, 1);
+		stat_add_atomic(ONCPU_BPF_STAT_ARM_NOMEM, 1);
 		return 0;
 	}
 	a->elem = (__u64)r;
 	a->kaddr = (__u64)b;
 	*(volatile __u64 *)&b->provider_data[ONCPU_BPF_PD_ARM] = cookie | 1;
-	stat_add(ONCPU_BPF_STAT_ARM_OK, 1);
+	stat_add_atomic(ONCPU_BPF_STAT_ARM_OK, 1);
 	return 0;
 }

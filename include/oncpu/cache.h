@@ -133,31 +133,24 @@ extern volatile long _oncpu_ds_aborts __attribute__((weak));
 #endif
 #endif
 
+/* The slot is a per-CPU array of oncpu/cs.h: one section per alloc or free,
+ * addressed from the id the section reads itself. */
+ONCPU_STATIC_ASSERT(offsetof(struct _oncpu_cache_slot, count) == ONCPU_CS_ARRAY_COUNT, "count");
+ONCPU_STATIC_ASSERT(offsetof(struct _oncpu_cache_slot, lock) == ONCPU_CS_ARRAY_GUARD, "guard");
+ONCPU_STATIC_ASSERT(sizeof(struct _oncpu_cache_slot) == ONCPU_CS_ARRAY_ITEMS, "items");
+
 ONCPU_INLINE void *_oncpu_cache_alloc_fast(struct oncpu_cache *c)
 {
 	if (ONCPU_LIKELY(c &&
 	                 __atomic_load_n(&c->_flags, __ATOMIC_RELAXED) == _ONCPU_CACHE_SECTIONS)) {
-		int mode = c->_mode;
 		for (;;) {
-			int cpu = _oncpu_cs_id(mode);
-			if (ONCPU_UNLIKELY(cpu < 0))
-				break;
-			struct _oncpu_cache_slot *slot =
-			    (struct _oncpu_cache_slot *)oncpu_ptr(c->_pcpu, cpu);
-			intptr_t n = __atomic_load_n(&slot->count, __ATOMIC_RELAXED);
-			if (ONCPU_UNLIKELY(n <= 0))
-				break; /* refill */
 			intptr_t obj;
-			/* The object is loaded inside the section, after the count
-			 * compare: no other thread can have taken it. */
-			int r = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->count,
-			                                         n, &_ONCPU_CACHE_OBJS(slot)[n - 1],
-			                                         &obj, n - 1, cpu);
+			int r = _oncpu_cs_percpu_array_pop(c->_mode, c->_pcpu, &obj);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return (void *)obj;
 			_ONCPU_DS_NOTE(r);
-			if (r == ONCPU_CS_CMPFAIL && __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
-				break;
+			if (r != ONCPU_CS_ABORTED)
+				break; /* empty (refill), locked or unregistered */
 		}
 	}
 	return _oncpu_cache_alloc_slow(c);
@@ -168,24 +161,13 @@ ONCPU_INLINE void _oncpu_cache_free_fast(struct oncpu_cache *c, void *obj, const
 {
 	if (ONCPU_LIKELY(c && obj &&
 	                 __atomic_load_n(&c->_flags, __ATOMIC_RELAXED) == _ONCPU_CACHE_SECTIONS)) {
-		int mode = c->_mode;
 		for (;;) {
-			int cpu = _oncpu_cs_id(mode);
-			if (ONCPU_UNLIKELY(cpu < 0))
-				break;
-			struct _oncpu_cache_slot *slot =
-			    (struct _oncpu_cache_slot *)oncpu_ptr(c->_pcpu, cpu);
-			intptr_t n = __atomic_load_n(&slot->count, __ATOMIC_RELAXED);
-			if (ONCPU_UNLIKELY(n >= c->_cap))
-				break; /* flush */
-			int r = _oncpu_cs_cmpeq_cmpeq_trystore_store(
-			    mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count, n,
-			    &_ONCPU_CACHE_OBJS(slot)[n], (intptr_t)obj, n + 1, cpu);
+			int r = _oncpu_cs_percpu_array_push(c->_mode, c->_pcpu, c->_cap, (intptr_t)obj);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return;
 			_ONCPU_DS_NOTE(r);
-			if (r == ONCPU_CS_CMPFAIL && __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
-				break;
+			if (r != ONCPU_CS_ABORTED)
+				break; /* full (flush), locked or unregistered */
 		}
 	}
 	_oncpu_cache_free_slow(c, obj, file, line);

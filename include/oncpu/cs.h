@@ -84,6 +84,18 @@
  *       if (*g != gexpect) return CMPFAIL; if (*v != expect) return CMPFAIL;
  *       memcpy(dst, src, len); *v = newv                  (batch in or out)
  *
+ * Per-CPU arrays, addressed from the id read inside the section (as
+ * percpu_add: no id argument, ONCPU_CS_UNAVAILABLE when the thread is not
+ * registered). a = (intptr_t *)(base + id * ONCPU_PERCPU_STRIDE) is laid out
+ * as a[0] count, a[1] guard, a[2...] items (offsets ONCPU_CS_ARRAY_*):
+ *
+ *   oncpu_cs_percpu_array_pop(mode, base, load)
+ *       if (a[1] != 0) return CMPFAIL; n = a[0]; if (n == 0) return CMPFAIL;
+ *       *load = a[2 + n - 1]; a[0] = n - 1
+ *   oncpu_cs_percpu_array_push(mode, base, cap, v)
+ *       if (a[1] != 0) return CMPFAIL; n = a[0]; if (n >= cap) return CMPFAIL;
+ *       a[2 + n] = v; a[0] = n + 1
+ *
  * Every operation is always inline and emits its descriptor into the
  * __rseq_cs / __rseq_cs_ptr_array / __rseq_exit_point_array sections (the
  * kernel selftests' layout), so oncpu-inspect and the GDB extension see it.
@@ -123,6 +135,11 @@ ONCPU_INLINE ptrdiff_t _oncpu_id_offset(int mode)
 	            : _oncpu_process.rseq_offset + ONCPU_RSEQ_OFF_CPU_ID;
 }
 
+/* Layout of a per-CPU array (byte offsets; see oncpu_cs_percpu_array_pop). */
+#define ONCPU_CS_ARRAY_COUNT 0
+#define ONCPU_CS_ARRAY_GUARD 8
+#define ONCPU_CS_ARRAY_ITEMS 16
+
 #define _ONCPU_ARCH_INCLUDE_OK 1
 #if defined(ONCPU_HAVE_RSEQ_ASM)
 #include <oncpu/arch/x86_64.h>
@@ -161,6 +178,10 @@ ONCPU_INLINE ptrdiff_t _oncpu_id_offset(int mode)
 					  id)                                                      \
 	_oncpu_cs_cmpeq_cmpeq_memcpy_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), g, gexpect, v,        \
 					   expect, dst, src, len, newv, id)
+#define oncpu_cs_percpu_array_pop(mode, base, load)                                                \
+	_oncpu_cs_percpu_array_pop(_ONCPU_MODE(mode), base, load)
+#define oncpu_cs_percpu_array_push(mode, base, cap, v)                                             \
+	_oncpu_cs_percpu_array_push(_ONCPU_MODE(mode), base, cap, v)
 
 /*
  * Current id for a mode, registering the thread on first use; or

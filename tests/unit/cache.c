@@ -286,8 +286,19 @@ static void enomem_child(void *unused)
 	_exit(42);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
 static void test_enomem(void)
 {
+#ifdef UNDER_ASAN
+	return; /* the sanitizer's shadow memory cannot live under RLIMIT_AS */
+#endif
 	fflush(NULL);
 	pid_t pid = fork();
 	CHECK(pid >= 0);
@@ -408,6 +419,54 @@ static void env_debug_child(void *unused)
 	oncpu_cache_free(c, p);
 }
 
+/* The per-CPU array operations of oncpu/cs.h that the inline paths use. */
+static void test_array_ops(void)
+{
+	enum { CAP = 4 };
+	void *base = oncpu_percpu_alloc(ONCPU_CS_ARRAY_ITEMS + CAP * sizeof(intptr_t), 64);
+	CHECK(base);
+	CHECK(pin(0));
+	intptr_t *a = oncpu_ptr(base, oncpu_cpu()), load = 0;
+	int r;
+	if (!test_expect_rseq()) {
+		CHECK(oncpu_cs_percpu_array_push(ONCPU_CPU, base, CAP, 1) == ONCPU_CS_UNAVAILABLE);
+		CHECK(oncpu_cs_percpu_array_pop(ONCPU_CPU, base, &load) == ONCPU_CS_UNAVAILABLE);
+		unpin();
+		oncpu_percpu_free(base);
+		return;
+	}
+#define RETRY(call)                                                                                	do                                                                                         		r = (call);                                                                        	while (r == ONCPU_CS_ABORTED)
+	RETRY(oncpu_cs_percpu_array_pop(ONCPU_CPU, base, &load));
+	CHECK(r == ONCPU_CS_CMPFAIL && load == 0); /* empty */
+	for (intptr_t i = 1; i <= CAP; i++) {
+		RETRY(oncpu_cs_percpu_array_push(ONCPU_CPU, base, CAP, 100 + i));
+		CHECK(r == ONCPU_CS_COMMITTED && a[0] == i && a[1 + i] == 100 + i);
+	}
+	RETRY(oncpu_cs_percpu_array_push(ONCPU_CPU, base, CAP, 999));
+	CHECK(r == ONCPU_CS_CMPFAIL && a[0] == CAP); /* full */
+	a[1] = 1;                                    /* guard taken: nothing moves */
+	RETRY(oncpu_cs_percpu_array_pop(ONCPU_CPU, base, &load));
+	CHECK(r == ONCPU_CS_CMPFAIL && a[0] == CAP && load == 0);
+	a[0] = 1;
+	RETRY(oncpu_cs_percpu_array_push(ONCPU_CPU, base, CAP, 999));
+	CHECK(r == ONCPU_CS_CMPFAIL && a[0] == 1 && a[3] == 102);
+	a[0] = CAP;
+	a[1] = 0;
+	for (intptr_t i = CAP; i >= 1; i--) {
+		RETRY(oncpu_cs_percpu_array_pop(ONCPU_CPU, base, &load));
+		CHECK(r == ONCPU_CS_COMMITTED && load == 100 + i && a[0] == i - 1);
+	}
+	/* vCPU indexing addresses the array of the vcpu id. */
+	intptr_t *v = oncpu_ptr(base, oncpu_vcpu());
+	RETRY(oncpu_cs_percpu_array_push(ONCPU_VCPU, base, CAP, 7));
+	CHECK(r == ONCPU_CS_COMMITTED && v[0] == 1 && v[2] == 7);
+	RETRY(oncpu_cs_percpu_array_pop(ONCPU_VCPU, base, &load));
+	CHECK(r == ONCPU_CS_COMMITTED && load == 7 && v[0] == 0);
+#undef RETRY
+	unpin();
+	oncpu_percpu_free(base);
+}
+
 /* ---- mixed process ---- */
 
 extern const ptrdiff_t __rseq_offset __attribute__((weak));
@@ -492,6 +551,7 @@ int main(void)
 	CHECK(oncpu_rseq_active() == test_expect_rseq());
 
 	test_bad_input();
+	test_array_ops();
 	static const size_t sizes[][2] = {{1, 0},   {7, 0},     {8, 8},      {48, 0},   {48, 64},
 	                                  {100, 1}, {100, 256}, {500, 4096}, {4096, 0}, {70000, 0}};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {

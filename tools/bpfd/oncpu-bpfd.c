@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include <oncpu.h>
@@ -74,6 +75,8 @@ static struct bpf_program *tp_prog(struct oncpu_desched *s, size_t i)
 }
 
 static const char *pin_dir = ONCPU_BPF_PIN_DIR;
+/* The kernel has the rseq_update tracepoint (the backstop's hook). */
+static bool have_rseq_update = true;
 static bool verbose;
 
 /* libbpf's messages (its format strings are not literals here). */
@@ -183,6 +186,16 @@ static struct oncpu_desched *open_provider(bool create)
 	                       ONCPU_BPF_PIN_STATS, ONCPU_BPF_PIN_FILES};
 	if (!create && !exists(pin_path(ONCPU_BPF_PIN_INFO)))
 		die("not loaded at %s (oncpu-bpfd load)", pin_dir);
+	/* The backstop is optional: a kernel without the rseq_update
+	 * tracepoint gets the provider without it. */
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	if (vmlinux) {
+		have_rseq_update =
+		    btf__find_by_name_kind(vmlinux, "btf_trace_rseq_update", BTF_KIND_TYPEDEF) > 0;
+		btf__free(vmlinux);
+	}
+	if (!have_rseq_update)
+		bpf_program__set_autoload(s->progs.oncpu_resume, false);
 	if (exists(pin_path(ONCPU_BPF_PIN_INFO))) {
 		int fd = bpf_obj_get(pin_path(ONCPU_BPF_PIN_INFO));
 		struct oncpu_bpf_info info = {0};
@@ -341,6 +354,12 @@ static int cmd_load(char **libs, int nlibs, bool no_attach)
 			die("write %s: %s", pin_path(ONCPU_BPF_PIN_INFO), strerror(errno));
 	}
 	for (size_t i = 0; i < sizeof(tp_links) / sizeof(tp_links[0]); i++) {
+		if (tp_prog(s, i) == s->progs.oncpu_resume && !have_rseq_update) {
+			fprintf(stderr,
+			        "oncpu-bpfd: warning: no rseq_update tracepoint in this kernel: "
+			        "no backstop for switch-ins that sched_switch does not show\n");
+			continue;
+		}
 		struct bpf_link *l = bpf_program__attach(tp_prog(s, i));
 		if (!l)
 			die("attach %s: %s", tp_links[i].what, strerror(errno));
@@ -534,6 +553,13 @@ static int prog_fd_stats(int pfd, struct prog_stats *out)
 	return 0;
 }
 
+/* A read-only fd: enough for status, and allowed by the 0444/0644 modes. */
+static int obj_get_rdonly(const char *path)
+{
+	LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = BPF_F_RDONLY);
+	return bpf_obj_get_opts(path, &o);
+}
+
 static int read_sysctl_int(const char *path)
 {
 	FILE *f = fopen(path, "re");
@@ -552,7 +578,7 @@ static int cmd_status(void)
 		printf("not loaded at %s\n", pin_dir);
 		return 3;
 	}
-	int fd = bpf_obj_get(pin_path(ONCPU_BPF_PIN_INFO));
+	int fd = obj_get_rdonly(pin_path(ONCPU_BPF_PIN_INFO));
 	struct oncpu_bpf_info info = {0};
 	uint32_t key = 0;
 	if (fd < 0 || bpf_map_lookup_elem(fd, &key, &info) != 0)
@@ -572,7 +598,9 @@ static int cmd_status(void)
 		snprintf(p, sizeof(p), "%s/%s/%s", pin_dir, ONCPU_BPF_PIN_LINKS, tp_links[i].pin);
 		struct prog_stats ps;
 		if (link_prog_stats(p, &ps) != 0) {
-			printf("  %-7s %-27s NOT ATTACHED\n", tp_links[i].pin, tp_links[i].what);
+			printf("  %-7s %-27s %s\n", tp_links[i].pin, tp_links[i].what,
+			       errno == EACCES || errno == EPERM ? "(not readable: run as root)"
+			                                         : "NOT ATTACHED");
 			continue;
 		}
 		printf("  %-7s %-27s prog %-6u runs %-12" PRIu64, tp_links[i].pin, tp_links[i].what,
@@ -583,9 +611,13 @@ static int cmd_status(void)
 	}
 
 	struct file_slot slots[ONCPU_BPF_MAX_FILES];
-	int n = read_files(slots), stale = 0;
+	int n = 0, stale = 0;
 	printf("arm uprobe (%s) attached to:\n", ONCPU_BPF_ARM_SYMBOL);
-	if (n == 0)
+	if (access(pin_path(ONCPU_BPF_PIN_FILES), R_OK) != 0)
+		printf("  (not readable: run as root)\n");
+	else
+		n = read_files(slots);
+	if (n == 0 && access(pin_path(ONCPU_BPF_PIN_FILES), R_OK) == 0)
 		printf("  nothing: no thread can register (oncpu-bpfd attach FILE)\n");
 	for (int i = 0; i < n; i++) {
 		struct oncpu_bpf_file *f = &slots[i].f;
@@ -601,7 +633,7 @@ static int cmd_status(void)
 		printf("  %s (inode %" PRIu64 "): %s\n", f->path, f->ino, state);
 	}
 
-	fd = bpf_obj_get(pin_path(ONCPU_BPF_PIN_STATS));
+	fd = obj_get_rdonly(pin_path(ONCPU_BPF_PIN_STATS));
 	if (fd >= 0) {
 		int ncpu = libbpf_num_possible_cpus();
 		uint64_t *v = calloc((size_t)ncpu, sizeof(uint64_t));

@@ -102,4 +102,15 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *
 	return ONCPU_CS_UNAVAILABLE;
 }
 
+ONCPU_INLINE int _oncpu_cs_percpu_array_pop(int mode, void *base, intptr_t *load)
+{
+	(void)mode, (void)base, (void)load;
+	return ONCPU_CS_UNAVAILABLE;
+}
+ONCPU_INLINE int _oncpu_cs_percpu_array_push(int mode, void *base, intptr_t cap, intptr_t v)
+{
+	(void)mode, (void)base, (void)cap, (void)v;
+	return ONCPU_CS_UNAVAILABLE;
+}
+
 #endif /* ONCPU_ARCH_GENERIC_H */

@@ -537,6 +537,105 @@ cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
 
+/*
+ * Per-CPU arrays: the section reads the id itself and addresses the array
+ * from it (base + id * stride), as percpu_add does; word 0 is the count,
+ * word 1 the guard (compared with 0 before the count is read), items from
+ * word 2. Exits: 5 (guard taken, empty or full), 6 (not registered).
+ */
+#define _ONCPU_ASM_ARRAY_OP(index, body)                               \
+	_ONCPU_ASM_TABLE                                               \
+	_ONCPU_ASM_EXIT_POINT("5f")                                    \
+	_ONCPU_ASM_EXIT_POINT("6f")                                    \
+	_ONCPU_ASM_ENTER                                               \
+	_ONCPU_INJECT(1)                                               \
+	index                                                          \
+	"addq %[base], %%rax\n\t"                                      \
+	"cmpq $0, " _ONCPU_XS(ONCPU_CS_ARRAY_GUARD) "(%%rax)\n\t"      \
+	"jnz 5f\n\t"                                                   \
+	_ONCPU_INJECT(4)                                               \
+	"movq " _ONCPU_XS(ONCPU_CS_ARRAY_COUNT) "(%%rax), %%rcx\n\t"   \
+	body                                                           \
+	"2:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")                 \
+	_ONCPU_ASM_UNAVAILABLE_EXIT
+
+/* n = rcx: if 0, exit 5; *load = items[n - 1]; commit count = n - 1. */
+#define _ONCPU_ASM_ARRAY_POP                                           \
+	"testq %%rcx, %%rcx\n\t"                                       \
+	"jz 5f\n\t"                                                    \
+	_ONCPU_INJECT(2)                                               \
+	"movq " _ONCPU_XS(ONCPU_CS_ARRAY_ITEMS) "-8(%%rax, %%rcx, 8), %%rdx\n\t" \
+	"movq %%rdx, %[load]\n\t"                                      \
+	"decq %%rcx\n\t"                                               \
+	_ONCPU_INJECT(3)                                               \
+	"movq %%rcx, " _ONCPU_XS(ONCPU_CS_ARRAY_COUNT) "(%%rax)\n\t"
+
+/* n = rcx: if >= cap, exit 5; items[n] = v (try-store); commit n + 1. */
+#define _ONCPU_ASM_ARRAY_PUSH                                          \
+	"cmpq %[cap], %%rcx\n\t"                                       \
+	"jae 5f\n\t"                                                   \
+	_ONCPU_INJECT(2)                                               \
+	"movq %[v], " _ONCPU_XS(ONCPU_CS_ARRAY_ITEMS) "(%%rax, %%rcx, 8)\n\t" \
+	"incq %%rcx\n\t"                                               \
+	_ONCPU_INJECT(3)                                               \
+	"movq %%rcx, " _ONCPU_XS(ONCPU_CS_ARRAY_COUNT) "(%%rax)\n\t"
+
+#define _ONCPU_ARRAY_CLOBBERS _ONCPU_CS_CLOBBERS, "rcx", "rdx"
+
+ONCPU_INLINE int _oncpu_cs_percpu_array_pop(int mode, void *base, intptr_t *load)
+{
+	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))
+		return ONCPU_CS_UNAVAILABLE;
+	if (mode == _oncpu_mode_ONCPU_CPU)
+		__asm__ goto(_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_CPU_INDEX, _ONCPU_ASM_ARRAY_POP)
+			     :
+			     : [off] "r"(_oncpu_process.rseq_offset), [base] "r"(base),
+			       [load] "m"(*load)
+			     : _ONCPU_ARRAY_CLOBBERS
+			     : abort, cmpfail, unavailable);
+	else
+		__asm__ goto(_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_VCPU_INDEX, _ONCPU_ASM_ARRAY_POP)
+			     :
+			     : _ONCPU_CS_INPUTS, [base] "r"(base), [load] "m"(*load)
+			     : _ONCPU_ARRAY_CLOBBERS
+			     : abort, cmpfail, unavailable);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+unavailable:
+	return ONCPU_CS_UNAVAILABLE;
+}
+
+ONCPU_INLINE int _oncpu_cs_percpu_array_push(int mode, void *base, intptr_t cap, intptr_t v)
+{
+	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))
+		return ONCPU_CS_UNAVAILABLE;
+	if (mode == _oncpu_mode_ONCPU_CPU)
+		__asm__ goto(_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_CPU_INDEX, _ONCPU_ASM_ARRAY_PUSH)
+			     :
+			     : [off] "r"(_oncpu_process.rseq_offset), [base] "r"(base),
+			       [cap] "er"(cap), [v] "r"(v)
+			     : _ONCPU_ARRAY_CLOBBERS
+			     : abort, cmpfail, unavailable);
+	else
+		__asm__ goto(_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_VCPU_INDEX, _ONCPU_ASM_ARRAY_PUSH)
+			     :
+			     : _ONCPU_CS_INPUTS, [base] "r"(base), [cap] "er"(cap), [v] "r"(v)
+			     : _ONCPU_ARRAY_CLOBBERS
+			     : abort, cmpfail, unavailable);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+unavailable:
+	return ONCPU_CS_UNAVAILABLE;
+}
+
 /* clang-format on */
 
 #endif /* ONCPU_ARCH_X86_64_H */
