@@ -106,6 +106,10 @@ struct oncpu_cache *oncpu_cache_new_flags(size_t object_size, size_t align, unsi
 	pthread_mutex_init(&c->lock, NULL);
 	c->pub._pcpu = oncpu_percpu_alloc(sizeof(struct _oncpu_cache_slot) + cap * sizeof(void *),
 	                                  ONCPU_CACHELINE);
+	if (c->pub._pcpu && !_oncpu_ds_register(c->pub._pcpu, LOCK_OFF, &c->lock)) {
+		oncpu_percpu_free(c->pub._pcpu);
+		c->pub._pcpu = NULL;
+	}
 	if (!c->pub._pcpu) {
 		pthread_mutex_destroy(&c->lock);
 		free(c);
@@ -128,6 +132,7 @@ void oncpu_cache_destroy(struct oncpu_cache *pub)
 	if (!pub)
 		return;
 	struct cache *c = impl(pub);
+	_oncpu_ds_unregister(pub->_pcpu);
 	for (struct mag *m = c->full, *next; m; m = next) {
 		next = m->next;
 		free(m);

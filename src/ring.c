@@ -25,6 +25,10 @@ struct oncpu_ring *oncpu_ring_new_flags(size_t capacity_per_cpu, unsigned flags)
 	}
 	r->_pcpu =
 	    oncpu_percpu_alloc(sizeof(struct _oncpu_ring_slot), sizeof(struct _oncpu_ring_slot));
+	if (r->_pcpu && !_oncpu_ds_register(r->_pcpu, LOCK_OFF, NULL)) {
+		oncpu_percpu_free(r->_pcpu);
+		r->_pcpu = NULL;
+	}
 	if (!r->_pcpu) {
 		free(r);
 		errno = ENOMEM;
@@ -54,6 +58,7 @@ void oncpu_ring_free(struct oncpu_ring *r)
 		struct _oncpu_ring_slot *slot = oncpu_ptr(r->_pcpu, cpu);
 		free(slot->array); /* reading an unused slot commits nothing */
 	}
+	_oncpu_ds_unregister(r->_pcpu);
 	oncpu_percpu_free(r->_pcpu);
 	free(r);
 }

@@ -11,6 +11,7 @@
 #ifndef ONCPU_SLOT_H
 #define ONCPU_SLOT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,6 +53,16 @@ void *_oncpu_ds_lock_slot(void *pcpu, size_t lock_off, int mode, const unsigned 
  * when that needs per-slot exclusion (_oncpu_ds_exclude_slot) instead. */
 bool _oncpu_ds_exclude_all(const unsigned *flags);
 void _oncpu_ds_exclude_slot(int mode, const unsigned *flags, int idx);
+
+/*
+ * fork() safety: a structure registers its per-CPU item (and the cache its
+ * depot mutex). Around fork() every registered mutex is held; in the child,
+ * lock words held by threads that do not exist there are released (every
+ * locked operation leaves its slot consistent after each of its stores, so
+ * a slot is whole wherever its holder stopped).
+ */
+bool _oncpu_ds_register(void *pcpu, size_t lock_off, pthread_mutex_t *mutex);
+void _oncpu_ds_unregister(void *pcpu);
 
 /* Number of slots: oncpu_cpu_count(). */
 static inline int _oncpu_ds_slots(void)

@@ -202,6 +202,85 @@ void *_oncpu_ds_lock_slot(void *pcpu, size_t lock_off, int mode, const unsigned 
 	return slot;
 }
 
+/* ---- fork ---- */
+
+struct registered {
+	struct registered *next;
+	void *pcpu;
+	size_t lock_off;
+	pthread_mutex_t *mutex;
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct registered *registry;
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (struct registered *r = registry; r; r = r->next)
+		if (r->mutex)
+			pthread_mutex_lock(r->mutex);
+}
+
+static void fork_parent(void)
+{
+	for (struct registered *r = registry; r; r = r->next)
+		if (r->mutex)
+			pthread_mutex_unlock(r->mutex);
+	pthread_mutex_unlock(&reg_lock);
+}
+
+static void fork_child(void)
+{
+	int slots = _oncpu_ds_slots();
+	for (struct registered *r = registry; r; r = r->next) {
+		for (int cpu = 0; cpu < slots; cpu++) {
+			intptr_t *lock = (intptr_t *)((char *)oncpu_ptr(r->pcpu, cpu) + r->lock_off);
+			if (DS_LOAD(lock)) /* read first: unused CPUs stay uncommitted */
+				DS_STORE(lock, 0);
+		}
+		if (r->mutex)
+			pthread_mutex_unlock(r->mutex);
+	}
+	pthread_mutex_unlock(&reg_lock);
+}
+
+static void install_atfork(void)
+{
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+bool _oncpu_ds_register(void *pcpu, size_t lock_off, pthread_mutex_t *mutex)
+{
+	struct registered *r = malloc(sizeof(*r));
+	if (!r)
+		return false;
+	pthread_once(&reg_once, install_atfork);
+	r->pcpu = pcpu;
+	r->lock_off = lock_off;
+	r->mutex = mutex;
+	pthread_mutex_lock(&reg_lock);
+	r->next = registry;
+	registry = r;
+	pthread_mutex_unlock(&reg_lock);
+	return true;
+}
+
+void _oncpu_ds_unregister(void *pcpu)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (struct registered **p = &registry; *p; p = &(*p)->next) {
+		if ((*p)->pcpu == pcpu) {
+			struct registered *r = *p;
+			*p = r->next;
+			free(r);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&reg_lock);
+}
+
 /* ---- the stack ---- */
 
 #define LOCK_OFF offsetof(struct _oncpu_stack_slot, lock)
@@ -219,6 +298,10 @@ struct oncpu_stack *oncpu_stack_new_flags(unsigned flags)
 	}
 	s->_pcpu =
 	    oncpu_percpu_alloc(sizeof(struct _oncpu_stack_slot), sizeof(struct _oncpu_stack_slot));
+	if (s->_pcpu && !_oncpu_ds_register(s->_pcpu, LOCK_OFF, NULL)) {
+		oncpu_percpu_free(s->_pcpu);
+		s->_pcpu = NULL;
+	}
 	if (!s->_pcpu) {
 		free(s);
 		errno = ENOMEM;
@@ -239,6 +322,7 @@ void oncpu_stack_free(struct oncpu_stack *s)
 {
 	if (!s)
 		return;
+	_oncpu_ds_unregister(s->_pcpu);
 	oncpu_percpu_free(s->_pcpu);
 	free(s);
 }
