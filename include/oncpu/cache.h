@@ -50,6 +50,8 @@
  * Concurrency: alloc and free run concurrently from any threads. new and
  * destroy must not run concurrently with other calls on the same cache.
  * Signals: alloc and free are not async-signal-safe (refills lock the depot).
+ * fork(): safe, see oncpu/stack.h (objects a vanished thread held are lost
+ * to the child, never handed out twice).
  */
 #ifndef ONCPU_CACHE_H
 #define ONCPU_CACHE_H

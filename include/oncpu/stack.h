@@ -90,9 +90,14 @@
  * Signals: in a thread that runs sections, push and pop are
  * async-signal-safe. The locked path is a spinning lock: a signal handler
  * that calls into a stack whose lock the interrupted code of the same thread
- * holds (fallback mode, pop_cpu, drain) waits forever. After fork(), only
- * the forking thread exists: do not use a stack in the child if another
- * thread could have held one of its locks.
+ * holds (fallback mode, pop_cpu, drain) waits forever.
+ *
+ * fork(): the child may use every stack, ring and cache of the parent. Lock
+ * words held by other threads at the fork (which do not exist in the child)
+ * are released in the child, and caches' depot mutexes are held across the
+ * fork; every locked operation keeps its slot consistent after each of its
+ * stores, so a slot is whole wherever the vanished holder stopped (a node it
+ * was moving is lost to the child, never duplicated).
  */
 #ifndef ONCPU_STACK_H
 #define ONCPU_STACK_H

@@ -131,7 +131,7 @@ int main(int argc, char **argv)
 		CHECK(pthread_join(after[i], NULL) == 0);
 	long want = (long)(THREADS_BEFORE + THREADS_AFTER + 1) * ADDS;
 	CHECK_MSG(api.counter_sum(counter) == want, "sum %ld, expected %ld",
-		  api.counter_sum(counter), want);
+	          api.counter_sum(counter), want);
 
 	/* dlclose must not unload it (-z nodelete): areas and descriptors live on */
 	CHECK(dlclose(lib) == 0);

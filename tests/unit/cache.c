@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -471,6 +472,72 @@ static void test_array_ops(void)
 	oncpu_percpu_free(base);
 }
 
+/* fork() while other threads are inside the cache (depot mutex, slot lock
+ * words in fallback mode): the child can still use it, and a stack. */
+struct hammer {
+	struct oncpu_cache *c;
+	struct oncpu_stack *s;
+	atomic_int stop;
+};
+
+static void *hammer_thread(void *arg)
+{
+	struct hammer *h = arg;
+	void *objs[300];
+	while (!atomic_load(&h->stop)) {
+		for (int i = 0; i < 300; i++) /* several refills and flushes */
+			objs[i] = oncpu_cache_alloc(h->c);
+		for (int i = 0; i < 300; i++) {
+			oncpu_stack_push(h->s, objs[i]);
+			oncpu_stack_pop(h->s);
+			oncpu_cache_free(h->c, objs[i]);
+		}
+	}
+	return NULL;
+}
+
+static void test_fork(void)
+{
+	struct hammer h = {oncpu_cache_new(48, 0), oncpu_stack_new(), 0};
+	CHECK(h.c && h.s);
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		CHECK(pthread_create(&t[i], NULL, hammer_thread, &h) == 0);
+	for (int round = 0; round < 40; round++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		CHECK(pid >= 0);
+		if (pid == 0) {
+			alarm(10); /* a lock left held would hang the child */
+			for (int cpu = 0; cpu < ncpus; cpu++) {
+				pin(cpu);
+				void *objs[500];
+				for (int i = 0; i < 500; i++)
+					if (!(objs[i] = oncpu_cache_alloc(h.c)))
+						_exit(2);
+				for (int i = 0; i < 500; i++) {
+					oncpu_stack_push(h.s, objs[i]);
+					if (!oncpu_stack_pop(h.s))
+						_exit(3);
+					oncpu_cache_free(h.c, objs[i]);
+				}
+			}
+			_exit(0);
+		}
+		int status;
+		CHECK(waitpid(pid, &status, 0) == pid);
+		CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		          "fork round %d: child status %#x (SIGALRM: it hung on a lock)", round,
+		          status);
+		usleep(1000);
+	}
+	atomic_store(&h.stop, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	oncpu_stack_free(h.s);
+	oncpu_cache_destroy(h.c);
+}
+
 /* ---- mixed process ---- */
 
 extern const ptrdiff_t __rseq_offset __attribute__((weak));
@@ -567,6 +634,7 @@ int main(void)
 	test_cross_cpu(0);
 	test_cross_cpu(ONCPU_CACHE_VCPU);
 	test_enomem();
+	test_fork();
 	test_destroy();
 	test_debug(0);
 	test_debug(ONCPU_CACHE_VCPU);
