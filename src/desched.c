@@ -34,7 +34,7 @@ __thread uint32_t _oncpu_desched_self_index __attribute__((tls_model("initial-ex
 uint32_t _oncpu_fork_generation;
 
 #define CHUNK_BLOCKS (1U << ONCPU_DESCHED_CHUNK_SHIFT)
-#define CHUNK_BYTES ((size_t)CHUNK_BLOCKS * ONCPU_DESCHED_BLOCK_SIZE)
+#define CHUNK_BYTES  ((size_t)CHUNK_BLOCKS * ONCPU_DESCHED_BLOCK_SIZE)
 
 static uint32_t pool_next = 1;  /* next never-used index */
 static uint64_t pool_free_head; /* ABA tag << 32 | index of the first free block */
@@ -61,11 +61,11 @@ static void none_unregister(struct _oncpu_desched_block *blk)
 	(void)blk;
 }
 const struct _oncpu_desched_provider _oncpu_desched_provider_none = {
-	.name = "none",
-	.id = ONCPU_DESCHED_PROV_NONE,
-	.probe = none_probe,
-	.thread_register = none_register,
-	.thread_unregister = none_unregister,
+    .name = "none",
+    .id = ONCPU_DESCHED_PROV_NONE,
+    .probe = none_probe,
+    .thread_register = none_register,
+    .thread_unregister = none_unregister,
 };
 
 /* ---- pool ---- */
@@ -88,8 +88,8 @@ static struct _oncpu_desched_block *pool_pop_free(void)
 		uint32_t next = __atomic_load_n(&blk->next_free, __ATOMIC_RELAXED);
 		uint64_t nhead = (((head >> 32) + 1) << 32) | next;
 		/* Acquire: the releasing thread's writes (gen, state) are seen. */
-		if (__atomic_compare_exchange_n(&pool_free_head, &head, nhead, true, __ATOMIC_ACQUIRE,
-						__ATOMIC_ACQUIRE))
+		if (__atomic_compare_exchange_n(&pool_free_head, &head, nhead, true,
+		                                __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
 			return blk;
 	}
 }
@@ -103,7 +103,7 @@ static void pool_push_free(struct _oncpu_desched_block *blk)
 		nhead = (((head >> 32) + 1) << 32) | blk->index;
 		/* Release: gen and state are written before the block is visible. */
 	} while (!__atomic_compare_exchange_n(&pool_free_head, &head, nhead, true, __ATOMIC_RELEASE,
-					      __ATOMIC_RELAXED));
+	                                      __ATOMIC_RELAXED));
 }
 
 static struct _oncpu_desched_block *pool_fresh(void)
@@ -115,15 +115,15 @@ static struct _oncpu_desched_block *pool_fresh(void)
 	}
 	uint32_t c = i >> ONCPU_DESCHED_CHUNK_SHIFT;
 	if (!__atomic_load_n(&_oncpu_desched_chunks[c], __ATOMIC_ACQUIRE)) {
-		void *mem = mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-				 -1, 0);
+		void *mem = mmap(NULL, CHUNK_BYTES, PROT_READ | PROT_WRITE,
+		                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (mem == MAP_FAILED)
 			return NULL;
 		struct _oncpu_desched_block *expect = NULL;
 		/* Release: the zeroed chunk is published whole. A loser never
 		 * published its chunk, so unmapping it is safe. */
 		if (!__atomic_compare_exchange_n(&_oncpu_desched_chunks[c], &expect, mem, false,
-						 __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+		                                 __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
 			munmap(mem, CHUNK_BYTES);
 	}
 	struct _oncpu_desched_block *blk = _oncpu_desched_block_at(i);
@@ -150,9 +150,9 @@ static void desched_thread_exit(void *blk);
 static void desched_init(void)
 {
 	const struct _oncpu_desched_provider *order[] = {
-		&_oncpu_desched_provider_kernel,
-		&_oncpu_desched_provider_bpf,
-		&_oncpu_desched_provider_none,
+	    &_oncpu_desched_provider_kernel,
+	    &_oncpu_desched_provider_bpf,
+	    &_oncpu_desched_provider_none,
 	};
 	const struct _oncpu_desched_provider *chosen = &_oncpu_desched_provider_none;
 	const char *want = getenv("ONCPU_DESCHED_PROVIDER");
@@ -192,11 +192,11 @@ const char *oncpu_desched_provider(void)
 static void set_lib_entry(struct _oncpu_desched_block *blk)
 {
 	blk->entries[0] = (struct _oncpu_desched_kentry){
-		.addr = (uint64_t)(uintptr_t)&blk->oncpu,
-		.value = ONCPU_DESCHED_WORD_OFF,
-		.resume_value = ONCPU_DESCHED_WORD_ON,
-		.size = sizeof(blk->oncpu),
-		.flags = ONCPU_DESCHED_ENTRY_F_RESUME,
+	    .addr = (uint64_t)(uintptr_t)&blk->oncpu,
+	    .value = ONCPU_DESCHED_WORD_OFF,
+	    .resume_value = ONCPU_DESCHED_WORD_ON,
+	    .size = sizeof(blk->oncpu),
+	    .flags = ONCPU_DESCHED_ENTRY_F_RESUME,
 	};
 }
 
@@ -299,7 +299,7 @@ static void desched_atfork_child(void)
 		self->tid = (uint32_t)gettid_raw();
 		if (self->provider != ONCPU_DESCHED_PROV_NONE) {
 			int r = active->atfork_child ? active->atfork_child(self)
-						     : active->thread_register(self);
+			                             : active->thread_register(self);
 			if (r != 0) {
 				self->provider = ONCPU_DESCHED_PROV_NONE;
 				self->oncpu = ONCPU_DESCHED_WORD_UNTRACKED;
@@ -328,8 +328,8 @@ static bool entry_valid(const struct _oncpu_desched_block *blk, const struct onc
 		return false;
 	if (e->flags & ~ONCPU_DESCHED_F_RESUME)
 		return false;
-	if (e->size < 8 && ((e->value >> (8 * e->size)) != 0 ||
-			    (e->resume_value >> (8 * e->size)) != 0))
+	if (e->size < 8 &&
+	    ((e->value >> (8 * e->size)) != 0 || (e->resume_value >> (8 * e->size)) != 0))
 		return false;
 	return true;
 }
@@ -363,11 +363,11 @@ int oncpu_desched_register(const struct oncpu_desched_entry *entries, unsigned i
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	for (unsigned int i = 0; i < count; i++) {
 		blk->entries[1 + i] = (struct _oncpu_desched_kentry){
-			.addr = (uint64_t)(uintptr_t)entries[i].addr,
-			.value = entries[i].value,
-			.resume_value = entries[i].resume_value,
-			.size = entries[i].size,
-			.flags = entries[i].flags,
+		    .addr = (uint64_t)(uintptr_t)entries[i].addr,
+		    .value = entries[i].value,
+		    .resume_value = entries[i].resume_value,
+		    .size = entries[i].size,
+		    .flags = entries[i].flags,
 		};
 	}
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);

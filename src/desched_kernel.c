@@ -21,10 +21,10 @@
 #include "internal.h"
 
 /* kernel/uapi/rseq_desched.h */
-#define PR_RSEQ_DESCHED_SET 0x4f4e4350
-#define PR_RSEQ_DESCHED_GET 0x4f4e4351
+#define PR_RSEQ_DESCHED_SET      0x4f4e4350
+#define PR_RSEQ_DESCHED_GET      0x4f4e4351
 #define RSEQ_DESCHED_MAX_ENTRIES 16
-#define RSEQ_DESCHED_F_RESUME 0x1U
+#define RSEQ_DESCHED_F_RESUME    0x1U
 
 _Static_assert(RSEQ_DESCHED_MAX_ENTRIES == ONCPU_DESCHED_BLOCK_ENTRIES, "entries per thread");
 _Static_assert(RSEQ_DESCHED_F_RESUME == ONCPU_DESCHED_ENTRY_F_RESUME, "F_RESUME");
@@ -51,12 +51,12 @@ static void kernel_unregister(struct _oncpu_desched_block *blk)
 }
 
 const struct _oncpu_desched_provider _oncpu_desched_provider_kernel = {
-	.name = "kernel",
-	.id = ONCPU_DESCHED_PROV_KERNEL,
-	.probe = kernel_probe,
-	.thread_register = kernel_register,
-	.thread_unregister = kernel_unregister,
-	/* fork() copies the registration, and the child's block is at the
-	 * same address: registering again is only a refresh. */
-	.atfork_child = kernel_register,
+    .name = "kernel",
+    .id = ONCPU_DESCHED_PROV_KERNEL,
+    .probe = kernel_probe,
+    .thread_register = kernel_register,
+    .thread_unregister = kernel_unregister,
+    /* fork() copies the registration, and the child's block is at the
+     * same address: registering again is only a refresh. */
+    .atfork_child = kernel_register,
 };

@@ -59,34 +59,34 @@ typedef uint32_t _oncpu_u32;
 typedef uint64_t _oncpu_u64;
 #endif
 
-#define ONCPU_DESCHED_BLOCK_SIZE 1024
-#define ONCPU_DESCHED_BLOCK_ENTRIES 16 /* RSEQ_DESCHED_MAX_ENTRIES */
-#define ONCPU_DESCHED_BLOCK_WORDS 256  /* ONCPU_DESCHED_WORDS_SIZE */
+#define ONCPU_DESCHED_BLOCK_SIZE     1024
+#define ONCPU_DESCHED_BLOCK_ENTRIES  16   /* RSEQ_DESCHED_MAX_ENTRIES */
+#define ONCPU_DESCHED_BLOCK_WORDS    256  /* ONCPU_DESCHED_WORDS_SIZE */
 #define ONCPU_DESCHED_ENTRY_F_RESUME 0x1U /* RSEQ_DESCHED_F_RESUME */
 
 /* Values of the on-CPU word. */
-#define ONCPU_DESCHED_WORD_OFF 0U
-#define ONCPU_DESCHED_WORD_ON 1U
+#define ONCPU_DESCHED_WORD_OFF       0U
+#define ONCPU_DESCHED_WORD_ON        1U
 #define ONCPU_DESCHED_WORD_UNTRACKED 2U
 
 /* Block states (library private). */
-#define ONCPU_DESCHED_BLOCK_FREE 0U
-#define ONCPU_DESCHED_BLOCK_LIVE 1U
+#define ONCPU_DESCHED_BLOCK_FREE  0U
+#define ONCPU_DESCHED_BLOCK_LIVE  1U
 #define ONCPU_DESCHED_BLOCK_GHOST 2U /* a fork child's copy of another thread's block */
 
 /* Provider ids (block->provider). */
-#define ONCPU_DESCHED_PROV_NONE 0U
+#define ONCPU_DESCHED_PROV_NONE   0U
 #define ONCPU_DESCHED_PROV_KERNEL 1U
-#define ONCPU_DESCHED_PROV_BPF 2U
+#define ONCPU_DESCHED_PROV_BPF    2U
 
 /* Byte offsets, for BPF programs and assembly. */
-#define ONCPU_DESCHED_OFF_ONCPU 0
-#define ONCPU_DESCHED_OFF_GEN 4
-#define ONCPU_DESCHED_OFF_SELF 16
-#define ONCPU_DESCHED_OFF_NR_ENTRIES 24
+#define ONCPU_DESCHED_OFF_ONCPU         0
+#define ONCPU_DESCHED_OFF_GEN           4
+#define ONCPU_DESCHED_OFF_SELF          16
+#define ONCPU_DESCHED_OFF_NR_ENTRIES    24
 #define ONCPU_DESCHED_OFF_PROVIDER_DATA 64
-#define ONCPU_DESCHED_OFF_WORDS 128
-#define ONCPU_DESCHED_OFF_ENTRIES 512
+#define ONCPU_DESCHED_OFF_WORDS         128
+#define ONCPU_DESCHED_OFF_ENTRIES       512
 
 /* struct rseq_desched_entry of the kernel patch, byte for byte. */
 struct _oncpu_desched_kentry {
@@ -120,16 +120,16 @@ _Static_assert(offsetof(struct _oncpu_desched_block, oncpu) == ONCPU_DESCHED_OFF
 _Static_assert(offsetof(struct _oncpu_desched_block, gen) == ONCPU_DESCHED_OFF_GEN, "gen");
 _Static_assert(offsetof(struct _oncpu_desched_block, self) == ONCPU_DESCHED_OFF_SELF, "self");
 _Static_assert(offsetof(struct _oncpu_desched_block, nr_entries) == ONCPU_DESCHED_OFF_NR_ENTRIES,
-	       "nr_entries");
+               "nr_entries");
 _Static_assert(offsetof(struct _oncpu_desched_block, provider_data) ==
-		       ONCPU_DESCHED_OFF_PROVIDER_DATA,
-	       "provider_data");
+                   ONCPU_DESCHED_OFF_PROVIDER_DATA,
+               "provider_data");
 _Static_assert(offsetof(struct _oncpu_desched_block, words) == ONCPU_DESCHED_OFF_WORDS, "words");
 _Static_assert(offsetof(struct _oncpu_desched_block, entries) == ONCPU_DESCHED_OFF_ENTRIES,
-	       "entries");
+               "entries");
 _Static_assert(sizeof(struct _oncpu_desched_block) == ONCPU_DESCHED_BLOCK_SIZE, "block size");
 _Static_assert(ONCPU_DESCHED_BLOCK_SIZE <= 4096 && (4096 % ONCPU_DESCHED_BLOCK_SIZE) == 0,
-	       "a block never crosses a page");
+               "a block never crosses a page");
 
 /* ---- The provider interface ----------------------------------------------
  * Process-wide selection (desched.c): the first provider of kernel, bpf,
@@ -176,11 +176,11 @@ struct _oncpu_desched_provider {
  * liboncpu.a when something else references it; a program that needs it
  * links with -Wl,--undefined=_oncpu_desched_provider_bpf.) */
 extern const struct _oncpu_desched_provider _oncpu_desched_provider_kernel
-	__attribute__((visibility("hidden")));
+    __attribute__((visibility("hidden")));
 extern const struct _oncpu_desched_provider _oncpu_desched_provider_bpf
-	__attribute__((weak, visibility("hidden")));
+    __attribute__((weak, visibility("hidden")));
 extern const struct _oncpu_desched_provider _oncpu_desched_provider_none
-	__attribute__((visibility("hidden")));
+    __attribute__((visibility("hidden")));
 
 /* ---- Services of desched.c for providers and the mutex ---- */
 /* This thread's block, allocated and registered on first use; NULL when
@@ -190,10 +190,10 @@ struct _oncpu_desched_block *_oncpu_desched_block_self(void) __attribute__((visi
 /* The pool: chunks of 64 blocks, mapped on demand, never unmapped; block i
  * (1-based; slot 0 of chunk 0 is never used) is slot i % 64 of chunk i / 64. */
 #define ONCPU_DESCHED_CHUNK_SHIFT 6
-#define ONCPU_DESCHED_MAX_CHUNKS 16384 /* 1 M blocks: live threads plus ghosts */
-#define ONCPU_DESCHED_MAX_INDEX ((ONCPU_DESCHED_MAX_CHUNKS << ONCPU_DESCHED_CHUNK_SHIFT) - 1)
+#define ONCPU_DESCHED_MAX_CHUNKS  16384 /* 1 M blocks: live threads plus ghosts */
+#define ONCPU_DESCHED_MAX_INDEX   ((ONCPU_DESCHED_MAX_CHUNKS << ONCPU_DESCHED_CHUNK_SHIFT) - 1)
 extern struct _oncpu_desched_block *_oncpu_desched_chunks[ONCPU_DESCHED_MAX_CHUNKS]
-	__attribute__((visibility("hidden")));
+    __attribute__((visibility("hidden")));
 
 /* The block of index i, or NULL when i was never allocated. Lock-free; the
  * result stays mapped forever (it may belong to another thread by now). */
@@ -203,7 +203,7 @@ static inline struct _oncpu_desched_block *_oncpu_desched_block_at(_oncpu_u32 i)
 		return NULL;
 	/* Acquire: pairs with the release that published the chunk. */
 	struct _oncpu_desched_block *c = __atomic_load_n(
-		&_oncpu_desched_chunks[i >> ONCPU_DESCHED_CHUNK_SHIFT], __ATOMIC_ACQUIRE);
+	    &_oncpu_desched_chunks[i >> ONCPU_DESCHED_CHUNK_SHIFT], __ATOMIC_ACQUIRE);
 	return c ? c + (i & ((1U << ONCPU_DESCHED_CHUNK_SHIFT) - 1)) : NULL;
 }
 /* This thread's block index, cached for the mutex fast path: 0 until the
@@ -211,13 +211,13 @@ static inline struct _oncpu_desched_block *_oncpu_desched_block_at(_oncpu_u32 i)
  * one (the thread is exiting, or ENOMEM). */
 #define ONCPU_DESCHED_INDEX_NONE 0xFFFFFFFFU
 extern __thread _oncpu_u32 _oncpu_desched_self_index
-	__attribute__((visibility("hidden"), tls_model("initial-exec")));
+    __attribute__((visibility("hidden"), tls_model("initial-exec")));
 /* Incremented in every fork child (by desched.c's atfork handler): state
  * tagged with an older value was copied from the parent. */
 extern _oncpu_u32 _oncpu_fork_generation __attribute__((visibility("hidden")));
 /* The active provider (selected on first call). */
 const struct _oncpu_desched_provider *_oncpu_desched_active(void)
-	__attribute__((visibility("hidden")));
+    __attribute__((visibility("hidden")));
 #endif /* !__bpf__ */
 
 #endif /* ONCPU_DESCHED_PROVIDER_H */

@@ -55,25 +55,34 @@
 
 #define OWNER_MASK 0x3FFFFFFFU
 #define OWNER_ANON 0x3FFFFFFFU
-#define WAITERS 0x80000000U
+#define WAITERS    0x80000000U
 _Static_assert(ONCPU_DESCHED_MAX_INDEX < OWNER_ANON, "owner ids");
 
-#define AUX_SPINNER 1ULL
-#define AUX_SPINNERS_MASK ((1ULL << 24) - 1)
-#define AUX_SPINS_SHIFT 24
-#define AUX_SPINS_MASK (0xFFULL << AUX_SPINS_SHIFT)
-#define AUX_GEN_SHIFT 32
+/* _aux: spinners (12 bits), sleepers (20), spin estimate (8), fork
+ * generation (24). */
+#define AUX_SPINNER        1ULL
+#define AUX_SPINNERS_MASK  0xFFFULL
+#define AUX_SLEEPER        (1ULL << 12)
+#define AUX_SLEEPERS_SHIFT 12
+#define AUX_SLEEPERS_MASK  0xFFFFFULL
+#define AUX_SPINS_SHIFT    32
+#define AUX_SPINS_MASK     (0xFFULL << AUX_SPINS_SHIFT)
+#define AUX_GEN_SHIFT      40
+#define AUX_GEN_MASK       0xFFFFFFULL
 
-/* Spin bounds, in pause iterations. */
-#define SPIN_ONCPU_MAX 4000    /* owner running: its critical section may be long */
-#define SPIN_UNTRACKED_MAX 100 /* glibc's default max_adaptive_count */
+/* Spin bounds, in pause instructions. */
+#define SPIN_QUICK         32   /* spins shorter than this are not counted in _aux */
+#define SPIN_BACKOFF_MAX   16   /* pauses between two reads of the lock word */
+#define SPIN_ONCPU_MAX     4000 /* owner running: its critical section may be long */
+#define SPIN_UNTRACKED_MAX 100  /* glibc's default max_adaptive_count */
 
 static uint32_t max_spinners;
 int _oncpu_mutex_ignore_provider;
 
 static inline uint64_t aux_gen(void)
 {
-	return (uint64_t)__atomic_load_n(&_oncpu_fork_generation, __ATOMIC_RELAXED) << AUX_GEN_SHIFT;
+	uint32_t g = __atomic_load_n(&_oncpu_fork_generation, __ATOMIC_RELAXED);
+	return ((uint64_t)g & AUX_GEN_MASK) << AUX_GEN_SHIFT;
 }
 /* _aux as seen by this process: the state of an older generation is zero. */
 static inline uint64_t aux_valid(uint64_t a)
@@ -85,6 +94,26 @@ static inline uint32_t aux_spinners(uint64_t a)
 {
 	return (uint32_t)(a & AUX_SPINNERS_MASK);
 }
+static inline uint32_t aux_sleepers(uint64_t a)
+{
+	return (uint32_t)((a >> AUX_SLEEPERS_SHIFT) & AUX_SLEEPERS_MASK);
+}
+static inline uint32_t aux_spins(uint64_t a)
+{
+	return (uint32_t)((a & AUX_SPINS_MASK) >> AUX_SPINS_SHIFT);
+}
+
+/* _aux += add - sub (sequentially consistent); counts of an older fork
+ * generation were dropped, so there is nothing to take from them. */
+static void aux_add(oncpu_mutex_t *m, uint64_t add, uint64_t sub)
+{
+	uint64_t a = __atomic_load_n(&m->_aux, __ATOMIC_RELAXED), nw;
+	do {
+		uint64_t base = aux_valid(a);
+		nw = base == a ? a + add - sub : base + add;
+	} while (!__atomic_compare_exchange_n(&m->_aux, &a, nw, true, __ATOMIC_SEQ_CST,
+	                                      __ATOMIC_RELAXED));
+}
 
 /*
  * {_word, _handoff} as one 64-bit value, for the two transitions that must
@@ -95,19 +124,19 @@ static inline uint32_t aux_spinners(uint64_t a)
  * x86-64 and AArch64 give it single-copy atomicity.
  */
 _Static_assert(offsetof(struct oncpu_mutex, _handoff) == 4 && sizeof(oncpu_mutex_t) == 16,
-	       "pair layout");
+               "pair layout");
 static inline uint64_t *pair_of(oncpu_mutex_t *m)
 {
 	return (uint64_t *)(void *)m; /* 8-byte aligned: _aux is a uint64_t */
 }
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define PAIR(word, handoff) ((uint64_t)(word) | (uint64_t)(handoff) << 32)
-#define PAIR_WORD(p) ((uint32_t)(p))
-#define PAIR_HANDOFF(p) ((uint32_t)((p) >> 32))
+#define PAIR_WORD(p)        ((uint32_t)(p))
+#define PAIR_HANDOFF(p)     ((uint32_t)((p) >> 32))
 #else
 #define PAIR(word, handoff) ((uint64_t)(handoff) | (uint64_t)(word) << 32)
-#define PAIR_WORD(p) ((uint32_t)((p) >> 32))
-#define PAIR_HANDOFF(p) ((uint32_t)(p))
+#define PAIR_WORD(p)        ((uint32_t)((p) >> 32))
+#define PAIR_HANDOFF(p)     ((uint32_t)(p))
 #endif
 
 static inline void cpu_relax(void)
@@ -155,11 +184,11 @@ static inline bool take(oncpu_mutex_t *m, uint32_t w, uint32_t self, bool slept)
 {
 	uint32_t nw = self | (w & WAITERS) | (slept ? WAITERS : 0);
 	return __atomic_compare_exchange_n(&m->_word, &w, nw, false, __ATOMIC_ACQUIRE,
-					   __ATOMIC_RELAXED);
+	                                   __ATOMIC_RELAXED);
 }
 
-/* Spin while spinning can pay off. Returns true with the lock held. */
-static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
+/* Count the caller as a spinner, unless enough threads spin already. */
+static bool spinner_enter(oncpu_mutex_t *m)
 {
 	uint64_t a = __atomic_load_n(&m->_aux, __ATOMIC_RELAXED), nw;
 	do {
@@ -168,16 +197,48 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 			return false;
 		nw += AUX_SPINNER;
 	} while (!__atomic_compare_exchange_n(&m->_aux, &a, nw, true, __ATOMIC_SEQ_CST,
-					      __ATOMIC_RELAXED));
+	                                      __ATOMIC_RELAXED));
+	return true;
+}
 
-	uint32_t spins = (uint32_t)((nw & AUX_SPINS_MASK) >> AUX_SPINS_SHIFT);
-	uint32_t untracked_max = spins * 2 + 10;
+/* Fold a spin of `spun` pauses on an untracked owner into the estimate
+ * (glibc's: est += (spun - est) / 8), leaving the spinner count if
+ * `counted`. Writes _aux only when something changes. */
+static void spin_done(oncpu_mutex_t *m, bool counted, bool untracked, uint32_t spun)
+{
+	uint64_t a = __atomic_load_n(&m->_aux, __ATOMIC_RELAXED), nw;
+	do {
+		uint64_t base = aux_valid(a);
+		nw = base;
+		if (counted && base == a)
+			nw -= AUX_SPINNER;
+		if (untracked) {
+			uint32_t est = aux_spins(nw);
+			est += (uint32_t)((int32_t)(spun - est) / 8);
+			nw = (nw & ~AUX_SPINS_MASK) | ((uint64_t)(est & 0xFF) << AUX_SPINS_SHIFT);
+		}
+		if (nw == a)
+			return;
+	} while (!__atomic_compare_exchange_n(&m->_aux, &a, nw, true, __ATOMIC_SEQ_CST,
+	                                      __ATOMIC_RELAXED));
+}
+
+/*
+ * Spin while spinning can pay off. Returns true with the lock held. The
+ * first SPIN_QUICK pauses are not announced in _aux (most spins end there,
+ * and announcing costs two atomic operations on the lock's line); a longer
+ * spin counts itself as a spinner, which lets unlock skip a wake-up.
+ */
+static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
+{
+	uint64_t a = aux_valid(__atomic_load_n(&m->_aux, __ATOMIC_RELAXED));
+	uint32_t untracked_max = aux_spins(a) * 2 + 10;
 	if (untracked_max > SPIN_UNTRACKED_MAX)
 		untracked_max = SPIN_UNTRACKED_MAX;
-	uint32_t owner = 0, untracked_spins = 0;
+	uint32_t owner = 0, spun = 0, backoff = 1;
 	const struct _oncpu_desched_block *blk = NULL;
-	bool got = false;
-	for (uint32_t i = 0; i < SPIN_ONCPU_MAX; i++) {
+	bool got = false, counted = false, untracked = false;
+	while (spun < SPIN_ONCPU_MAX) {
 		uint32_t w = __atomic_load_n(&m->_word, __ATOMIC_RELAXED);
 		if ((w & OWNER_MASK) == 0) {
 			/* A starving sleeper is owed the lock: leave it. */
@@ -192,29 +253,33 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 		if ((w & OWNER_MASK) != owner) {
 			owner = w & OWNER_MASK;
 			blk = owner == OWNER_ANON || _oncpu_mutex_ignore_provider
-				      ? NULL
-				      : _oncpu_desched_block_at(owner);
+			          ? NULL
+			          : _oncpu_desched_block_at(owner);
 		}
 		uint32_t st = owner_state(blk);
 		if (st == ONCPU_DESCHED_WORD_OFF)
 			break; /* the owner cannot release it before it runs again */
-		if (st != ONCPU_DESCHED_WORD_ON && ++untracked_spins > untracked_max)
-			break;
-		cpu_relax();
-	}
-	/* Drop the count (sequentially consistent, before the caller reads
-	 * _word again: see unlock) and fold this spin into the estimate. */
-	a = __atomic_load_n(&m->_aux, __ATOMIC_RELAXED);
-	do {
-		uint64_t base = aux_valid(a);
-		nw = base == a ? a - AUX_SPINNER : base;
-		if (untracked_spins > 0) {
-			uint32_t est = (uint32_t)((nw & AUX_SPINS_MASK) >> AUX_SPINS_SHIFT);
-			est += (uint32_t)((int32_t)(untracked_spins - est) / 8);
-			nw = (nw & ~AUX_SPINS_MASK) | ((uint64_t)(est & 0xFF) << AUX_SPINS_SHIFT);
+		if (st != ONCPU_DESCHED_WORD_ON) {
+			untracked = true;
+			if (spun >= untracked_max)
+				break;
 		}
-	} while (!__atomic_compare_exchange_n(&m->_aux, &a, nw, true, __ATOMIC_SEQ_CST,
-					      __ATOMIC_RELAXED));
+		if (!counted && spun >= SPIN_QUICK) {
+			if (!spinner_enter(m))
+				break; /* enough threads spin: sleep */
+			counted = true;
+		}
+		/* Exponential backoff: fewer reads of a line the owner writes. */
+		for (uint32_t i = 0; i < backoff; i++)
+			cpu_relax();
+		spun += backoff;
+		if (backoff < SPIN_BACKOFF_MAX)
+			backoff <<= 1;
+	}
+	/* Leave the count (sequentially consistent, before the caller reads
+	 * _word again: see unlock_slow). */
+	if (counted || untracked)
+		spin_done(m, counted, untracked, spun);
 	return got;
 }
 
@@ -244,7 +309,7 @@ static void wait_handoff(oncpu_mutex_t *m, uint32_t self)
 			return; /* handed over; the request went with it */
 		if ((w & OWNER_MASK) == 0) {
 			if (__atomic_compare_exchange_n(pair, &p, PAIR(self | WAITERS, 0), false,
-							__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+			                                __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
 				return;
 			continue;
 		}
@@ -260,7 +325,10 @@ static void lock_slow(oncpu_mutex_t *m)
 
 	if (ONCPU_UNLIKELY(max_spinners == 0)) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		__atomic_store_n(&max_spinners, n > 1 ? (uint32_t)n : 1U, __ATOMIC_RELAXED);
+		uint32_t cpus = n < 1                         ? 1U
+		                : n > (long)AUX_SPINNERS_MASK ? (uint32_t)AUX_SPINNERS_MASK
+		                                              : (uint32_t)n;
+		__atomic_store_n(&max_spinners, cpus, __ATOMIC_RELAXED);
 	}
 	for (;;) {
 		if (spin(m, self, slept))
@@ -279,7 +347,8 @@ static void lock_slow(oncpu_mutex_t *m)
 			/* WAITERS before sleeping: the owner's unlock wakes. */
 			if (!(w & WAITERS)) {
 				if (!__atomic_compare_exchange_n(&m->_word, &w, w | WAITERS, false,
-								 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+				                                 __ATOMIC_RELAXED,
+				                                 __ATOMIC_RELAXED))
 					continue;
 				w |= WAITERS;
 			}
@@ -289,16 +358,22 @@ static void lock_slow(oncpu_mutex_t *m)
 			} else if (now - since >= ONCPU_MUTEX_STARVATION_NS && self != OWNER_ANON) {
 				uint32_t none = 0;
 				if (__atomic_compare_exchange_n(&m->_handoff, &none, self, false,
-								__ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+				                                __ATOMIC_SEQ_CST,
+				                                __ATOMIC_RELAXED)) {
 					wait_handoff(m, self);
 					return;
 				}
 				/* another sleeper is owed the lock first: wait normally */
 			}
-			/* Timed, so that a sleeper passed over by spinners notices
-			 * that it starves. */
+			/* Counted after WAITERS is set and before the futex reads
+			 * _word: an unlock that saw this WAITERS and reads the count
+			 * after its release sees this sleeper, or this futex_wait()
+			 * sees that release. Timed, so that a sleeper passed over by
+			 * spinners notices that it starves. */
 			struct timespec ts = {0, ONCPU_MUTEX_STARVATION_NS};
+			aux_add(m, AUX_SLEEPER, 0);
 			long r = futex(&m->_word, FUTEX_WAIT_PRIVATE, w, &ts);
+			aux_add(m, 0, AUX_SLEEPER);
 			slept = true;
 			if (r == 0)
 				break; /* woken: spin again if the owner runs */
@@ -311,7 +386,7 @@ void oncpu_mutex_lock(oncpu_mutex_t *m)
 	uint32_t self = _oncpu_desched_self_index, free_word = 0;
 	if (ONCPU_LIKELY(self - 1 < ONCPU_DESCHED_MAX_INDEX) &&
 	    __atomic_compare_exchange_n(&m->_word, &free_word, self, false, __ATOMIC_ACQUIRE,
-					__ATOMIC_RELAXED))
+	                                __ATOMIC_RELAXED))
 		return;
 	lock_slow(m);
 }
@@ -331,7 +406,7 @@ static void unlock_slow(oncpu_mutex_t *m, uint32_t old, uint32_t handoff)
 		if (!index_live(handoff)) {
 			/* a request fork() copied from a thread that is not here */
 			__atomic_compare_exchange_n(&m->_handoff, &handoff, 0, false,
-						    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+			                            __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 		} else {
 			/* Move the free lock to the requester, only while its request
 			 * stands (it may have taken the lock itself meanwhile).
@@ -340,9 +415,9 @@ static void unlock_slow(oncpu_mutex_t *m, uint32_t old, uint32_t handoff)
 			uint64_t *pair = pair_of(m);
 			uint64_t p = __atomic_load_n(pair, __ATOMIC_RELAXED);
 			while ((PAIR_WORD(p) & OWNER_MASK) == 0 && PAIR_HANDOFF(p) == handoff) {
-				if (__atomic_compare_exchange_n(pair, &p, PAIR(handoff | WAITERS, 0),
-								false, __ATOMIC_SEQ_CST,
-								__ATOMIC_RELAXED)) {
+				if (__atomic_compare_exchange_n(
+				        pair, &p, PAIR(handoff | WAITERS, 0), false,
+				        __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
 					/* WAITERS travels with the lock */
 					futex(&m->_handoff, FUTEX_WAKE_PRIVATE, 1, NULL);
 					return;
@@ -352,16 +427,18 @@ static void unlock_slow(oncpu_mutex_t *m, uint32_t old, uint32_t handoff)
 	}
 	if (!(old & WAITERS))
 		return;
-	/* Sequentially consistent after the release: a spinner drops its
-	 * count and then reads _word, so if it is gone from the count it sees
-	 * the release, and if it is still counted it will see the word below. */
+	/* Sequentially consistent after the release (see the sleep loop and
+	 * spin_done()): a sleeper or spinner missing from these counts sees the
+	 * release itself. */
 	uint64_t a = aux_valid(__atomic_load_n(&m->_aux, __ATOMIC_SEQ_CST));
+	if (aux_sleepers(a) == 0)
+		return; /* a stale WAITERS: nobody sleeps; it is dropped */
 	if (aux_spinners(a) > 0) {
 		/* Leave the wake-up to a spinner: free, WAITERS kept, so whoever
-		 * takes it next wakes at its unlock. */
+		 * takes it next looks again at its unlock. */
 		uint32_t zero = 0;
 		if (__atomic_compare_exchange_n(&m->_word, &zero, WAITERS, false, __ATOMIC_SEQ_CST,
-						__ATOMIC_RELAXED))
+		                                __ATOMIC_RELAXED))
 			return;
 	}
 	/* WAITERS is clear now: the woken thread sets it again before it

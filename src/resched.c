@@ -64,7 +64,8 @@ static void resched_decide(void)
 		resched_error = ENOTSUP; /* ids rewritten only when they change */
 		return;
 	}
-	if (v >= 701 && reg == ONCPU_REG_LIBC && &__rseq_size && __rseq_size > ONCPU_RSEQ_LEGACY_SIZE) {
+	if (v >= 701 && reg == ONCPU_REG_LIBC && &__rseq_size &&
+	    __rseq_size > ONCPU_RSEQ_LEGACY_SIZE) {
 		resched_error = ENOTSUP; /* optimized registration: writing kills */
 		return;
 	}
@@ -78,7 +79,8 @@ static void resched_decide(void)
 		return;
 	}
 	__atomic_store_n(&_oncpu_resched_offset,
-			 _oncpu_process.rseq_offset + ONCPU_RSEQ_OFF_CPU_ID_START, __ATOMIC_RELEASE);
+	                 _oncpu_process.rseq_offset + ONCPU_RSEQ_OFF_CPU_ID_START,
+	                 __ATOMIC_RELEASE);
 }
 
 int oncpu_resched_init(void)

@@ -62,7 +62,9 @@ struct oncpu_mutex {
 };
 typedef struct oncpu_mutex oncpu_mutex_t;
 
+/* clang-format off */
 #define ONCPU_MUTEX_INIT {0, 0, 0}
+/* clang-format on */
 
 /* oncpu_mutex_init - same as ONCPU_MUTEX_INIT; returns 0. */
 ONCPU_API int oncpu_mutex_init(oncpu_mutex_t *m);

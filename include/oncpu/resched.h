@@ -58,7 +58,8 @@ ONCPU_API int oncpu_resched_init(void);
  * 0 (undecided or unsupported). */
 extern ONCPU_API ptrdiff_t _oncpu_resched_offset;
 /* This thread's reschedule epoch (see oncpu_resched_epoch()). */
-extern ONCPU_API __thread uint64_t _oncpu_resched_epoch_tls __attribute__((tls_model("initial-exec")));
+extern ONCPU_API __thread uint64_t _oncpu_resched_epoch_tls
+    __attribute__((tls_model("initial-exec")));
 ONCPU_API bool _oncpu_resched_arm_slow(void);
 
 #if defined(ONCPU_HAVE_TP_LOAD)
@@ -137,7 +138,9 @@ struct oncpu_resched_cache {
 	int cpu;
 	void *ptr;
 };
+/* clang-format off */
 #define ONCPU_RESCHED_CACHE_INIT {0, -1, NULL}
+/* clang-format on */
 
 ONCPU_INLINE void *oncpu_resched_cpu_ptr(struct oncpu_resched_cache *c, void *handle)
 {

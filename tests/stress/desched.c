@@ -58,9 +58,12 @@ static void *short_lived(void *arg)
 		CHECK_MSG(w[i] == 0, "a reused block's words were not cleared");
 	w[0] = me;
 	struct oncpu_desched_entry e[2] = {
-		{.addr = &w[1], .value = 1, .size = 8},
-		{.addr = &w[2], .value = 0, .resume_value = 1, .size = 1,
-		 .flags = ONCPU_DESCHED_F_RESUME},
+	    {.addr = &w[1], .value = 1, .size = 8},
+	    {.addr = &w[2],
+	     .value = 0,
+	     .resume_value = 1,
+	     .size = 1,
+	     .flags = ONCPU_DESCHED_F_RESUME},
 	};
 	int r = oncpu_desched_register(e, 2);
 	CHECK(tracked ? r == 0 : r == -1 && errno == ENOTSUP);
@@ -81,17 +84,17 @@ static void *spawner_main(void *arg)
 		struct slot *s = &slots[test_rand(&rng) % SLOTS];
 		int expect = 0;
 		if (!__atomic_compare_exchange_n(&s->state, &expect, 3, false, __ATOMIC_ACQ_REL,
-						 __ATOMIC_RELAXED)) {
+		                                 __ATOMIC_RELAXED)) {
 			if (expect == 1 &&
-			    __atomic_compare_exchange_n(&s->state, &expect, 4, false, __ATOMIC_ACQ_REL,
-							__ATOMIC_RELAXED)) {
+			    __atomic_compare_exchange_n(&s->state, &expect, 4, false,
+			                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
 				/* retire it: release, join, then its token must read GONE */
 				oncpu_desched_token_t tok = s->token;
 				__atomic_store_n(&s->release, 1, __ATOMIC_RELEASE);
 				CHECK(pthread_join(s->thread, NULL) == 0);
 				CHECK_MSG(oncpu_desched_state(tok) == ONCPU_DESCHED_GONE,
-					  "token %#llx of a joined thread is alive",
-					  (unsigned long long)tok);
+				          "token %#llx of a joined thread is alive",
+				          (unsigned long long)tok);
 				s->token = 0;
 				__atomic_store_n(&s->state, 0, __ATOMIC_RELEASE);
 			}
@@ -125,7 +128,7 @@ static void *observer_main(void *arg)
 		uint32_t idx = (uint32_t)tok;
 		uint32_t mx = __atomic_load_n(&max_index, __ATOMIC_RELAXED);
 		while (idx > mx && !__atomic_compare_exchange_n(&max_index, &mx, idx, true,
-								  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		                                                __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 			;
 		n++;
 		gone += st == ONCPU_DESCHED_GONE;
@@ -169,7 +172,7 @@ static void *forker_main(void *arg)
 		char err[1024];
 		int st = test_run_child(fork_child, &me, err, sizeof(err));
 		CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork child: %s: %s",
-			  test_status_str(st), err);
+		          test_status_str(st), err);
 		forks++;
 		sleep_us(20000);
 	}
@@ -217,8 +220,9 @@ int main(void)
 	 * SPAWNERS + OBSERVERS + forker + main threads hold blocks at once,
 	 * plus the ones being retired */
 	uint32_t bound = SLOTS + SPAWNERS + OBSERVERS + 2 + SPAWNERS + 1;
-	CHECK_MSG(max_index <= bound, "block index %u after %ld threads: blocks not reused (bound %u)",
-		  max_index, threads_run, bound);
+	CHECK_MSG(max_index <= bound,
+	          "block index %u after %ld threads: blocks not reused (bound %u)", max_index,
+	          threads_run, bound);
 	CHECK(threads_run > SLOTS);
 	CHECK(observations > 0 && alive_seen > 0);
 	CHECK(forks > 0);

@@ -158,8 +158,9 @@ static void *disturber_main(void *arg)
 		if (n % 16 == 0 && test_allowed_count() > 1) {
 			cpu_set_t set;
 			CPU_ZERO(&set);
-			CPU_SET(test_allowed_nth((int)(test_rand(&rng) % (uint64_t)test_allowed_count())),
-				&set);
+			CPU_SET(test_allowed_nth(
+			            (int)(test_rand(&rng) % (uint64_t)test_allowed_count())),
+			        &set);
 			sched_setaffinity(w->tid, sizeof(set), n % 64 ? &set : test_allowed_cpus());
 		}
 		/* internal state, to show which paths ran (see src/mutex.c) */
@@ -178,9 +179,9 @@ static void on_alarm(int sig)
 	(void)sig;
 	char msg[200];
 	int len = snprintf(msg, sizeof(msg),
-			   "stress.mutex: watchdog: no completion after the deadline "
-			   "(lock words %#x %#x %#x %#x)\n",
-			   locks[0].m._word, locks[1].m._word, locks[2].m._word, locks[3].m._word);
+	                   "stress.mutex: watchdog: no completion after the deadline "
+	                   "(lock words %#x %#x %#x %#x)\n",
+	                   locks[0].m._word, locks[1].m._word, locks[2].m._word, locks[3].m._word);
 	write(2, msg, (size_t)len);
 	_exit(3);
 }
@@ -229,7 +230,8 @@ int main(void)
 	total[0] += churn_ops;
 	for (int k = 0; k < NLOCKS; k++) {
 		CHECK_MSG(locks[k].a == total[k] && locks[k].b == total[k],
-			  "lock %d: a %ld b %ld, expected %ld", k, locks[k].a, locks[k].b, total[k]);
+		          "lock %d: a %ld b %ld, expected %ld", k, locks[k].a, locks[k].b,
+		          total[k]);
 		CHECK(locks[k].inside == 0);
 		CHECK(oncpu_mutex_trylock(&locks[k].m) == 0);
 		oncpu_mutex_unlock(&locks[k].m);
@@ -248,12 +250,14 @@ int main(void)
 	/* stopping must not wait for long: sleeping owners are woken */
 	CHECK_MSG(drain < 10, "the workers needed %.1f s to drain", drain);
 	if (getenv("ONCPU_STRESS_VERBOSE"))
-		printf("stress.mutex: %s provider %s: %d workers %.1f s: %ld ops (hot %ld, churn %ld "
-		       "by %ld exited threads), %ld signals, trylock busy %ld, hand-off requests seen %ld, "
-		       "sleepers seen %ld, drain %.3f s\n",
-		       test_mode(), oncpu_desched_provider(), nworkers, t_stop - t0, all, total[0],
-		       churn_ops, (long)spawned, signals, locks[0].trylock_busy, starving_seen,
-		       waiters_seen, drain);
+		printf(
+		    "stress.mutex: %s provider %s: %d workers %.1f s: %ld ops (hot %ld, churn %ld "
+		    "by %ld exited threads), %ld signals, trylock busy %ld, hand-off requests seen "
+		    "%ld, "
+		    "sleepers seen %ld, drain %.3f s\n",
+		    test_mode(), oncpu_desched_provider(), nworkers, t_stop - t0, all, total[0],
+		    churn_ops, (long)spawned, signals, locks[0].trylock_busy, starving_seen,
+		    waiters_seen, drain);
 	printf("stress.mutex: all checks passed (%s)\n", test_mode());
 	return 0;
 }

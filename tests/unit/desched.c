@@ -43,10 +43,12 @@ static void test_provider(void)
 	else if (want && strcmp(want, "kernel") == 0)
 		CHECK(strcmp(provider, kernel_has ? "kernel" : "none") == 0);
 	else if (!want || strcmp(want, "auto") == 0)
-		CHECK(kernel_has ? strcmp(provider, "kernel") == 0 : strcmp(provider, "kernel") != 0);
+		CHECK(kernel_has ? strcmp(provider, "kernel") == 0
+		                 : strcmp(provider, "kernel") != 0);
 	tracked = strcmp(provider, "none") != 0;
-	printf("desched: provider %s (kernel patch %s)\n", provider,
-	       kernel_has ? "present" : "absent: positive half skipped");
+	printf("desched: provider %s; kernel patch %s%s\n", provider,
+	       kernel_has ? "present" : "absent",
+	       tracked ? "" : ": the positive half (values written) is skipped");
 }
 
 /* The provider choice of a fresh process under ONCPU_DESCHED_PROVIDER. */
@@ -87,25 +89,25 @@ static void test_validation(void)
 	CHECK_ERRNO(oncpu_desched_register(NULL, 1), EINVAL);
 
 	struct oncpu_desched_entry bad[] = {
-		entry(w, 3, 0),                                 /* size */
-		entry(w, 0, 0),                                 /* size */
-		entry(w, 16, 0),                                /* size */
-		entry(w + 2, 4, 0),                             /* alignment */
-		entry(w + 4, 8, 0),                             /* alignment */
-		entry(w + 1, 2, 0),                             /* alignment */
-		entry(w - 8, 8, 0),                             /* before the words */
-		entry(w + ONCPU_DESCHED_WORDS_SIZE, 1, 0),      /* after them */
-		entry(w + ONCPU_DESCHED_WORDS_SIZE - 4, 8, 0), /* misaligned and past */
-		entry(&e[0], 8, 0),                             /* the stack */
-		entry(NULL, 8, 0),                              /* NULL */
-		entry(w, 1, 256),                               /* value too wide */
-		entry(w, 2, 65536),                             /* value too wide */
-		entry(w, 4, 1ULL << 32),                        /* value too wide */
+	    entry(w, 3, 0),                                /* size */
+	    entry(w, 0, 0),                                /* size */
+	    entry(w, 16, 0),                               /* size */
+	    entry(w + 2, 4, 0),                            /* alignment */
+	    entry(w + 4, 8, 0),                            /* alignment */
+	    entry(w + 1, 2, 0),                            /* alignment */
+	    entry(w - 8, 8, 0),                            /* before the words */
+	    entry(w + ONCPU_DESCHED_WORDS_SIZE, 1, 0),     /* after them */
+	    entry(w + ONCPU_DESCHED_WORDS_SIZE - 4, 8, 0), /* misaligned and past */
+	    entry(&e[0], 8, 0),                            /* the stack */
+	    entry(NULL, 8, 0),                             /* NULL */
+	    entry(w, 1, 256),                              /* value too wide */
+	    entry(w, 2, 65536),                            /* value too wide */
+	    entry(w, 4, 1ULL << 32),                       /* value too wide */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		errno = 0;
 		CHECK_MSG(oncpu_desched_register(&bad[i], 1) == -1 && errno == EINVAL,
-			  "bad entry %zu accepted (errno %d)", i, errno);
+		          "bad entry %zu accepted (errno %d)", i, errno);
 		/* a bad entry after good ones rejects the whole call */
 		struct oncpu_desched_entry two[2] = {e[0], bad[i]};
 		CHECK_ERRNO(oncpu_desched_register(two, 2), EINVAL);
@@ -120,10 +122,10 @@ static void test_validation(void)
 
 	/* valid: every size at the edges, the maximum count */
 	struct oncpu_desched_entry ok[] = {
-		entry(w, 1, 0xff),
-		entry(w + 2, 2, 0xffff),
-		entry(w + 4, 4, 0xffffffff),
-		entry(w + ONCPU_DESCHED_WORDS_SIZE - 8, 8, ~0ULL),
+	    entry(w, 1, 0xff),
+	    entry(w + 2, 2, 0xffff),
+	    entry(w + 4, 4, 0xffffffff),
+	    entry(w + ONCPU_DESCHED_WORDS_SIZE - 8, 8, ~0ULL),
 	};
 	int r = oncpu_desched_register(ok, 4);
 	if (tracked) {
@@ -153,11 +155,8 @@ static void *sleeper_main(void *arg)
 	uint32_t *w = oncpu_desched_words();
 	CHECK(w);
 	*w = 5;
-	struct oncpu_desched_entry e = {.addr = w,
-					.value = 7,
-					.resume_value = 9,
-					.size = 4,
-					.flags = ONCPU_DESCHED_F_RESUME};
+	struct oncpu_desched_entry e = {
+	    .addr = w, .value = 7, .resume_value = 9, .size = 4, .flags = ONCPU_DESCHED_F_RESUME};
 	CHECK(oncpu_desched_register(&e, 1) == 0);
 	s->word = w;
 	s->token = oncpu_desched_self();
@@ -225,7 +224,8 @@ static void test_tokens(void)
 	oncpu_desched_token_t me = oncpu_desched_self();
 	CHECK(me != 0);
 	CHECK(oncpu_desched_self() == me);
-	CHECK(oncpu_desched_state(me) == (tracked ? ONCPU_DESCHED_ON_CPU : ONCPU_DESCHED_UNTRACKED));
+	CHECK(oncpu_desched_state(me) ==
+	      (tracked ? ONCPU_DESCHED_ON_CPU : ONCPU_DESCHED_UNTRACKED));
 	CHECK(oncpu_desched_state(0) == ONCPU_DESCHED_GONE);
 	CHECK(oncpu_desched_state(~0ULL) == ONCPU_DESCHED_GONE);
 	CHECK(oncpu_desched_state(me + (1ULL << 32)) == ONCPU_DESCHED_GONE); /* other generation */
@@ -241,7 +241,7 @@ static void test_tokens(void)
 		CHECK(seen[i] != me);
 		for (int j = 0; j <= i; j++)
 			CHECK_MSG(oncpu_desched_state(seen[j]) == ONCPU_DESCHED_GONE,
-				  "token %d of an exited thread is alive", j);
+			          "token %d of an exited thread is alive", j);
 		for (int j = 0; j < i; j++)
 			CHECK(seen[j] != seen[i]); /* reuse never repeats a token */
 	}
@@ -272,7 +272,8 @@ static void fork_child(void *arg)
 	oncpu_desched_token_t me = *(oncpu_desched_token_t *)arg;
 	/* this thread keeps its block and its words; the other one is gone */
 	CHECK(oncpu_desched_self() == me);
-	CHECK(oncpu_desched_state(me) == (tracked ? ONCPU_DESCHED_ON_CPU : ONCPU_DESCHED_UNTRACKED));
+	CHECK(oncpu_desched_state(me) ==
+	      (tracked ? ONCPU_DESCHED_ON_CPU : ONCPU_DESCHED_UNTRACKED));
 	CHECK(oncpu_desched_state(holder_token) == ONCPU_DESCHED_GONE);
 	CHECK(((uint32_t *)oncpu_desched_words())[1] == 0x12345678);
 	CHECK(strcmp(oncpu_desched_provider(), provider) == 0);
@@ -295,7 +296,7 @@ static void test_fork(void)
 	char err[2048];
 	int st = test_run_child(fork_child, &me, err, sizeof(err));
 	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork child: %s: %s", test_status_str(st),
-		  err);
+	          err);
 	CHECK(oncpu_desched_state(holder_token) != ONCPU_DESCHED_GONE); /* parent: alive */
 	__atomic_store_n(&holder_go, 1, __ATOMIC_RELEASE);
 	CHECK(pthread_join(t, NULL) == 0);
@@ -305,8 +306,8 @@ static void test_fork(void)
 int main(int argc, char **argv)
 {
 	if (argc > 2 && strcmp(argv[1], "expect-provider") == 0) {
-		CHECK_MSG(strcmp(oncpu_desched_provider(), argv[2]) == 0, "provider %s, expected %s",
-			  oncpu_desched_provider(), argv[2]);
+		CHECK_MSG(strcmp(oncpu_desched_provider(), argv[2]) == 0,
+		          "provider %s, expected %s", oncpu_desched_provider(), argv[2]);
 		return 0;
 	}
 	test_allowed_cpus();

@@ -68,8 +68,8 @@ static void test_basic(void)
 
 struct shared {
 	oncpu_mutex_t m;
-	long a, b;      /* a == b outside the lock */
-	int inside;     /* non-atomic: 1 inside the lock */
+	long a, b;  /* a == b outside the lock */
+	int inside; /* non-atomic: 1 inside the lock */
 	long iters;
 	int sleep_every;
 };
@@ -111,7 +111,7 @@ static void run_hammer(int threads, long iters, int sleep_every)
 	for (int i = 0; i < threads; i++)
 		CHECK(pthread_join(t[i], NULL) == 0);
 	CHECK_MSG(s.a == threads * iters && s.b == s.a, "a %ld b %ld expected %ld", s.a, s.b,
-		  threads * iters);
+	          threads * iters);
 	CHECK(s.m._word == 0 || s.m._word == 0x80000000U); /* free (a stale WAITERS is allowed) */
 }
 
@@ -153,7 +153,7 @@ static void test_wakeup(void)
 		/* woken by the unlock, not by a starvation timeout: allow for a
 		 * loaded machine, but well under a second */
 		CHECK_MSG(acquired_at - released < 0.5, "waiter woke %.3f s after the unlock",
-			  acquired_at - released);
+		          acquired_at - released);
 	}
 }
 
@@ -265,7 +265,7 @@ static void test_owner_exit(void)
 		waited += (long)r;
 	}
 	CHECK_MSG(c.total == owners * 20 + waited, "total %ld, expected %ld", c.total,
-		  owners * 20 + waited);
+	          owners * 20 + waited);
 }
 
 /* ---- fork ---- */
@@ -337,7 +337,7 @@ static void test_fork(void)
 		char err[2048];
 		int st = test_run_child(fork_child, NULL, err, sizeof(err));
 		CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork child: %s: %s",
-			  test_status_str(st), err);
+		          test_status_str(st), err);
 		oncpu_mutex_unlock(&fork_contended);
 		sleep_us(1000);
 	}
@@ -368,6 +368,7 @@ int main(void)
 	test_fairness();
 	test_owner_exit();
 	test_fork();
-	printf("mutex: all checks passed (%s, provider %s)\n", test_mode(), oncpu_desched_provider());
+	printf("mutex: all checks passed (%s, provider %s)\n", test_mode(),
+	       oncpu_desched_provider());
 	return 0;
 }

@@ -157,10 +157,10 @@ static void test_busy_loop(void)
 	       "switch, %d switched before arming\n",
 	       trials, quiet, preempted_detected, unexplained, missed);
 	CHECK_MSG(quiet + unexplained >= 100, "only %d of %d busy loops ran without a switch",
-		  quiet + unexplained, trials);
+	          quiet + unexplained, trials);
 	/* of the loops the kernel did not switch out, 95 % must stay undetected */
 	CHECK_MSG(unexplained * 20 <= quiet + unexplained, "%d detections without a context switch",
-		  unexplained);
+	          unexplained);
 }
 
 static void test_epoch_users(void)
@@ -202,7 +202,7 @@ static void test_cached_ptr(void)
 		for (int i = 0; i < 10; i++) {
 			int *p = oncpu_resched_cpu_ptr(&c, h);
 			CHECK_MSG(p == oncpu_ptr(h, cpu), "cached pointer of cpu %d, pinned to %d",
-				  c.cpu, cpu);
+			          c.cpu, cpu);
 			CHECK(c.cpu == cpu);
 			(*p)++;
 		}

@@ -52,7 +52,7 @@ static void *setup(enum kind kind)
 	pthread_mutex_init(&c->pm, &attr);
 	pthread_mutexattr_destroy(&attr);
 	snprintf(c->info, sizeof(c->info), "provider=%s",
-		 kind == ONCPU ? oncpu_desched_provider() : "none");
+	         kind == ONCPU ? oncpu_desched_provider() : "none");
 	_oncpu_mutex_ignore_provider = kind == ONCPU_UNTRACKED;
 	return c;
 }
@@ -122,7 +122,7 @@ static int teardown(void *ctx)
 	int bad = atomic_load(&c->broken) || c->a != expected || c->b != expected;
 	if (bad)
 		fprintf(stderr, "mutex: lost mutual exclusion: a %ld b %ld expected %ld\n", c->a,
-			c->b, expected);
+		        c->b, expected);
 	_oncpu_mutex_ignore_provider = 0;
 	pthread_mutex_destroy(&c->pm);
 	oncpu_mutex_destroy(&c->om);
@@ -137,8 +137,8 @@ static const char *info(void *ctx)
 
 const struct bench_case bench_mutex[] = {
     {"mutex.oncpu", BENCH_THREADS_CPUS_AND_4X, setup_oncpu, run_oncpu, teardown, info},
-    {"mutex.oncpu_untracked", BENCH_THREADS_CPUS_AND_4X, setup_oncpu_untracked, run_oncpu,
-     teardown, info},
+    {"mutex.oncpu_untracked", BENCH_THREADS_CPUS_AND_4X, setup_oncpu_untracked, run_oncpu, teardown,
+     info},
     {"mutex.pthread", BENCH_THREADS_CPUS_AND_4X, setup_pthread, run_pthread, teardown, NULL},
     {"mutex.pthread_adaptive", BENCH_THREADS_CPUS_AND_4X, setup_pthread_adaptive, run_pthread,
      teardown, NULL},
