@@ -32,7 +32,7 @@ int main(void)
 	printf("liboncpu %s (headers %s)\n", oncpu_version(), ONCPU_VERSION_STRING);
 	printf("rseq active:  %s\n", oncpu_rseq_active() ? "yes" : "no");
 	printf("registration: %s\n", registration(oncpu_thread_registration()));
-	printf("rseq area:    %p\n", (void *)oncpu_rseq_area());
+	printf("rseq area:    %p\n", (void *)oncpu_thread_area());
 	printf("cpu count:    %d\n", oncpu_cpu_count());
 
 	int cpu = oncpu_cpu(), vcpu = oncpu_vcpu(), node = oncpu_node();

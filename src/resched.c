@@ -107,7 +107,7 @@ bool _oncpu_resched_arm_slow(void)
 	if (!ok)
 		return false;
 	ptrdiff_t off = _oncpu_resched_offset;
-	struct oncpu_rseq_area *area = oncpu_rseq_area();
+	struct oncpu_rseq_area *area = oncpu_thread_area();
 	if (!area || off == 0)
 		return false;
 	__atomic_store_n(&area->cpu_id_start, ONCPU_RESCHED_MARK, __ATOMIC_RELAXED);

@@ -249,7 +249,7 @@ bool oncpu_vcpu_dense(void)
 	return thread_register() == 0 && proc.vcpu_dense;
 }
 
-struct oncpu_rseq_area *oncpu_rseq_area(void)
+struct oncpu_rseq_area *oncpu_thread_area(void)
 {
 	if (thread_register() != 0)
 		return NULL;
@@ -292,7 +292,7 @@ int _oncpu_vcpu_slow(void)
 int oncpu_node(void)
 {
 	if (thread_register() == 0 && proc.have_node)
-		return (int)oncpu_rseq_area()->node_id;
+		return (int)oncpu_thread_area()->node_id;
 	unsigned cpu, node;
 	return getcpu(&cpu, &node) == 0 ? (int)node : 0;
 }

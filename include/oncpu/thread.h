@@ -61,8 +61,8 @@ enum oncpu_registration { ONCPU_REG_NONE = 0, ONCPU_REG_LIBC = 1, ONCPU_REG_OWN 
 ONCPU_API enum oncpu_registration oncpu_thread_registration(void);
 /* oncpu_vcpu_dense - true when vcpu ids come from the kernel's mm_cid. */
 ONCPU_API bool oncpu_vcpu_dense(void);
-/* oncpu_rseq_area - this thread's registered area, or NULL in fallback mode. */
-ONCPU_API struct oncpu_rseq_area *oncpu_rseq_area(void);
+/* oncpu_thread_area - this thread's registered area, or NULL in fallback mode. */
+ONCPU_API struct oncpu_rseq_area *oncpu_thread_area(void);
 
 /* ---- internal: process-wide state read by the inline fast paths ---- */
 struct _oncpu_process {

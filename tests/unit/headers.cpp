@@ -50,7 +50,7 @@ int main()
 	CHECK(std::strcmp(oncpu_version(), ONCPU_VERSION_STRING) == 0);
 	CHECK(oncpu_rseq_active() == rseq);
 	CHECK((oncpu_thread_init() == 0) == rseq);
-	CHECK((oncpu_rseq_area() != nullptr) == rseq);
+	CHECK((oncpu_thread_area() != nullptr) == rseq);
 	CHECK((oncpu_thread_registration() != ONCPU_REG_NONE) == rseq);
 	int ncpu = oncpu_cpu_count();
 	CHECK(ncpu >= 1);

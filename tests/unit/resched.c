@@ -62,7 +62,7 @@ static void test_arm_clears(void)
 		return;
 	arm_quiet();
 	/* cpu_id_start holds the mark; cpu_id still reads the real CPU */
-	CHECK(oncpu_rseq_area()->cpu_id_start == ONCPU_RESCHED_MARK);
+	CHECK(oncpu_thread_area()->cpu_id_start == ONCPU_RESCHED_MARK);
 	CHECK(oncpu_cpu() >= 0 && oncpu_cpu() < oncpu_cpu_count());
 }
 

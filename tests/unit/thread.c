@@ -71,7 +71,7 @@ static void check_thread_state(void)
 	CHECK_MSG(oncpu_thread_registration() == test_expected_registration(),
 	          "registration %d, expected %d", oncpu_thread_registration(),
 	          test_expected_registration());
-	struct oncpu_rseq_area *area = oncpu_rseq_area();
+	struct oncpu_rseq_area *area = oncpu_thread_area();
 	CHECK((area != NULL) == rseq);
 	CHECK(oncpu_vcpu_dense() == (rseq && kernel_has_mm_cid()));
 	if (area) {
@@ -102,7 +102,7 @@ static void test_single_thread_vcpu(void)
 {
 	if (oncpu_vcpu_dense()) {
 		CHECK_MSG(oncpu_vcpu() == 0, "vcpu %d with one thread", oncpu_vcpu());
-		CHECK(oncpu_rseq_area()->mm_cid == 0);
+		CHECK(oncpu_thread_area()->mm_cid == 0);
 	} else {
 		/* not dense: vcpu is the cpu id */
 		int cpu = sched_getcpu();
@@ -155,7 +155,7 @@ static void test_ids_pinned(void)
 			CHECK(vcpu == cpu);
 		if (rseq) {
 			CHECK(oncpu_cs_id(ONCPU_CPU) == cpu);
-			struct oncpu_rseq_area *a = oncpu_rseq_area();
+			struct oncpu_rseq_area *a = oncpu_thread_area();
 			CHECK(a->cpu_id == (uint32_t)cpu);
 			CHECK(a->cpu_id_start == (uint32_t)cpu);
 			CHECK(a->flags == 0 && a->rseq_cs == 0);
@@ -166,7 +166,7 @@ static void test_ids_pinned(void)
 				CHECK(oncpu_cs_id(ONCPU_VCPU) == vcpu);
 			}
 		} else {
-			CHECK(oncpu_rseq_area() == NULL);
+			CHECK(oncpu_thread_area() == NULL);
 			CHECK(oncpu_cs_id(ONCPU_CPU) == ONCPU_CS_UNAVAILABLE);
 			CHECK(oncpu_cs_id(ONCPU_VCPU) == ONCPU_CS_UNAVAILABLE);
 		}
@@ -218,7 +218,7 @@ static void *foreign_thread(void *arg)
 	CHECK_ERRNO(oncpu_thread_init(), EBUSY); /* sticky */
 	CHECK(!oncpu_rseq_active());
 	CHECK(oncpu_thread_registration() == ONCPU_REG_NONE);
-	CHECK(oncpu_rseq_area() == NULL);
+	CHECK(oncpu_thread_area() == NULL);
 	CHECK(!oncpu_vcpu_dense());
 	CHECK(oncpu_cs_id(ONCPU_CPU) == ONCPU_CS_UNAVAILABLE);
 	CHECK(oncpu_cs_id(ONCPU_VCPU) == ONCPU_CS_UNAVAILABLE);

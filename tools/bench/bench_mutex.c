@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bench_mutex.c - the adaptive mutex against glibc's mutexes. Every variant
- * runs the same short critical section (two dependent updates of shared
- * data, the invariant a == b kept under the lock) back to back, with no work
- * outside the lock: the most contended case, where the policy (spin or
- * sleep, when to wake) decides everything. One op = lock + section + unlock.
- * Thread counts: one per CPU, then 4 per CPU (oversubscribed: owners get
- * preempted inside the lock).
+ * bench_mutex.c - the adaptive mutex against glibc's mutexes. One op: lock,
+ * a short critical section (two dependent updates of shared data, the
+ * invariant a == b kept under the lock), unlock, then OUTSIDE_STEPS steps
+ * of thread-local work (a multiply chain, about 100 ns): what a real lock
+ * user does between two acquisitions, so that the time a waiter needs to
+ * get a released lock (spinning, or being woken) counts, and not only how
+ * long one thread can keep re-taking it. Thread counts: one per CPU, then 4
+ * per CPU (oversubscribed: owners get preempted inside the lock).
  *
  *   mutex.oncpu              oncpu_mutex_t with the process's provider
  *                            (info: provider=<name>)
@@ -18,6 +19,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -27,12 +29,25 @@
 
 enum kind { ONCPU, ONCPU_UNTRACKED, PTHREAD, PTHREAD_ADAPTIVE };
 
+#define OUTSIDE_STEPS 64
+
+/* Work outside the lock: a dependent chain the compiler cannot drop. */
+static inline uint64_t outside(uint64_t x)
+{
+	for (int i = 0; i < OUTSIDE_STEPS; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		__asm__ __volatile__("" : "+r"(x));
+	}
+	return x;
+}
+
 struct mutex_ctx {
 	_Alignas(128) oncpu_mutex_t om;
 	pthread_mutex_t pm;
 	/* The protected data, on its own line as a real structure would be. */
 	_Alignas(128) long a, b;
 	_Alignas(128) atomic_long expected;
+	atomic_ullong sink;
 	atomic_int broken;
 	enum kind kind;
 	char info[48];
@@ -92,26 +107,30 @@ static inline void section(struct mutex_ctx *c)
 static void run_oncpu(void *ctx, int tid, long iters)
 {
 	struct mutex_ctx *c = ctx;
-	(void)tid;
+	uint64_t x = (uint64_t)tid;
 	for (long i = 0; i < iters; i++) {
 		oncpu_mutex_lock(&c->om);
 		section(c);
 		oncpu_mutex_unlock(&c->om);
+		x = outside(x);
 		BENCH_BARRIER();
 	}
+	atomic_fetch_add(&c->sink, x);
 	atomic_fetch_add(&c->expected, iters);
 }
 
 static void run_pthread(void *ctx, int tid, long iters)
 {
 	struct mutex_ctx *c = ctx;
-	(void)tid;
+	uint64_t x = (uint64_t)tid;
 	for (long i = 0; i < iters; i++) {
 		pthread_mutex_lock(&c->pm);
 		section(c);
 		pthread_mutex_unlock(&c->pm);
+		x = outside(x);
 		BENCH_BARRIER();
 	}
+	atomic_fetch_add(&c->sink, x);
 	atomic_fetch_add(&c->expected, iters);
 }
 

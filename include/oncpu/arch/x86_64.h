@@ -27,6 +27,17 @@
 #define _ONCPU_XS(x)        _ONCPU_S(x)
 #define _ONCPU_RSEQ_SIG_ASM 0x53053053 /* ONCPU_RSEQ_SIG without the C suffix */
 
+/*
+ * An id from oncpu_cs_id() is >= 0 and implies an initialized process. Any
+ * other id (ONCPU_CS_UNAVAILABLE, -1, or an id from elsewhere before the
+ * first oncpu call) must not reach a section: it would pass the id check
+ * in fallback mode, or arm a section through offset 0 of the TCB.
+ */
+ONCPU_INLINE int _oncpu_cs_id_usable(int id)
+{
+	return id >= 0 && _oncpu_process.rseq_offset != 0;
+}
+
 /* One assembly line per string, in columns: exempt from clang-format. */
 /* clang-format off */
 
@@ -143,6 +154,8 @@ extern volatile int _oncpu_inject_loops[8];
 
 ONCPU_INLINE int _oncpu_cs_add(int mode, intptr_t *v, intptr_t count, int id)
 {
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
 	__asm__ goto(
 		_ONCPU_ASM_TABLE
 		_ONCPU_ASM_ENTER
@@ -193,6 +206,8 @@ unavailable:
 ONCPU_INLINE int _oncpu_cs_cmpeq_store(int mode, intptr_t *v, intptr_t expect, intptr_t newv,
 				       int id)
 {
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
 	__asm__ goto(
 		_ONCPU_ASM_TABLE
 		_ONCPU_ASM_EXIT_POINT("5f")
@@ -222,6 +237,8 @@ cmpfail:
 ONCPU_INLINE int _oncpu_cs_cmpne_load_off_store(int mode, intptr_t *v, intptr_t expectnot,
 						ptrdiff_t voff, intptr_t *load, int id)
 {
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
 	__asm__ goto(
 		_ONCPU_ASM_TABLE
 		_ONCPU_ASM_EXIT_POINT("5f")
@@ -257,6 +274,8 @@ cmpfail:
 ONCPU_INLINE int _oncpu_cs_cmpeq_trystore_store(int mode, int mo, intptr_t *v, intptr_t expect,
 						intptr_t *v2, intptr_t newv2, intptr_t newv, int id)
 {
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
 	(void)mo;
 	__asm__ goto(
 		_ONCPU_ASM_TABLE
@@ -290,6 +309,8 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_memcpy_store(int mode, int mo, intptr_t *v, int
 					      void *dst, const void *src, size_t len,
 					      intptr_t newv, int id)
 {
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
 	(void)mo;
 	__asm__ goto(
 		_ONCPU_ASM_TABLE
@@ -323,6 +344,8 @@ cmpfail:
 ONCPU_INLINE int _oncpu_cs_deref_off_add(int mode, intptr_t *ptr, ptrdiff_t off, intptr_t inc,
 					 int id)
 {
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
 	__asm__ goto(
 		_ONCPU_ASM_TABLE
 		_ONCPU_ASM_ENTER
@@ -362,6 +385,8 @@ abort:
 ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *g, intptr_t gexpect,
 					     intptr_t *v, intptr_t expect, intptr_t newv, int id)
 {
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
 	__asm__ goto(
 		_ONCPU_ASM_TABLE
 		_ONCPU_ASM_EXIT_POINT("5f")
@@ -392,6 +417,8 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpne_load_off_store(int mode, intptr_t *g, int
 						       intptr_t *v, intptr_t expectnot,
 						       ptrdiff_t voff, intptr_t *load, int id)
 {
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
 	__asm__ goto(
 		_ONCPU_ASM_TABLE
 		_ONCPU_ASM_EXIT_POINT("5f")
@@ -429,6 +456,8 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t
 						       intptr_t expect, intptr_t *v2,
 						       intptr_t newv2, intptr_t newv, int id)
 {
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
 	(void)mo;
 	__asm__ goto(
 		_ONCPU_ASM_TABLE
@@ -464,6 +493,8 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *g, intptr_
 						  intptr_t *v, intptr_t expect, intptr_t *src,
 						  intptr_t *load, intptr_t newv, int id)
 {
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
 	__asm__ goto(
 		_ONCPU_ASM_TABLE
 		_ONCPU_ASM_EXIT_POINT("5f")
@@ -506,6 +537,8 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *
 						     intptr_t expect, void *dst, const void *src,
 						     size_t len, intptr_t newv, int id)
 {
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
 	void *d = dst;
 	const void *s = src;
 	size_t n = len;
