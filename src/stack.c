@@ -236,7 +236,8 @@ static void fork_child(void)
 	int slots = _oncpu_ds_slots();
 	for (struct registered *r = registry; r; r = r->next) {
 		for (int cpu = 0; cpu < slots; cpu++) {
-			intptr_t *lock = (intptr_t *)((char *)oncpu_ptr(r->pcpu, cpu) + r->lock_off);
+			intptr_t *lock =
+			    (intptr_t *)((char *)oncpu_ptr(r->pcpu, cpu) + r->lock_off);
 			if (DS_LOAD(lock)) /* read first: unused CPUs stay uncommitted */
 				DS_STORE(lock, 0);
 		}

@@ -164,7 +164,8 @@ ONCPU_INLINE void _oncpu_cache_free_fast(struct oncpu_cache *c, void *obj, const
 	if (ONCPU_LIKELY(c && obj &&
 	                 __atomic_load_n(&c->_flags, __ATOMIC_RELAXED) == _ONCPU_CACHE_SECTIONS)) {
 		for (;;) {
-			int r = _oncpu_cs_percpu_array_push(c->_mode, c->_pcpu, c->_cap, (intptr_t)obj);
+			int r =
+			    _oncpu_cs_percpu_array_push(c->_mode, c->_pcpu, c->_cap, (intptr_t)obj);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return;
 			_ONCPU_DS_NOTE(r);

@@ -440,7 +440,10 @@ static void test_array_ops(void)
 		oncpu_percpu_free(base);
 		return;
 	}
-#define RETRY(call)                                                                                	do                                                                                         		r = (call);                                                                        	while (r == ONCPU_CS_ABORTED)
+#define RETRY(call)                                                                                \
+	do                                                                                         \
+		r = (call);                                                                        \
+	while (r == ONCPU_CS_ABORTED)
 	RETRY(oncpu_cs_percpu_array_pop(ONCPU_CPU, base, &load));
 	CHECK(r == ONCPU_CS_CMPFAIL && load == 0); /* empty */
 	for (intptr_t i = 1; i <= CAP; i++) {

@@ -29,7 +29,9 @@
 
 enum kind { ONCPU, ONCPU_UNTRACKED, PTHREAD, PTHREAD_ADAPTIVE };
 
+#ifndef OUTSIDE_STEPS
 #define OUTSIDE_STEPS 64
+#endif
 
 /* Work outside the lock: a dependent chain the compiler cannot drop. */
 static inline uint64_t outside(uint64_t x)
