@@ -578,7 +578,7 @@ void _oncpu_cache_free_slow(struct oncpu_cache *pub, void *obj, const char *file
 		free_locked(c, obj);
 }
 
-int oncpu_cache_stats(struct oncpu_cache *pub, struct oncpu_cache_stats *st)
+int oncpu_cache_get_stats(struct oncpu_cache *pub, struct oncpu_cache_stats *st)
 {
 	if (!pub || !st) {
 		errno = EINVAL;

@@ -208,8 +208,8 @@ struct oncpu_cache_stats {
 	size_t slab_bytes;   /* memory mapped for objects */
 	unsigned flags;      /* ONCPU_CACHE_* the cache runs with */
 };
-/* oncpu_cache_stats - fill *st; 0, or -1 with errno EINVAL (NULL argument). */
-ONCPU_API int oncpu_cache_stats(struct oncpu_cache *c, struct oncpu_cache_stats *st);
+/* oncpu_cache_get_stats - fill *st; 0, or -1 with errno EINVAL (NULL argument). */
+ONCPU_API int oncpu_cache_get_stats(struct oncpu_cache *c, struct oncpu_cache_stats *st);
 
 ONCPU_END_DECLS
 

@@ -178,7 +178,7 @@ int main(int argc, char **argv)
 	          atomic_load(&live_now));
 	for (int k = 0; k < NCACHES; k++) {
 		struct oncpu_cache_stats st;
-		CHECK(oncpu_cache_stats(caches[k], &st) == 0);
+		CHECK(oncpu_cache_get_stats(caches[k], &st) == 0);
 		CHECK_MSG(st.objects == st.cached_cpu + st.cached_depot,
 		          "cache %d: %zu objects carved, %zu cached per CPU + %zu in the depot", k,
 		          st.objects, st.cached_cpu, st.cached_depot);
@@ -196,7 +196,7 @@ int main(int argc, char **argv)
 	/* Everything can be allocated again, once each. */
 	for (int k = 0; k < NCACHES; k++) {
 		struct oncpu_cache_stats st;
-		CHECK(oncpu_cache_stats(caches[k], &st) == 0);
+		CHECK(oncpu_cache_get_stats(caches[k], &st) == 0);
 		size_t n = st.objects;
 		void **all = calloc(n, sizeof(void *));
 		CHECK(all);
@@ -208,7 +208,7 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < n; i++)
 			CHECK_MSG(*(size_t *)all[i] == i, "cache %d handed out %p twice", k,
 			          all[i]);
-		CHECK(oncpu_cache_stats(caches[k], &st) == 0);
+		CHECK(oncpu_cache_get_stats(caches[k], &st) == 0);
 		/* Objects cached on other CPUs' arrays are out of this thread's
 		 * reach (per-CPU caching): at most those are carved again. */
 		size_t again = n + (size_t)oncpu_cpu_count() * st.cpu_capacity + st.batch;

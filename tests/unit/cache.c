@@ -3,7 +3,7 @@
  * unit/cache.c - every function of oncpu/cache.h, in both indexings:
  * argument validation, alignment, distinct non-overlapping objects, reuse
  * with bounded memory (also across CPUs and threads), the accounting of
- * oncpu_cache_stats, ENOMEM under an address-space limit, destroy unmapping
+ * oncpu_cache_get_stats, ENOMEM under an address-space limit, destroy unmapping
  * everything, the debug mode's reports (double free, foreign and interior
  * pointers, write after free: forked children that must abort with the
  * caller's file:line), and a thread without rseq in an rseq process.
@@ -46,7 +46,7 @@ static void unpin(void)
 static struct oncpu_cache_stats stats(struct oncpu_cache *c)
 {
 	struct oncpu_cache_stats st;
-	CHECK(oncpu_cache_stats(c, &st) == 0);
+	CHECK(oncpu_cache_get_stats(c, &st) == 0);
 	return st;
 }
 
@@ -106,10 +106,10 @@ static void test_bad_input(void)
 	CHECK_ERRNO(oncpu_cache_new_flags(48, 0, 4), EINVAL);
 	CHECK_ERRNO(oncpu_cache_alloc(NULL), EINVAL);
 	struct oncpu_cache_stats st;
-	CHECK_ERRNO(oncpu_cache_stats(NULL, &st), EINVAL);
+	CHECK_ERRNO(oncpu_cache_get_stats(NULL, &st), EINVAL);
 	struct oncpu_cache *c = oncpu_cache_new(ONCPU_CACHE_MAX_OBJECT_SIZE, ONCPU_CACHE_MAX_ALIGN);
 	CHECK(c);
-	CHECK_ERRNO(oncpu_cache_stats(c, NULL), EINVAL);
+	CHECK_ERRNO(oncpu_cache_get_stats(c, NULL), EINVAL);
 	void *p = oncpu_cache_alloc(c);
 	CHECK(p && ((uintptr_t)p & (ONCPU_CACHE_MAX_ALIGN - 1)) == 0);
 	memset(p, 1, ONCPU_CACHE_MAX_OBJECT_SIZE);

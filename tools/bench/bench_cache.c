@@ -252,7 +252,7 @@ static const char *info_oncpu(void *ctx)
 	struct cache_ctx *c = ctx;
 	static char buf[96];
 	struct oncpu_cache_stats st;
-	if (oncpu_cache_stats(c->cache, &st) != 0)
+	if (oncpu_cache_get_stats(c->cache, &st) != 0)
 		return NULL;
 	snprintf(buf, sizeof(buf), "cpu_capacity=%zu batch=%zu rseq=%s", st.cpu_capacity, st.batch,
 	         oncpu_rseq_active() ? "yes" : "no");
