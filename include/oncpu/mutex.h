@@ -8,8 +8,8 @@
  *	static oncpu_mutex_t m = ONCPU_MUTEX_INIT;
  *	oncpu_mutex_lock(&m); ... oncpu_mutex_unlock(&m);
  *
- * The lock word holds the owner's notification-block index (oncpu/desched.h),
- * so a waiter reads the owner's on-CPU word: it spins while the owner runs
+ * The mutex names its owner by its notification-block index
+ * (oncpu/desched.h), so a waiter reads the owner's on-CPU word: it spins while the owner runs
  * (bounded, in case the owner runs a long critical section) and sleeps on a
  * futex as soon as the owner is switched out. Without a deschedule provider
  * ("none") the owner's state is unknown and a waiter spins a bounded,
@@ -56,14 +56,16 @@ ONCPU_BEGIN_DECLS
 #define ONCPU_MUTEX_STARVATION_NS 2000000
 
 struct oncpu_mutex {
-	uint32_t _word;    /* futex word: the owner's id, WAITERS */
+	uint32_t _state;   /* futex word: locked, waiters */
 	uint32_t _handoff; /* a starving sleeper's id, or 0; its futex word */
-	uint64_t _aux;     /* spinners, spin estimate, fork generation */
+	uint32_t _owner;   /* the owner's id while locked: what waiters look up */
+	uint32_t _spins;   /* adaptive spin estimate (owners nobody tracks) */
+	uint64_t _aux;     /* spinners, sleepers, fork generation */
 };
 typedef struct oncpu_mutex oncpu_mutex_t;
 
 /* clang-format off */
-#define ONCPU_MUTEX_INIT {0, 0, 0}
+#define ONCPU_MUTEX_INIT {0, 0, 0, 0, 0}
 /* clang-format on */
 
 /* oncpu_mutex_init - same as ONCPU_MUTEX_INIT; returns 0. */

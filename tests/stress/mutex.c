@@ -165,9 +165,9 @@ static void *disturber_main(void *arg)
 		}
 		/* internal state, to show which paths ran (see src/mutex.c) */
 		uint32_t handoff = __atomic_load_n(&locks[0].m._handoff, __ATOMIC_RELAXED);
-		uint32_t word = __atomic_load_n(&locks[0].m._word, __ATOMIC_RELAXED);
+		uint32_t state = __atomic_load_n(&locks[0].m._state, __ATOMIC_RELAXED);
 		starving_seen += handoff != 0;
-		waiters_seen += (word >> 31) & 1;
+		waiters_seen += (state >> 1) & 1;
 		sleep_us(50);
 		n++;
 	}
@@ -180,8 +180,8 @@ static void on_alarm(int sig)
 	char msg[200];
 	int len = snprintf(msg, sizeof(msg),
 	                   "stress.mutex: watchdog: no completion after the deadline "
-	                   "(lock words %#x %#x %#x %#x)\n",
-	                   locks[0].m._word, locks[1].m._word, locks[2].m._word, locks[3].m._word);
+	                   "(lock states %#x %#x %#x %#x)\n",
+	                   locks[0].m._state, locks[1].m._state, locks[2].m._state, locks[3].m._state);
 	write(2, msg, (size_t)len);
 	_exit(3);
 }

@@ -3,7 +3,7 @@
  * bench_mutex.c - the adaptive mutex against glibc's mutexes. One op: lock,
  * a short critical section (two dependent updates of shared data, the
  * invariant a == b kept under the lock), unlock, then OUTSIDE_STEPS steps
- * of thread-local work (a multiply chain, about 100 ns): what a real lock
+ * of thread-local work (a multiply chain, about 25 ns): what a real lock
  * user does between two acquisitions, so that the time a waiter needs to
  * get a released lock (spinning, or being woken) counts, and not only how
  * long one thread can keep re-taking it. Thread counts: one per CPU, then 4
@@ -30,7 +30,7 @@
 enum kind { ONCPU, ONCPU_UNTRACKED, PTHREAD, PTHREAD_ADAPTIVE };
 
 #ifndef OUTSIDE_STEPS
-#define OUTSIDE_STEPS 64
+#define OUTSIDE_STEPS 16
 #endif
 
 /* Work outside the lock: a dependent chain the compiler cannot drop. */
