@@ -23,7 +23,7 @@
  * they belong to (an _aux of an older generation was copied by fork() and
  * reads as zero).
  *
- * No lost wake-up. A waiter sets WAITERS, counts itself as a sleeper, and
+ * No lost wake-up. A waiter counts itself as a sleeper, sets WAITERS, and
  * calls futex_wait(), which sleeps only while _state still holds the value
  * with WAITERS. Unlock exchanges _state for 0 and, when WAITERS was set,
  * reads the counts (sequentially consistent, after its release): no
@@ -323,25 +323,28 @@ static void lock_slow(oncpu_mutex_t *m)
 	for (;;) {
 		if (spin(m, self, slept))
 			return;
-		/* Sleep until woken; a wake-up goes back to spinning. */
+		/*
+		 * Sleep until woken; a wake-up goes back to spinning. Counted as
+		 * a sleeper for the whole phase, before WAITERS is set: an unlock
+		 * that sees this WAITERS reads the count after its release and
+		 * sees this sleeper (it wakes one, or keeps WAITERS for a
+		 * spinner). Between setting WAITERS and futex_wait() there is
+		 * nothing more: a longer window lets a busy owner change _state
+		 * meanwhile, and the would-be sleeper never falls asleep.
+		 */
+		aux_add(m, AUX_SLEEPER, 0);
 		for (;;) {
+			uint64_t now = now_ns();
 			uint32_t s = __atomic_load_n(&m->_state, __ATOMIC_SEQ_CST);
 			/* Free: take it, unless a starving sleeper is owed it (then
 			 * sleep until that one's unlock). */
 			if (!(s & LOCKED) && __atomic_load_n(&m->_handoff, __ATOMIC_RELAXED) == 0) {
-				if (take(m, s, self, true))
+				if (take(m, s, self, true)) {
+					aux_add(m, 0, AUX_SLEEPER);
 					return;
+				}
 				continue;
 			}
-			/* WAITERS before sleeping: the owner's unlock looks. */
-			if (!(s & WAITERS)) {
-				if (!__atomic_compare_exchange_n(&m->_state, &s, s | WAITERS, false,
-				                                 __ATOMIC_RELAXED,
-				                                 __ATOMIC_RELAXED))
-					continue;
-				s |= WAITERS;
-			}
-			uint64_t now = now_ns();
 			if (since == 0) {
 				since = now;
 			} else if (now - since >= ONCPU_MUTEX_STARVATION_NS && self != OWNER_ANON) {
@@ -349,23 +352,30 @@ static void lock_slow(oncpu_mutex_t *m)
 				if (__atomic_compare_exchange_n(&m->_handoff, &none, self, false,
 				                                __ATOMIC_SEQ_CST,
 				                                __ATOMIC_RELAXED)) {
+					aux_add(m, 0, AUX_SLEEPER);
 					wait_handoff(m, self);
 					return;
 				}
 				/* another sleeper is owed the lock first: wait normally */
 			}
-			/* Counted after WAITERS is set and before the futex reads
-			 * _state: an unlock that saw this WAITERS and reads the count
-			 * after its release sees this sleeper, or this futex_wait()
-			 * sees that release. Timed, so that a sleeper passed over by
-			 * spinners notices that it starves. */
+			/* WAITERS before sleeping: the owner's unlock looks. Seq-cst:
+			 * the count above is visible to an unlock that sees it. */
+			if (!(s & WAITERS)) {
+				if (!__atomic_compare_exchange_n(&m->_state, &s, s | WAITERS, false,
+				                                 __ATOMIC_SEQ_CST,
+				                                 __ATOMIC_RELAXED))
+					continue;
+				s |= WAITERS;
+			}
+			/* Timed, so that a sleeper passed over by spinners notices
+			 * that it starves. */
 			struct timespec ts = {0, ONCPU_MUTEX_STARVATION_NS};
-			aux_add(m, AUX_SLEEPER, 0);
 			long r = futex(&m->_state, FUTEX_WAIT_PRIVATE, s, &ts);
-			aux_add(m, 0, AUX_SLEEPER);
 			slept = true;
-			if (r == 0)
+			if (r == 0) {
+				aux_add(m, 0, AUX_SLEEPER);
 				break; /* woken: spin again if the owner runs */
+			}
 		}
 	}
 }
