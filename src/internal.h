@@ -16,7 +16,7 @@ int _oncpu_cpu_without_rseq(void);
 /* Report corruption (double free, foreign pointer) with its origin and
  * abort the process: never continue with bad memory. */
 __attribute__((noreturn, format(printf, 3, 4))) void _oncpu_fatal(const char *file, int line,
-								const char *fmt, ...);
+                                                                  const char *fmt, ...);
 #define ONCPU_FATAL(...) _oncpu_fatal(__FILE__, __LINE__, __VA_ARGS__)
 
 #endif /* ONCPU_INTERNAL_H */

@@ -164,21 +164,21 @@ ONCPU_INLINE ptrdiff_t _oncpu_id_offset(int mode)
 	                             newv, id)
 #define oncpu_cs_deref_off_add(mode, ptr, off, inc, id)                                            \
 	_oncpu_cs_deref_off_add(_ONCPU_MODE(mode), ptr, off, inc, id)
-#define oncpu_cs_cmpeq_cmpeq_store(mode, g, gexpect, v, expect, newv, id)                        \
+#define oncpu_cs_cmpeq_cmpeq_store(mode, g, gexpect, v, expect, newv, id)                          \
 	_oncpu_cs_cmpeq_cmpeq_store(_ONCPU_MODE(mode), g, gexpect, v, expect, newv, id)
-#define oncpu_cs_cmpeq_cmpne_load_off_store(mode, g, gexpect, v, expectnot, voff, load, id)       \
+#define oncpu_cs_cmpeq_cmpne_load_off_store(mode, g, gexpect, v, expectnot, voff, load, id)        \
 	_oncpu_cs_cmpeq_cmpne_load_off_store(_ONCPU_MODE(mode), g, gexpect, v, expectnot, voff,    \
-					     load, id)
+	                                     load, id)
 #define oncpu_cs_cmpeq_cmpeq_trystore_store(mode, mo, g, gexpect, v, expect, v2, newv2, newv, id)  \
 	_oncpu_cs_cmpeq_cmpeq_trystore_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), g, gexpect, v,      \
-					     expect, v2, newv2, newv, id)
+	                                     expect, v2, newv2, newv, id)
 #define oncpu_cs_cmpeq_cmpeq_load_store(mode, g, gexpect, v, expect, src, load, newv, id)          \
 	_oncpu_cs_cmpeq_cmpeq_load_store(_ONCPU_MODE(mode), g, gexpect, v, expect, src, load,      \
-					 newv, id)
+	                                 newv, id)
 #define oncpu_cs_cmpeq_cmpeq_memcpy_store(mode, mo, g, gexpect, v, expect, dst, src, len, newv,    \
-					  id)                                                      \
+                                          id)                                                      \
 	_oncpu_cs_cmpeq_cmpeq_memcpy_store(_ONCPU_MODE(mode), _ONCPU_MO(mo), g, gexpect, v,        \
-					   expect, dst, src, len, newv, id)
+	                                   expect, dst, src, len, newv, id)
 #define oncpu_cs_percpu_array_pop(mode, base, load)                                                \
 	_oncpu_cs_percpu_array_pop(_ONCPU_MODE(mode), base, load)
 #define oncpu_cs_percpu_array_push(mode, base, cap, v)                                             \

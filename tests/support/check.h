@@ -36,7 +36,7 @@
 		errno = 0;                                                                         \
 		long long _r = (long long)(intptr_t)(expr);                                        \
 		CHECK_MSG((_r == -1 || _r == 0) && errno == (err), "%s: got %lld errno %d (%s)",   \
-			  #expr, _r, errno, strerror(errno));                                      \
+		          #expr, _r, errno, strerror(errno));                                      \
 	} while (0)
 
 /* The mode this test process runs in, as set by CTest (see tests/CMakeLists.txt). */

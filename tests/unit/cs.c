@@ -80,7 +80,7 @@ static void test_cs_id(void)
 			v = 40;                                                                    \
 		}                                                                                  \
 		check_wrong_id_result(oncpu_cs_add(MODE, &v, 2, WRONG_ID));                        \
-		/* ids that cannot be current never reach a section */                            \
+		/* ids that cannot be current never reach a section */                             \
 		CHECK(oncpu_cs_add(MODE, &v, 2, -1) == ONCPU_CS_UNAVAILABLE);                      \
 		CHECK(oncpu_cs_add(MODE, &v, 2, ONCPU_CS_UNAVAILABLE) == ONCPU_CS_UNAVAILABLE);    \
 		CHECK(v == 40);                                                                    \

@@ -15,18 +15,18 @@
 #define EM_AARCH64 183
 #endif
 #ifndef R_AARCH64_ABS64
-#define R_AARCH64_ABS64 257
-#define R_AARCH64_GLOB_DAT 1025
+#define R_AARCH64_ABS64     257
+#define R_AARCH64_GLOB_DAT  1025
 #define R_AARCH64_JUMP_SLOT 1026
-#define R_AARCH64_RELATIVE 1027
+#define R_AARCH64_RELATIVE  1027
 #endif
 
-#define OI_SIG_X86_64 0x53053053u
+#define OI_SIG_X86_64  0x53053053u
 #define OI_SIG_AARCH64 0xd428bc00u
 
 /* Record sizes of the section layout (struct rseq_cs is 32 bytes). */
-#define OI_CS_SIZE 32u
-#define OI_PTR_SIZE 8u
+#define OI_CS_SIZE   32u
+#define OI_PTR_SIZE  8u
 #define OI_EXIT_SIZE 16u
 
 _Static_assert(sizeof(Elf64_Ehdr) == 64, "Elf64_Ehdr layout");
@@ -38,7 +38,7 @@ _Static_assert(sizeof(Elf64_Rel) == 16, "Elf64_Rel layout");
 
 /* Bounds on hostile tables, far above what real binaries carry. */
 #define OI_MAX_SECTIONS (1u << 20)
-#define OI_MAX_RECORDS (1u << 24)
+#define OI_MAX_RECORDS  (1u << 24)
 
 struct oi_sec {
 	const char *name;
@@ -89,8 +89,7 @@ static uint16_t le16(const unsigned char *p)
 
 static uint32_t le32(const unsigned char *p)
 {
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static uint64_t le64(const unsigned char *p)
@@ -98,8 +97,7 @@ static uint64_t le64(const unsigned char *p)
 	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
-__attribute__((format(printf, 2, 3))) static int
-oi_fail(struct oi_ctx *c, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int oi_fail(struct oi_ctx *c, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -131,26 +129,27 @@ static int parse_sections(struct oi_ctx *c)
 
 	if (shoff == 0)
 		return oi_fail(c, "no section header table (stripped "
-				  "with sstrip?); cannot find the rseq "
-				  "sections");
+		                  "with sstrip?); cannot find the rseq "
+		                  "sections");
 	if (shentsize != sizeof(Elf64_Shdr))
-		return oi_fail(c, "section header size is %u, expected %zu",
-			       shentsize, sizeof(Elf64_Shdr));
+		return oi_fail(c, "section header size is %u, expected %zu", shentsize,
+		               sizeof(Elf64_Shdr));
 	if (!in_file(c, shoff, sizeof(Elf64_Shdr)))
-		return oi_fail(c, "section header table offset 0x%llx lies "
-				  "past the end of the file (%zu bytes)",
-			       (unsigned long long)shoff, c->len);
+		return oi_fail(c,
+		               "section header table offset 0x%llx lies "
+		               "past the end of the file (%zu bytes)",
+		               (unsigned long long)shoff, c->len);
 	if (shnum == 0) /* extended numbering: count in section 0 */
 		shnum = le64(b + shoff + 0x20);
 	if (shstrndx == SHN_XINDEX)
 		shstrndx = le32(b + shoff + 0x28);
 	if (shnum > OI_MAX_SECTIONS || shnum > c->len / sizeof(Elf64_Shdr) ||
 	    !in_file(c, shoff, shnum * sizeof(Elf64_Shdr)))
-		return oi_fail(c, "section header table (%llu entries at "
-				  "0x%llx) lies past the end of the file "
-				  "(%zu bytes): truncated?",
-			       (unsigned long long)shnum,
-			       (unsigned long long)shoff, c->len);
+		return oi_fail(c,
+		               "section header table (%llu entries at "
+		               "0x%llx) lies past the end of the file "
+		               "(%zu bytes): truncated?",
+		               (unsigned long long)shnum, (unsigned long long)shoff, c->len);
 	c->nsec = (size_t)shnum;
 	c->sec = calloc(c->nsec ? c->nsec : 1, sizeof(*c->sec));
 	if (!c->sec)
@@ -175,34 +174,36 @@ static int parse_sections(struct oi_ctx *c)
 		}
 		if (i > 0 && s->type != SHT_NOBITS && s->type != SHT_NULL &&
 		    !in_file(c, s->offset, s->size))
-			return oi_fail(c, "section [%zu] (offset 0x%llx, size "
-					  "0x%llx) lies past the end of the "
-					  "file (%zu bytes): truncated?",
-				       i, (unsigned long long)s->offset,
-				       (unsigned long long)s->size, c->len);
+			return oi_fail(c,
+			               "section [%zu] (offset 0x%llx, size "
+			               "0x%llx) lies past the end of the "
+			               "file (%zu bytes): truncated?",
+			               i, (unsigned long long)s->offset,
+			               (unsigned long long)s->size, c->len);
 	}
 	if (shstrndx == SHN_UNDEF || shstrndx >= c->nsec)
-		return oi_fail(c, "no valid section name table (index %llu "
-				  "of %zu sections)",
-			       (unsigned long long)shstrndx, c->nsec);
+		return oi_fail(c,
+		               "no valid section name table (index %llu "
+		               "of %zu sections)",
+		               (unsigned long long)shstrndx, c->nsec);
 	{
 		const struct oi_sec *st = &c->sec[shstrndx];
 		const char *strs;
 
 		if (st->type != SHT_STRTAB)
-			return oi_fail(c, "section name table [%llu] is not "
-					  "a string table",
-				       (unsigned long long)shstrndx);
+			return oi_fail(c,
+			               "section name table [%llu] is not "
+			               "a string table",
+			               (unsigned long long)shstrndx);
 		strs = (const char *)b + st->offset; /* checked above */
 		for (i = 0; i < c->nsec; i++) {
-			uint32_t off = le32(b + shoff +
-					    i * sizeof(Elf64_Shdr));
+			uint32_t off = le32(b + shoff + i * sizeof(Elf64_Shdr));
 
-			if (off >= st->size ||
-			    !memchr(strs + off, 0, st->size - off))
-				return oi_fail(c, "section [%zu] has a bad "
-						  "name offset 0x%x",
-					       i, off);
+			if (off >= st->size || !memchr(strs + off, 0, st->size - off))
+				return oi_fail(c,
+				               "section [%zu] has a bad "
+				               "name offset 0x%x",
+				               i, off);
 			c->sec[i].name = strs + off;
 		}
 	}
@@ -228,18 +229,17 @@ static int layout_relocatable(struct oi_ctx *c)
 			align = 16;
 		cursor = (cursor + align - 1) & ~(align - 1);
 		if (s->size > (UINT64_C(1) << 60) - cursor)
-			return oi_fail(c, "section [%zu] '%s' is too large "
-					  "(0x%llx bytes)",
-				       i, sec_label(s),
-				       (unsigned long long)s->size);
+			return oi_fail(c,
+			               "section [%zu] '%s' is too large "
+			               "(0x%llx bytes)",
+			               i, sec_label(s), (unsigned long long)s->size);
 		s->addr = cursor;
 		cursor += s->size + 16;
 	}
 	return 0;
 }
 
-static const struct oi_sec *find_named(const struct oi_ctx *c,
-				       const char *name)
+static const struct oi_sec *find_named(const struct oi_ctx *c, const char *name)
 {
 	size_t i;
 
@@ -250,8 +250,7 @@ static const struct oi_sec *find_named(const struct oi_ctx *c,
 }
 
 /* The allocated section holding [addr, addr+n), NULL if none. */
-static const struct oi_sec *sec_at(const struct oi_ctx *c, uint64_t addr,
-				   uint64_t n)
+static const struct oi_sec *sec_at(const struct oi_ctx *c, uint64_t addr, uint64_t n)
 {
 	size_t i;
 
@@ -260,8 +259,7 @@ static const struct oi_sec *sec_at(const struct oi_ctx *c, uint64_t addr,
 
 		if (!(s->flags & SHF_ALLOC) || s->type == SHT_NULL)
 			continue;
-		if (addr >= s->addr && addr - s->addr < s->size &&
-		    n <= s->size - (addr - s->addr))
+		if (addr >= s->addr && addr - s->addr < s->size && n <= s->size - (addr - s->addr))
 			return s;
 	}
 	return NULL;
@@ -269,15 +267,14 @@ static const struct oi_sec *sec_at(const struct oi_ctx *c, uint64_t addr,
 
 static struct oi_loc loc_of(const struct oi_ctx *c, uint64_t addr)
 {
-	struct oi_loc l = { addr, NULL, 0 };
+	struct oi_loc l = {addr, NULL, 0};
 	const struct oi_sec *s = sec_at(c, addr, 1);
 	size_t i;
 
 	if (!s) /* a label at the very end of a section */
 		for (i = 1; i < c->nsec && !s; i++)
-			if ((c->sec[i].flags & SHF_ALLOC) &&
-			    c->sec[i].size > 0 && addr > c->sec[i].addr &&
-			    addr - c->sec[i].addr == c->sec[i].size)
+			if ((c->sec[i].flags & SHF_ALLOC) && c->sec[i].size > 0 &&
+			    addr > c->sec[i].addr && addr - c->sec[i].addr == c->sec[i].size)
 				s = &c->sec[i];
 	if (s) {
 		l.section = s->name;
@@ -287,8 +284,7 @@ static struct oi_loc loc_of(const struct oi_ctx *c, uint64_t addr)
 }
 
 /* Raw file bytes at a link-time address; NULL when not in the file. */
-static const unsigned char *bytes_at(const struct oi_ctx *c, uint64_t addr,
-				     uint64_t n)
+static const unsigned char *bytes_at(const struct oi_ctx *c, uint64_t addr, uint64_t n)
 {
 	const struct oi_sec *s = sec_at(c, addr, n);
 
@@ -326,32 +322,31 @@ static const struct oi_fixup *fixup_at(const struct oi_ctx *c, uint64_t addr)
  * The 64-bit value at addr as the loader would leave it (relative to a
  * load bias of 0).  Returns 0 on success, -1 with an error set.
  */
-static int read_u64(struct oi_ctx *c, uint64_t addr, uint64_t *out,
-		    const char *what)
+static int read_u64(struct oi_ctx *c, uint64_t addr, uint64_t *out, const char *what)
 {
 	const struct oi_fixup *f = fixup_at(c, addr);
 	const unsigned char *p;
 
 	if (f) {
 		if (f->undefined)
-			return oi_fail(c, "%s at 0x%llx is relocated against "
-					  "the undefined symbol '%s'",
-				       what, (unsigned long long)addr,
-				       f->undefined);
+			return oi_fail(c,
+			               "%s at 0x%llx is relocated against "
+			               "the undefined symbol '%s'",
+			               what, (unsigned long long)addr, f->undefined);
 		*out = f->value;
 		return 0;
 	}
 	p = bytes_at(c, addr, 8);
 	if (!p)
-		return oi_fail(c, "%s at 0x%llx is outside the file's "
-				  "sections",
-			       what, (unsigned long long)addr);
+		return oi_fail(c,
+		               "%s at 0x%llx is outside the file's "
+		               "sections",
+		               what, (unsigned long long)addr);
 	*out = le64(p);
 	return 0;
 }
 
-static int push_fixup(struct oi_ctx *c, uint64_t addr, uint64_t value,
-		      const char *undefined)
+static int push_fixup(struct oi_ctx *c, uint64_t addr, uint64_t value, const char *undefined)
 {
 	if (c->nfix == c->capfix) {
 		size_t cap = c->capfix ? c->capfix * 2 : 64;
@@ -371,14 +366,13 @@ static int push_fixup(struct oi_ctx *c, uint64_t addr, uint64_t value,
 
 static int is_target(const struct oi_sec *s)
 {
-	return strcmp(s->name, "__rseq_cs") == 0 ||
-	       strcmp(s->name, "__rseq_cs_ptr_array") == 0 ||
+	return strcmp(s->name, "__rseq_cs") == 0 || strcmp(s->name, "__rseq_cs_ptr_array") == 0 ||
 	       strcmp(s->name, "__rseq_exit_point_array") == 0;
 }
 
 /* Symbol value S for a relocation; *undef names an unresolvable symbol. */
-static int reloc_symbol(struct oi_ctx *c, const struct oi_sec *rs,
-			uint64_t symidx, uint64_t *value, const char **undef)
+static int reloc_symbol(struct oi_ctx *c, const struct oi_sec *rs, uint64_t symidx, uint64_t *value,
+                        const char **undef)
 {
 	const struct oi_sec *st, *strs;
 	const unsigned char *e;
@@ -390,20 +384,21 @@ static int reloc_symbol(struct oi_ctx *c, const struct oi_sec *rs,
 	if (symidx == 0)
 		return 0;
 	if (rs->link == 0 || rs->link >= c->nsec)
-		return oi_fail(c, "relocation section '%s' links to no "
-				  "symbol table (link %u)",
-			       sec_label(rs), rs->link);
+		return oi_fail(c,
+		               "relocation section '%s' links to no "
+		               "symbol table (link %u)",
+		               sec_label(rs), rs->link);
 	st = &c->sec[rs->link];
-	if ((st->type != SHT_SYMTAB && st->type != SHT_DYNSYM) ||
-	    st->entsize != sizeof(Elf64_Sym))
-		return oi_fail(c, "relocation section '%s' links to '%s', "
-				  "which is not a symbol table",
-			       sec_label(rs), sec_label(st));
+	if ((st->type != SHT_SYMTAB && st->type != SHT_DYNSYM) || st->entsize != sizeof(Elf64_Sym))
+		return oi_fail(c,
+		               "relocation section '%s' links to '%s', "
+		               "which is not a symbol table",
+		               sec_label(rs), sec_label(st));
 	if (symidx >= st->size / sizeof(Elf64_Sym))
-		return oi_fail(c, "relocation in '%s' uses symbol %llu, past "
-				  "the end of '%s'",
-			       sec_label(rs), (unsigned long long)symidx,
-			       sec_label(st));
+		return oi_fail(c,
+		               "relocation in '%s' uses symbol %llu, past "
+		               "the end of '%s'",
+		               sec_label(rs), (unsigned long long)symidx, sec_label(st));
 	e = c->buf + st->offset + symidx * sizeof(Elf64_Sym);
 	name = le32(e);
 	shndx = le16(e + 6);
@@ -413,18 +408,17 @@ static int reloc_symbol(struct oi_ctx *c, const struct oi_sec *rs,
 		if (st->link > 0 && st->link < c->nsec) {
 			strs = &c->sec[st->link];
 			if (strs->type == SHT_STRTAB && name < strs->size &&
-			    memchr(c->buf + strs->offset + name, 0,
-				   strs->size - name))
-				*undef = (const char *)c->buf + strs->offset +
-					 name;
+			    memchr(c->buf + strs->offset + name, 0, strs->size - name))
+				*undef = (const char *)c->buf + strs->offset + name;
 		}
 		return 0;
 	}
 	if (c->type == ET_REL && shndx != SHN_ABS) {
 		if (shndx >= c->nsec || shndx >= SHN_LORESERVE)
-			return oi_fail(c, "relocation symbol %llu refers to "
-					  "section %u, which does not exist",
-				       (unsigned long long)symidx, shndx);
+			return oi_fail(c,
+			               "relocation symbol %llu refers to "
+			               "section %u, which does not exist",
+			               (unsigned long long)symidx, shndx);
 		*value += c->sec[shndx].addr;
 	}
 	return 0;
@@ -450,21 +444,22 @@ static int collect_fixups(struct oi_ctx *c)
 			continue;
 		if (c->type == ET_REL) {
 			if (rs->info == 0 || rs->info >= c->nsec)
-				return oi_fail(c, "relocation section '%s' "
-						  "applies to section %u, "
-						  "which does not exist",
-					       sec_label(rs), rs->info);
+				return oi_fail(c,
+				               "relocation section '%s' "
+				               "applies to section %u, "
+				               "which does not exist",
+				               sec_label(rs), rs->info);
 			target = &c->sec[rs->info];
 			if (!is_target(target))
 				continue;
 		}
 		if (rs->entsize != ent || rs->size % ent != 0)
-			return oi_fail(c, "relocation section '%s' has entry "
-					  "size %llu and size %llu (expected "
-					  "multiples of %zu)",
-				       sec_label(rs),
-				       (unsigned long long)rs->entsize,
-				       (unsigned long long)rs->size, ent);
+			return oi_fail(c,
+			               "relocation section '%s' has entry "
+			               "size %llu and size %llu (expected "
+			               "multiples of %zu)",
+			               sec_label(rs), (unsigned long long)rs->entsize,
+			               (unsigned long long)rs->size, ent);
 		n = (size_t)(rs->size / ent);
 		for (j = 0; j < n; j++) {
 			const unsigned char *e = c->buf + rs->offset + j * ent;
@@ -475,18 +470,15 @@ static int collect_fixups(struct oi_ctx *c)
 			const char *undef;
 
 			if (target) {
-				if (off >= target->size ||
-				    target->size - off < 8) {
+				if (off >= target->size || target->size - off < 8) {
 					if (type == R_X86_64_NONE)
 						continue;
-					return oi_fail(
-						c,
-						"relocation %zu of '%s' "
-						"writes at offset 0x%llx, "
-						"outside '%s'",
-						j, sec_label(rs),
-						(unsigned long long)off,
-						sec_label(target));
+					return oi_fail(c,
+					               "relocation %zu of '%s' "
+					               "writes at offset 0x%llx, "
+					               "outside '%s'",
+					               j, sec_label(rs), (unsigned long long)off,
+					               sec_label(target));
 				}
 				addr = target->addr + off;
 			} else {
@@ -494,14 +486,12 @@ static int collect_fixups(struct oi_ctx *c)
 				if (!ts || !is_target(ts))
 					continue;
 				if (!sec_at(c, addr, 8))
-					return oi_fail(
-						c,
-						"relocation %zu of '%s' at "
-						"0x%llx crosses the end of "
-						"'%s'",
-						j, sec_label(rs),
-						(unsigned long long)addr,
-						sec_label(ts));
+					return oi_fail(c,
+					               "relocation %zu of '%s' at "
+					               "0x%llx crosses the end of "
+					               "'%s'",
+					               j, sec_label(rs), (unsigned long long)addr,
+					               sec_label(ts));
 			}
 			if (rela) {
 				a = le64(e + 16);
@@ -528,12 +518,11 @@ static int collect_fixups(struct oi_ctx *c)
 					v = s;
 					break;
 				default:
-					return oi_fail(
-						c,
-						"unsupported relocation type "
-						"%u at 0x%llx (in '%s')",
-						type, (unsigned long long)addr,
-						sec_label(rs));
+					return oi_fail(c,
+					               "unsupported relocation type "
+					               "%u at 0x%llx (in '%s')",
+					               type, (unsigned long long)addr,
+					               sec_label(rs));
 				}
 			} else {
 				switch (type) {
@@ -551,12 +540,11 @@ static int collect_fixups(struct oi_ctx *c)
 					v = s + a;
 					break;
 				default:
-					return oi_fail(
-						c,
-						"unsupported relocation type "
-						"%u at 0x%llx (in '%s')",
-						type, (unsigned long long)addr,
-						sec_label(rs));
+					return oi_fail(c,
+					               "unsupported relocation type "
+					               "%u at 0x%llx (in '%s')",
+					               type, (unsigned long long)addr,
+					               sec_label(rs));
 				}
 			}
 			if (push_fixup(c, addr, v, undef))
@@ -593,17 +581,16 @@ static int collect_symbols(struct oi_ctx *c)
 			st = &c->sec[i];
 	if (!st)
 		return 0;
-	if (st->entsize != sizeof(Elf64_Sym) || st->link == 0 ||
-	    st->link >= c->nsec || c->sec[st->link].type != SHT_STRTAB)
-		return oi_fail(c, "symbol table '%s' is malformed (entry size "
-				  "%llu, string table %u)",
-			       sec_label(st), (unsigned long long)st->entsize,
-			       st->link);
+	if (st->entsize != sizeof(Elf64_Sym) || st->link == 0 || st->link >= c->nsec ||
+	    c->sec[st->link].type != SHT_STRTAB)
+		return oi_fail(c,
+		               "symbol table '%s' is malformed (entry size "
+		               "%llu, string table %u)",
+		               sec_label(st), (unsigned long long)st->entsize, st->link);
 	strs = &c->sec[st->link];
 	n = (size_t)(st->size / sizeof(Elf64_Sym));
 	if (n > OI_MAX_RECORDS)
-		return oi_fail(c, "symbol table '%s' is too large",
-			       sec_label(st));
+		return oi_fail(c, "symbol table '%s' is too large", sec_label(st));
 	c->sym = calloc(n ? n : 1, sizeof(*c->sym));
 	if (!c->sym)
 		return oi_fail(c, "out of memory");
@@ -625,19 +612,16 @@ static int collect_symbols(struct oi_ctx *c)
 			only_file = nm;
 			continue;
 		}
-		if (ELF64_ST_TYPE(stinfo) != STT_FUNC &&
-		    ELF64_ST_TYPE(stinfo) != STT_GNU_IFUNC)
+		if (ELF64_ST_TYPE(stinfo) != STT_FUNC && ELF64_ST_TYPE(stinfo) != STT_GNU_IFUNC)
 			continue;
-		if (shndx == SHN_UNDEF || shndx >= SHN_LORESERVE ||
-		    shndx >= c->nsec || !*nm)
+		if (shndx == SHN_UNDEF || shndx >= SHN_LORESERVE || shndx >= c->nsec || !*nm)
 			continue;
 		if (c->type == ET_REL)
 			value += c->sec[shndx].addr;
 		c->sym[c->nsym].addr = value;
 		c->sym[c->nsym].size = size;
 		c->sym[c->nsym].name = nm;
-		c->sym[c->nsym].file =
-			ELF64_ST_BIND(stinfo) == STB_LOCAL ? file : NULL;
+		c->sym[c->nsym].file = ELF64_ST_BIND(stinfo) == STB_LOCAL ? file : NULL;
 		c->nsym++;
 	}
 	/* An object file has one source: globals come from it too. */
@@ -649,8 +633,7 @@ static int collect_symbols(struct oi_ctx *c)
 	return 0;
 }
 
-static const struct oi_fsym *symbol_for(const struct oi_ctx *c,
-					uint64_t addr)
+static const struct oi_fsym *symbol_for(const struct oi_ctx *c, uint64_t addr)
 {
 	const struct oi_fsym *best = NULL;
 	size_t i;
@@ -681,9 +664,10 @@ static int add_cs(struct oi_ctx *c, uint64_t desc, size_t cap)
 	const unsigned char *sig;
 
 	if (!raw)
-		return oi_fail(c, "descriptor pointer 0x%llx does not point "
-				  "into the file's sections (32 bytes needed)",
-			       (unsigned long long)desc);
+		return oi_fail(c,
+		               "descriptor pointer 0x%llx does not point "
+		               "into the file's sections (32 bytes needed)",
+		               (unsigned long long)desc);
 	if (img->n_cs >= cap)
 		return oi_fail(c, "too many descriptors");
 	if (read_u64(c, desc + 8, &start, "descriptor start_ip") ||
@@ -744,9 +728,10 @@ static int collect_descriptors(struct oi_ctx *c)
 	img->has_ptr_array = pa != NULL;
 	if (pa && pa->type != SHT_NOBITS && pa->size > 0) {
 		if (pa->size % OI_PTR_SIZE != 0)
-			return oi_fail(c, "__rseq_cs_ptr_array size %llu is "
-					  "not a multiple of 8",
-				       (unsigned long long)pa->size);
+			return oi_fail(c,
+			               "__rseq_cs_ptr_array size %llu is "
+			               "not a multiple of 8",
+			               (unsigned long long)pa->size);
 		n = (size_t)(pa->size / OI_PTR_SIZE);
 		if (n > OI_MAX_RECORDS)
 			return oi_fail(c, "__rseq_cs_ptr_array is too large");
@@ -758,13 +743,14 @@ static int collect_descriptors(struct oi_ctx *c)
 			uint64_t p;
 
 			if (read_u64(c, pa->addr + i * OI_PTR_SIZE, &p,
-				     "__rseq_cs_ptr_array entry"))
+			             "__rseq_cs_ptr_array entry"))
 				return -1;
 			if (p == 0)
-				return oi_fail(c, "__rseq_cs_ptr_array entry "
-						  "%zu is 0 (missing "
-						  "relocation?)",
-					       i);
+				return oi_fail(c,
+				               "__rseq_cs_ptr_array entry "
+				               "%zu is 0 (missing "
+				               "relocation?)",
+				               i);
 			if (add_cs(c, p, n))
 				return -1;
 		}
@@ -780,8 +766,9 @@ static int collect_descriptors(struct oi_ctx *c)
 			uint64_t a = cs->addr + i * OI_CS_SIZE, s, p, ab;
 
 			if (read_u64(c, a + 8, &s, "descriptor start_ip") ||
-			    read_u64(c, a + 16, &p, "descriptor "
-						   "post_commit_offset") ||
+			    read_u64(c, a + 16, &p,
+			             "descriptor "
+			             "post_commit_offset") ||
 			    read_u64(c, a + 24, &ab, "descriptor abort_ip"))
 				return -1;
 			if (s == 0 && p == 0 && ab == 0 && bytes_at(c, a, 8) &&
@@ -793,13 +780,14 @@ static int collect_descriptors(struct oi_ctx *c)
 	}
 	if (ea && ea->type != SHT_NOBITS && ea->size > 0) {
 		if (ea->size % OI_EXIT_SIZE != 0)
-			return oi_fail(c, "__rseq_exit_point_array size %llu "
-					  "is not a multiple of 16",
-				       (unsigned long long)ea->size);
+			return oi_fail(c,
+			               "__rseq_exit_point_array size %llu "
+			               "is not a multiple of 16",
+			               (unsigned long long)ea->size);
 		n = (size_t)(ea->size / OI_EXIT_SIZE);
 		if (n > OI_MAX_RECORDS)
 			return oi_fail(c, "__rseq_exit_point_array is too "
-					  "large");
+			                  "large");
 		img->exits = calloc(n, sizeof(*img->exits));
 		if (!img->exits)
 			return oi_fail(c, "out of memory");
@@ -841,34 +829,37 @@ static int check_header(struct oi_ctx *c)
 	if (c->len < sizeof(Elf64_Ehdr))
 		return oi_fail(c, "truncated ELF header (%zu bytes)", c->len);
 	if (b[EI_CLASS] != ELFCLASS64)
-		return oi_fail(c, "unsupported ELF class %u (only 64-bit "
-				  "ELF is supported)",
-			       b[EI_CLASS]);
+		return oi_fail(c,
+		               "unsupported ELF class %u (only 64-bit "
+		               "ELF is supported)",
+		               b[EI_CLASS]);
 	if (b[EI_DATA] != ELFDATA2LSB)
-		return oi_fail(c, "unsupported data encoding %u (only "
-				  "little-endian is supported)",
-			       b[EI_DATA]);
+		return oi_fail(c,
+		               "unsupported data encoding %u (only "
+		               "little-endian is supported)",
+		               b[EI_DATA]);
 	c->type = le16(b + 16);
 	c->machine = le16(b + 18);
 	if (c->type != ET_EXEC && c->type != ET_DYN && c->type != ET_REL)
-		return oi_fail(c, "unsupported ELF type %d (expected an "
-				  "executable, shared object or object file)",
-			       c->type);
+		return oi_fail(c,
+		               "unsupported ELF type %d (expected an "
+		               "executable, shared object or object file)",
+		               c->type);
 	if (c->machine == EM_X86_64)
 		c->img->expected_signature = OI_SIG_X86_64;
 	else if (c->machine == EM_AARCH64)
 		c->img->expected_signature = OI_SIG_AARCH64;
 	else
-		return oi_fail(c, "unsupported machine %d (x86-64 and "
-				  "aarch64 are supported)",
-			       c->machine);
+		return oi_fail(c,
+		               "unsupported machine %d (x86-64 and "
+		               "aarch64 are supported)",
+		               c->machine);
 	c->img->type = c->type;
 	c->img->machine = c->machine;
 	return 0;
 }
 
-long oi_loads(const unsigned char *buf, size_t len, struct oi_load *out,
-	      size_t max)
+long oi_loads(const unsigned char *buf, size_t len, struct oi_load *out, size_t max)
 {
 	uint64_t phoff;
 	uint16_t phentsize, phnum;

@@ -70,8 +70,7 @@ static int replay_file(const char *path)
 		perror(path);
 		return -1;
 	}
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) != 0) {
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
 		fclose(f);
 		return -1;
 	}
@@ -107,8 +106,7 @@ int main(int argc, char **argv)
 
 				if (e->d_name[0] == '.')
 					continue;
-				snprintf(path, sizeof(path), "%s/%s", argv[i],
-					 e->d_name);
+				snprintf(path, sizeof(path), "%s/%s", argv[i], e->d_name);
 				failed += replay_file(path) != 0;
 				count++;
 			}

@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define OI_VERSION "0.1"
+#define OI_VERSION       "0.1"
 #define OI_MAX_FILE_SIZE ((size_t)1 << 32)
 
 struct opts {
@@ -39,8 +39,7 @@ struct totals {
 };
 
 /* Reads a whole file; returns 0, or -1 with a message in err. */
-static int slurp(const char *path, unsigned char **out, size_t *len, char *err,
-		 size_t errlen)
+static int slurp(const char *path, unsigned char **out, size_t *len, char *err, size_t errlen)
 {
 	struct stat st;
 	unsigned char *buf;
@@ -75,7 +74,7 @@ static int slurp(const char *path, unsigned char **out, size_t *len, char *err,
 			continue;
 		if (r <= 0) {
 			snprintf(err, errlen, "read error: %s",
-				 r < 0 ? strerror(errno) : "short read");
+			         r < 0 ? strerror(errno) : "short read");
 			free(buf);
 			close(fd);
 			return -1;
@@ -140,8 +139,8 @@ static const char *machine_name(int m)
 }
 
 /* "0x1234" for linked files, ".text+0x12" for object files. */
-static const char *fmt_loc(const struct oi_image *img, const struct oi_loc *l,
-			   uint64_t bias, char *buf, size_t len)
+static const char *fmt_loc(const struct oi_image *img, const struct oi_loc *l, uint64_t bias,
+                           char *buf, size_t len)
 {
 	if (img->type == ET_REL && l->section)
 		snprintf(buf, len, "%s+0x%" PRIx64, l->section, l->offset);
@@ -169,8 +168,7 @@ static int popcount(unsigned v)
 	return n;
 }
 
-static void print_text(const char *file, const struct oi_image *img,
-		       uint64_t bias, int have_bias)
+static void print_text(const char *file, const struct oi_image *img, uint64_t bias, int have_bias)
 {
 	char a[96], b2[96];
 	size_t i, k;
@@ -180,9 +178,8 @@ static void print_text(const char *file, const struct oi_image *img,
 		printf("no rseq critical sections found\n");
 		return;
 	}
-	printf("ELF64 %s %s, %zu critical section%s, %zu exit point%s",
-	       machine_name(img->machine), type_name(img->type), img->n_cs,
-	       img->n_cs == 1 ? "" : "s", img->n_exits,
+	printf("ELF64 %s %s, %zu critical section%s, %zu exit point%s", machine_name(img->machine),
+	       type_name(img->type), img->n_cs, img->n_cs == 1 ? "" : "s", img->n_exits,
 	       img->n_exits == 1 ? "" : "s");
 	if (have_bias)
 		printf(", load bias 0x%" PRIx64, bias);
@@ -202,27 +199,21 @@ static void print_text(const char *file, const struct oi_image *img,
 			printf(")");
 		}
 		printf("\n");
-		printf("      descriptor  %s\n",
-		       fmt_loc(img, &cs->desc, bias, a, sizeof(a)));
-		printf("      start       %s\n",
-		       fmt_loc(img, &cs->start, bias, a, sizeof(a)));
+		printf("      descriptor  %s\n", fmt_loc(img, &cs->desc, bias, a, sizeof(a)));
+		printf("      start       %s\n", fmt_loc(img, &cs->start, bias, a, sizeof(a)));
 		printf("      post-commit %s (+%" PRIu64 ")\n",
-		       fmt_loc(img, &cs->post_commit, bias, a, sizeof(a)),
-		       cs->post_commit_offset);
-		printf("      abort       %s",
-		       fmt_loc(img, &cs->abort, bias, a, sizeof(a)));
+		       fmt_loc(img, &cs->post_commit, bias, a, sizeof(a)), cs->post_commit_offset);
+		printf("      abort       %s", fmt_loc(img, &cs->abort, bias, a, sizeof(a)));
 		if (!(cs->bad & OI_BAD_NO_SIGNATURE))
 			printf(" (signature 0x%08" PRIx32 ")", cs->signature);
 		printf("\n");
 		for (k = 0; k < img->n_exits; k++)
 			if (img->exits[k].cs_index == (long)i)
 				printf("      exit        %s\n",
-				       fmt_loc(img, &img->exits[k].exit, bias,
-					       a, sizeof(a)));
+				       fmt_loc(img, &img->exits[k].exit, bias, a, sizeof(a)));
 		if (cs->version || cs->flags)
-			printf("      version %" PRIu32 " flags 0x%" PRIx32
-			       "\n",
-			       cs->version, cs->flags);
+			printf("      version %" PRIu32 " flags 0x%" PRIx32 "\n", cs->version,
+			       cs->flags);
 		print_bits_text(cs->bad, 1);
 		print_bits_text(cs->warn, 0);
 		if (!cs->bad)
@@ -232,19 +223,16 @@ static void print_text(const char *file, const struct oi_image *img,
 		if (img->exits[k].cs_index < 0)
 			printf("  warning: exit point %s -> %s matches no "
 			       "critical section\n",
-			       fmt_loc(img, &img->exits[k].start, bias, a,
-				       sizeof(a)),
-			       fmt_loc(img, &img->exits[k].exit, bias, b2,
-				       sizeof(b2)));
+			       fmt_loc(img, &img->exits[k].start, bias, a, sizeof(a)),
+			       fmt_loc(img, &img->exits[k].exit, bias, b2, sizeof(b2)));
 }
 
-static void json_loc(const char *key, const struct oi_image *img,
-		     const struct oi_loc *l, uint64_t bias)
+static void json_loc(const char *key, const struct oi_image *img, const struct oi_loc *l,
+                     uint64_t bias)
 {
 	char a[96];
 
-	printf("\"%s\": \"0x%" PRIx64 "\", \"%s_loc\": ", key, l->addr + bias,
-	       key);
+	printf("\"%s\": \"0x%" PRIx64 "\", \"%s_loc\": ", key, l->addr + bias, key);
 	if (l->section) {
 		snprintf(a, sizeof(a), "+0x%" PRIx64, l->offset);
 		printf("\"");
@@ -256,9 +244,8 @@ static void json_loc(const char *key, const struct oi_image *img,
 	(void)img;
 }
 
-static void print_json_object(struct totals *t, const char *file,
-			      const struct oi_image *img, const char *error,
-			      uint64_t bias, int have_bias)
+static void print_json_object(struct totals *t, const char *file, const struct oi_image *img,
+                              const char *error, uint64_t bias, int have_bias)
 {
 	size_t i, k;
 	unsigned b;
@@ -273,31 +260,28 @@ static void print_json_object(struct totals *t, const char *file,
 		printf("}");
 		return;
 	}
-	printf(", \"error\": null, \"type\": \"%s\", \"machine\": \"%s\"",
-	       type_name(img->type), machine_name(img->machine));
+	printf(", \"error\": null, \"type\": \"%s\", \"machine\": \"%s\"", type_name(img->type),
+	       machine_name(img->machine));
 	if (have_bias)
 		printf(", \"load_bias\": \"0x%" PRIx64 "\"", bias);
-	printf(", \"signature\": \"0x%08" PRIx32 "\"",
-	       img->expected_signature);
+	printf(", \"signature\": \"0x%08" PRIx32 "\"", img->expected_signature);
 	printf(",\n     \"critical_sections\": [");
 	for (i = 0; i < img->n_cs; i++) {
 		const struct oi_cs *cs = &img->cs[i];
 
 		printf("%s\n      {\"index\": %zu, ", i ? "," : "", i);
 		json_loc("descriptor", img, &cs->desc, bias);
-		printf(", \"version\": %" PRIu32 ", \"flags\": %" PRIu32 ", ",
-		       cs->version, cs->flags);
+		printf(", \"version\": %" PRIu32 ", \"flags\": %" PRIu32 ", ", cs->version,
+		       cs->flags);
 		json_loc("start_ip", img, &cs->start, bias);
-		printf(", \"post_commit_offset\": %" PRIu64 ", ",
-		       cs->post_commit_offset);
+		printf(", \"post_commit_offset\": %" PRIu64 ", ", cs->post_commit_offset);
 		json_loc("post_commit_ip", img, &cs->post_commit, bias);
 		printf(", ");
 		json_loc("abort_ip", img, &cs->abort, bias);
 		if (cs->bad & OI_BAD_NO_SIGNATURE)
 			printf(", \"abort_signature\": null");
 		else
-			printf(", \"abort_signature\": \"0x%08" PRIx32 "\"",
-			       cs->signature);
+			printf(", \"abort_signature\": \"0x%08" PRIx32 "\"", cs->signature);
 		printf(", \"function\": ");
 		put_json_string(stdout, cs->function);
 		if (cs->function)
@@ -314,8 +298,7 @@ static void print_json_object(struct totals *t, const char *file,
 			       img->exits[k].exit.addr + bias);
 			first = 0;
 		}
-		printf("], \"valid\": %s, \"violations\": [",
-		       cs->bad ? "false" : "true");
+		printf("], \"valid\": %s, \"violations\": [", cs->bad ? "false" : "true");
 		first = 1;
 		for (b = 1; b && b <= cs->bad; b <<= 1)
 			if (cs->bad & b) {
@@ -344,8 +327,8 @@ static void print_json_object(struct totals *t, const char *file,
 
 /* Inspects one image; prints it and updates the totals. */
 static void report(const struct opts *o, struct totals *t, const char *file,
-		   const unsigned char *buf, size_t len, const char *load_error,
-		   uint64_t bias, int have_bias, int quiet_empty)
+                   const unsigned char *buf, size_t len, const char *load_error, uint64_t bias,
+                   int have_bias, int quiet_empty)
 {
 	struct oi_image img;
 	size_t i;
@@ -355,8 +338,7 @@ static void report(const struct opts *o, struct totals *t, const char *file,
 		if (o->json)
 			print_json_object(t, file, NULL, load_error, 0, 0);
 		else
-			fprintf(stderr, "oncpu-inspect: %s: %s\n", file,
-				load_error);
+			fprintf(stderr, "oncpu-inspect: %s: %s\n", file, load_error);
 		return;
 	}
 	if (oi_image_parse(buf, len, &img) != 0) {
@@ -364,8 +346,7 @@ static void report(const struct opts *o, struct totals *t, const char *file,
 		if (o->json)
 			print_json_object(t, file, NULL, img.error, 0, 0);
 		else
-			fprintf(stderr, "oncpu-inspect: %s: %s\n", file,
-				img.error);
+			fprintf(stderr, "oncpu-inspect: %s: %s\n", file, img.error);
 		oi_image_free(&img);
 		return;
 	}
@@ -385,8 +366,7 @@ static void report(const struct opts *o, struct totals *t, const char *file,
 	oi_image_free(&img);
 }
 
-static void inspect_file(const struct opts *o, struct totals *t,
-			 const char *path)
+static void inspect_file(const struct opts *o, struct totals *t, const char *path)
 {
 	unsigned char *buf = NULL;
 	size_t len = 0;
@@ -404,8 +384,8 @@ static void inspect_file(const struct opts *o, struct totals *t,
  * Load bias of a mapped file: the mapping of file offset off at address
  * start belongs to the PT_LOAD segment whose page-aligned offset is off.
  */
-static int load_bias(const unsigned char *buf, size_t len, uint64_t start,
-		     uint64_t off, uint64_t *bias)
+static int load_bias(const unsigned char *buf, size_t len, uint64_t start, uint64_t off,
+                     uint64_t *bias)
 {
 	struct oi_load loads[64];
 	long n = oi_loads(buf, len, loads, 64), i;
@@ -438,8 +418,7 @@ static int inspect_pid(const struct opts *o, struct totals *t)
 	snprintf(maps, sizeof(maps), "/proc/%ld/maps", o->pid);
 	f = fopen(maps, "re");
 	if (!f) {
-		fprintf(stderr, "oncpu-inspect: %s: %s\n", maps,
-			strerror(errno));
+		fprintf(stderr, "oncpu-inspect: %s: %s\n", maps, strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f)) {
@@ -447,8 +426,7 @@ static int inspect_pid(const struct opts *o, struct totals *t)
 		int pathpos = 0;
 		char *path, *nl;
 
-		if (sscanf(line, "%llx-%llx %*s %llx %*s %*s %n", &s, &e, &off,
-			   &pathpos) != 3 ||
+		if (sscanf(line, "%llx-%llx %*s %llx %*s %*s %n", &s, &e, &off, &pathpos) != 3 ||
 		    pathpos == 0)
 			continue;
 		path = line + pathpos;
@@ -475,8 +453,7 @@ static int inspect_pid(const struct opts *o, struct totals *t)
 			}
 			seen = n;
 		}
-		snprintf(seen[nseen].path, sizeof(seen[nseen].path), "%s",
-			 path);
+		snprintf(seen[nseen].path, sizeof(seen[nseen].path), "%s", path);
 		seen[nseen].start = s;
 		seen[nseen].end = e;
 		seen[nseen].offset = off;
@@ -492,9 +469,8 @@ static int inspect_pid(const struct opts *o, struct totals *t)
 
 		if (slurp(m->path, &buf, &len, err, sizeof(err)) != 0) {
 			/* deleted or in another mount namespace */
-			snprintf(alt, sizeof(alt),
-				 "/proc/%ld/map_files/%" PRIx64 "-%" PRIx64,
-				 o->pid, m->start, m->end);
+			snprintf(alt, sizeof(alt), "/proc/%ld/map_files/%" PRIx64 "-%" PRIx64,
+			         o->pid, m->start, m->end);
 			if (slurp(alt, &buf, &len, err, sizeof(err)) != 0)
 				continue;
 		}
@@ -519,24 +495,23 @@ static int inspect_pid(const struct opts *o, struct totals *t)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: oncpu-inspect [--json] FILE...\n"
-		"       oncpu-inspect [--json] --pid PID\n"
-		"Lists and validates the rseq critical sections recorded in "
-		"ELF files\n(__rseq_cs, __rseq_cs_ptr_array, "
-		"__rseq_exit_point_array).\n"
-		"  --json     machine-readable output\n"
-		"  --pid PID  inspect every object mapped by a running "
-		"process\n            (addresses are run-time addresses)\n"
-		"Exit status: 0 valid or none found, 1 a descriptor violates "
-		"the\nkernel's rules, 2 usage error or unreadable/malformed "
-		"file.\n");
+	fprintf(f, "usage: oncpu-inspect [--json] FILE...\n"
+	           "       oncpu-inspect [--json] --pid PID\n"
+	           "Lists and validates the rseq critical sections recorded in "
+	           "ELF files\n(__rseq_cs, __rseq_cs_ptr_array, "
+	           "__rseq_exit_point_array).\n"
+	           "  --json     machine-readable output\n"
+	           "  --pid PID  inspect every object mapped by a running "
+	           "process\n            (addresses are run-time addresses)\n"
+	           "Exit status: 0 valid or none found, 1 a descriptor violates "
+	           "the\nkernel's rules, 2 usage error or unreadable/malformed "
+	           "file.\n");
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = { 0, -1 };
-	struct totals t = { 0, 0, 0, 0, 0, 1 };
+	struct opts o = {0, -1};
+	struct totals t = {0, 0, 0, 0, 0, 1};
 	int i, nfiles = 0, only_files = 0;
 
 	for (i = 1; i < argc; i++) {
@@ -550,8 +525,7 @@ int main(int argc, char **argv)
 			only_files = 1;
 		} else if (strcmp(a, "--json") == 0) {
 			o.json = 1;
-		} else if (strcmp(a, "--pid") == 0 ||
-			   strncmp(a, "--pid=", 6) == 0) {
+		} else if (strcmp(a, "--pid") == 0 || strncmp(a, "--pid=", 6) == 0) {
 			const char *v = a[5] == '=' ? a + 6 : argv[++i];
 			char *end;
 
@@ -562,8 +536,7 @@ int main(int argc, char **argv)
 			errno = 0;
 			o.pid = strtol(v, &end, 10);
 			if (errno || *end || o.pid <= 0) {
-				fprintf(stderr,
-					"oncpu-inspect: bad pid '%s'\n", v);
+				fprintf(stderr, "oncpu-inspect: bad pid '%s'\n", v);
 				return 2;
 			}
 		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -573,8 +546,7 @@ int main(int argc, char **argv)
 			printf("oncpu-inspect " OI_VERSION "\n");
 			return 0;
 		} else {
-			fprintf(stderr, "oncpu-inspect: unknown option '%s'\n",
-				a);
+			fprintf(stderr, "oncpu-inspect: unknown option '%s'\n", a);
 			usage(stderr);
 			return 2;
 		}
@@ -614,11 +586,9 @@ int main(int argc, char **argv)
 	else if (t.objects + t.errors > 1 || o.pid > 0)
 		printf("summary: %zu object%s, %zu critical section%s, %zu "
 		       "violation%s, %zu warning%s, %zu error%s\n",
-		       t.objects, t.objects == 1 ? "" : "s", t.cs,
-		       t.cs == 1 ? "" : "s", t.violations,
-		       t.violations == 1 ? "" : "s", t.warnings,
-		       t.warnings == 1 ? "" : "s", t.errors,
-		       t.errors == 1 ? "" : "s");
+		       t.objects, t.objects == 1 ? "" : "s", t.cs, t.cs == 1 ? "" : "s",
+		       t.violations, t.violations == 1 ? "" : "s", t.warnings,
+		       t.warnings == 1 ? "" : "s", t.errors, t.errors == 1 ? "" : "s");
 	if (t.errors)
 		return 2;
 	return t.violations ? 1 : 0;

@@ -19,7 +19,6 @@
 #define ONCPU_INJECT_DEFINE() extern int _oncpu_inject_unused
 #endif
 
-
 ONCPU_INLINE int _oncpu_cs_add(int mode, intptr_t *v, intptr_t count, int id)
 {
 	(void)mode, (void)v, (void)count, (void)id;
@@ -30,32 +29,34 @@ ONCPU_INLINE int _oncpu_cs_percpu_add(int mode, void *base, intptr_t count)
 	(void)mode, (void)base, (void)count;
 	return ONCPU_CS_UNAVAILABLE;
 }
-ONCPU_INLINE int _oncpu_cs_cmpeq_store(int mode, intptr_t *v, intptr_t expect, intptr_t newv, int id)
+ONCPU_INLINE int _oncpu_cs_cmpeq_store(int mode, intptr_t *v, intptr_t expect, intptr_t newv,
+                                       int id)
 {
 	(void)mode, (void)v, (void)expect, (void)newv, (void)id;
 	return ONCPU_CS_UNAVAILABLE;
 }
 ONCPU_INLINE int _oncpu_cs_cmpne_load_off_store(int mode, intptr_t *v, intptr_t expectnot,
-						 ptrdiff_t voff, intptr_t *load, int id)
+                                                ptrdiff_t voff, intptr_t *load, int id)
 {
 	(void)mode, (void)v, (void)expectnot, (void)voff, (void)load, (void)id;
 	return ONCPU_CS_UNAVAILABLE;
 }
 ONCPU_INLINE int _oncpu_cs_cmpeq_trystore_store(int mode, int mo, intptr_t *v, intptr_t expect,
-						 intptr_t *v2, intptr_t newv2, intptr_t newv, int id)
+                                                intptr_t *v2, intptr_t newv2, intptr_t newv, int id)
 {
 	(void)mode, (void)mo, (void)v, (void)expect, (void)v2, (void)newv2, (void)newv, (void)id;
 	return ONCPU_CS_UNAVAILABLE;
 }
 ONCPU_INLINE int _oncpu_cs_cmpeq_memcpy_store(int mode, int mo, intptr_t *v, intptr_t expect,
-					       void *dst, const void *src, size_t len, intptr_t newv,
-					       int id)
+                                              void *dst, const void *src, size_t len, intptr_t newv,
+                                              int id)
 {
 	(void)mode, (void)mo, (void)v, (void)expect, (void)dst, (void)src, (void)len, (void)newv,
-		(void)id;
+	    (void)id;
 	return ONCPU_CS_UNAVAILABLE;
 }
-ONCPU_INLINE int _oncpu_cs_deref_off_add(int mode, intptr_t *ptr, ptrdiff_t off, intptr_t inc, int id)
+ONCPU_INLINE int _oncpu_cs_deref_off_add(int mode, intptr_t *ptr, ptrdiff_t off, intptr_t inc,
+                                         int id)
 {
 	(void)mode, (void)ptr, (void)off, (void)inc, (void)id;
 	return ONCPU_CS_UNAVAILABLE;
