@@ -22,11 +22,11 @@
 
 #if defined(__ELF__) && !defined(ONCPU_NO_GDB_SCRIPT)
 /* 1 = SECTION_SCRIPT_ID_PYTHON_FILE: the rest is a NUL-terminated path. */
-#define ONCPU_GDB_SCRIPT()                                                    \
-	__asm__(".pushsection \".debug_gdb_scripts\", \"MS\",%progbits,1\n"  \
-		".byte 1\n"                                                  \
-		".asciz \"" ONCPU_GDB_SCRIPT_PATH "\"\n"                     \
-		".popsection\n")
+#define ONCPU_GDB_SCRIPT()                                                                         \
+	__asm__(".pushsection \".debug_gdb_scripts\", \"MS\",%progbits,1\n"                        \
+	        ".byte 1\n"                                                                        \
+	        ".asciz \"" ONCPU_GDB_SCRIPT_PATH "\"\n"                                           \
+	        ".popsection\n")
 #else
 #define ONCPU_GDB_SCRIPT() _Static_assert(1, "no .debug_gdb_scripts")
 #endif

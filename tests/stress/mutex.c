@@ -178,10 +178,11 @@ static void on_alarm(int sig)
 {
 	(void)sig;
 	char msg[200];
-	int len = snprintf(msg, sizeof(msg),
-	                   "stress.mutex: watchdog: no completion after the deadline "
-	                   "(lock states %#x %#x %#x %#x)\n",
-	                   locks[0].m._state, locks[1].m._state, locks[2].m._state, locks[3].m._state);
+	int len =
+	    snprintf(msg, sizeof(msg),
+	             "stress.mutex: watchdog: no completion after the deadline "
+	             "(lock states %#x %#x %#x %#x)\n",
+	             locks[0].m._state, locks[1].m._state, locks[2].m._state, locks[3].m._state);
 	write(2, msg, (size_t)len);
 	_exit(3);
 }
