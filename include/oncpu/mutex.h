@@ -15,11 +15,15 @@
  * ("none") the owner's state is unknown and a waiter spins a bounded,
  * adaptive number of times (glibc's PTHREAD_MUTEX_ADAPTIVE_NP estimate).
  * At most as many waiters as there are CPUs spin at once; the others sleep.
+ * A spinner leaves a just-freed lock briefly to its last owner and sleeps
+ * when that owner takes it back (a busy lock stays on one CPU: moving it
+ * costs more than a short critical section).
  *
- * Wake-ups: unlock makes a system call only when a waiter sleeps and no
- * waiter spins (a spinner re-examines the lock before it sleeps, so no wake-
- * up is lost). The uncontended lock and unlock are one atomic instruction
- * each, and no system call.
+ * Wake-ups: unlock makes a system call only when a waiter sleeps, and at
+ * most one woken waiter is on its way at a time (an owner that keeps
+ * re-taking a busy lock does not wake every sleeper in turn). The
+ * uncontended lock and unlock are one atomic instruction each, and no
+ * system call.
  *
  * Fairness: the lock is not FIFO; a running thread may take it ahead of a
  * sleeper (barging keeps the throughput of a short critical section). A
@@ -60,7 +64,7 @@ struct oncpu_mutex {
 	uint32_t _handoff; /* a starving sleeper's id, or 0; its futex word */
 	uint32_t _owner;   /* the owner's id while locked: what waiters look up */
 	uint32_t _spins;   /* adaptive spin estimate (owners nobody tracks) */
-	uint64_t _aux;     /* spinners, sleepers, fork generation */
+	uint64_t _aux;     /* spinners, wake-ups in flight, fork generation */
 };
 typedef struct oncpu_mutex oncpu_mutex_t;
 
