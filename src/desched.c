@@ -138,7 +138,7 @@ static const struct _oncpu_desched_provider *provider_by_name(const char *name)
 	if (strcmp(name, "kernel") == 0)
 		return &_oncpu_desched_provider_kernel;
 	if (strcmp(name, "bpf") == 0)
-		return &_oncpu_desched_provider_bpf; /* NULL when not built */
+		return &_oncpu_desched_provider_bpf;
 	if (strcmp(name, "none") == 0)
 		return &_oncpu_desched_provider_none;
 	return NULL;
@@ -163,7 +163,7 @@ static void desched_init(void)
 			chosen = p;
 	} else {
 		for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-			if (order[i] && order[i]->probe() == 0) {
+			if (order[i]->probe() == 0) {
 				chosen = order[i];
 				break;
 			}

@@ -171,14 +171,13 @@ struct _oncpu_desched_provider {
 	int (*atfork_child)(struct _oncpu_desched_block *blk);
 };
 
-/* The providers. bpf is optional: a weak reference, NULL when desched_bpf.c
- * is not part of the build. (A static link only pulls desched_bpf.o from
- * liboncpu.a when something else references it; a program that needs it
- * links with -Wl,--undefined=_oncpu_desched_provider_bpf.) */
+/* The providers (strong references: a static link pulls every provider's
+ * object file from liboncpu.a; a statically linked program still needs
+ * `oncpu-bpfd attach PROGRAM` for the bpf provider's uprobe). */
 extern const struct _oncpu_desched_provider _oncpu_desched_provider_kernel
     __attribute__((visibility("hidden")));
 extern const struct _oncpu_desched_provider _oncpu_desched_provider_bpf
-    __attribute__((weak, visibility("hidden")));
+    __attribute__((visibility("hidden")));
 extern const struct _oncpu_desched_provider _oncpu_desched_provider_none
     __attribute__((visibility("hidden")));
 
