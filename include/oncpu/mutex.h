@@ -15,9 +15,10 @@
  * ("none") the owner's state is unknown and a waiter spins a bounded,
  * adaptive number of times (glibc's PTHREAD_MUTEX_ADAPTIVE_NP estimate).
  * At most as many waiters as there are CPUs spin at once; the others sleep.
- * A spinner leaves a just-freed lock briefly to its last owner and sleeps
- * when that owner takes it back (a busy lock stays on one CPU: moving it
- * costs more than a short critical section).
+ * A spinner leaves a just-freed lock to its last owner for a while (8 to
+ * 512 pauses, adapted per mutex) and sleeps when that owner takes it back
+ * (a busy lock stays on one CPU: moving it costs more than a short critical
+ * section).
  *
  * Wake-ups: unlock makes a system call only when a waiter sleeps, and at
  * most one woken waiter is on its way at a time (an owner that keeps
