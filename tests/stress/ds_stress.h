@@ -26,7 +26,7 @@
 
 #include <oncpu.h>
 
-#include "check.h"
+#include "testutil.h"
 
 ONCPU_INJECT_DEFINE();
 volatile long _oncpu_ds_aborts; /* counted by the inline paths (ONCPU_INJECT) */
@@ -124,48 +124,6 @@ static void ds_churn(uint64_t *seed)
 	}
 }
 
-static inline char *ds_thread_pointer(void)
-{
-#if defined(__x86_64__)
-	char *tp;
-	__asm__("movq %%fs:0, %0" : "=r"(tp));
-	return tp;
-#else
-	return (char *)__builtin_thread_pointer();
-#endif
-}
-
-extern const ptrdiff_t __rseq_offset __attribute__((weak));
-extern const unsigned int __rseq_size __attribute__((weak));
-
-/*
- * Make the calling thread one that cannot run sections, in a process whose
- * other threads can: the mixed case. Call before the thread's first oncpu
- * call. rseq-own: register a foreign rseq area first (oncpu then sees
- * EBUSY). rseq-libc: unregister the C library's area of this thread.
- * Returns true when the thread now runs without sections.
- */
-static bool ds_make_fallback_thread(void)
-{
-#if defined(SYS_rseq) && defined(ONCPU_RSEQ_SIG)
-	static __thread struct oncpu_rseq_area foreign;
-	if (strcmp(test_mode(), "rseq-own") == 0) {
-		foreign.cpu_id = ONCPU_RSEQ_CPU_ID_UNINITIALIZED;
-		if (syscall(SYS_rseq, &foreign, 32, 0, ONCPU_RSEQ_SIG) != 0)
-			return false;
-	} else if (strcmp(test_mode(), "rseq-libc") == 0) {
-		if (!&__rseq_offset || !&__rseq_size || __rseq_size == 0)
-			return false;
-		char *area = ds_thread_pointer() + __rseq_offset;
-		if (syscall(SYS_rseq, area, 32, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0 &&
-		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER,
-		            ONCPU_RSEQ_SIG) != 0)
-			return false;
-	}
-#endif
-	return !oncpu_rseq_active();
-}
-
 /*
  * Worker start: threads with index % 4 == 3 become fallback threads in the
  * rseq modes (mixed), all threads are fallback threads in the fallback
@@ -175,8 +133,8 @@ static bool ds_worker_start(int tid)
 {
 	bool fallback = !test_expect_rseq();
 	if (!fallback && tid % 4 == 3) {
-		CHECK_MSG(ds_make_fallback_thread(), "thread %d: could not leave rseq (mode %s)",
-		          tid, test_mode());
+		CHECK_MSG(test_leave_rseq(), "thread %d: could not leave rseq (mode %s)", tid,
+		          test_mode());
 		fallback = true;
 	}
 	CHECK_MSG(oncpu_rseq_active() == !fallback, "thread %d: rseq %s, expected %s", tid,

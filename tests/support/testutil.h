@@ -19,6 +19,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,48 @@ static TEST_UNUSED int test_raw_rseq(struct test_rseq_area *area, int flags)
 }
 
 /* ---- child processes ---- */
+
+static inline char *test_thread_pointer(void)
+{
+#if defined(__x86_64__)
+	char *tp;
+	__asm__("movq %%fs:0, %0" : "=r"(tp));
+	return tp;
+#else
+	return (char *)__builtin_thread_pointer();
+#endif
+}
+
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+
+/*
+ * Make the calling thread one that cannot run sections, in a process whose
+ * other threads can: the mixed case. Call before the thread's first oncpu
+ * call. rseq-own: register a foreign rseq area first (oncpu then sees
+ * EBUSY). rseq-libc: unregister the C library's area of this thread.
+ * Returns true when the thread now runs without sections.
+ */
+static TEST_UNUSED bool test_leave_rseq(void)
+{
+#if defined(SYS_rseq) && defined(ONCPU_RSEQ_SIG)
+	static __thread struct oncpu_rseq_area foreign;
+	if (strcmp(test_mode(), "rseq-own") == 0) {
+		foreign.cpu_id = ONCPU_RSEQ_CPU_ID_UNINITIALIZED;
+		if (syscall(SYS_rseq, &foreign, 32, 0, ONCPU_RSEQ_SIG) != 0)
+			return false;
+	} else if (strcmp(test_mode(), "rseq-libc") == 0) {
+		if (!&__rseq_offset || !&__rseq_size || __rseq_size == 0)
+			return false;
+		char *area = test_thread_pointer() + __rseq_offset;
+		if (syscall(SYS_rseq, area, 32, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0 &&
+		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER,
+		            ONCPU_RSEQ_SIG) != 0)
+			return false;
+	}
+#endif
+	return !oncpu_rseq_active();
+}
 
 /*
  * Run fn(arg) in a forked child whose stderr goes to a pipe. Returns the

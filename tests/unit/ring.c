@@ -14,7 +14,7 @@
 
 #include <oncpu.h>
 
-#include "check.h"
+#include "testutil.h"
 
 #define POSSIBLE 64
 
@@ -156,28 +156,6 @@ static void test_memory(void)
 
 /* ---- mixed process ---- */
 
-extern const ptrdiff_t __rseq_offset __attribute__((weak));
-extern const unsigned int __rseq_size __attribute__((weak));
-
-static bool leave_rseq(void)
-{
-	static __thread struct oncpu_rseq_area foreign;
-	if (strcmp(test_mode(), "rseq-own") == 0) {
-		foreign.cpu_id = ONCPU_RSEQ_CPU_ID_UNINITIALIZED;
-		if (syscall(SYS_rseq, &foreign, 32, 0, ONCPU_RSEQ_SIG) != 0)
-			return false;
-	} else if (strcmp(test_mode(), "rseq-libc") == 0) {
-		char *tp;
-		__asm__("movq %%fs:0, %0" : "=r"(tp));
-		char *area = tp + __rseq_offset;
-		if (syscall(SYS_rseq, area, 32, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0 &&
-		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER,
-		            ONCPU_RSEQ_SIG) != 0)
-			return false;
-	}
-	return !oncpu_rseq_active();
-}
-
 struct mixed {
 	struct oncpu_ring *r;
 	int list;
@@ -187,7 +165,7 @@ struct mixed {
 static void *fallback_thread(void *arg)
 {
 	struct mixed *m = arg;
-	m->ok = leave_rseq() && pin(0);
+	m->ok = test_leave_rseq() && pin(0);
 	if (!m->ok)
 		return NULL;
 	for (long i = 0; i < 8; i++) {

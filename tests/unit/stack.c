@@ -18,7 +18,7 @@
 
 #include <oncpu.h>
 
-#include "check.h"
+#include "testutil.h"
 
 #define POSSIBLE 64 /* ONCPU_POSSIBLE_CPUS: slots for CPUs that never run here */
 
@@ -284,29 +284,6 @@ static void test_guard_first(void)
 
 /* ---- mixed process: a thread without rseq beside threads with it ---- */
 
-extern const ptrdiff_t __rseq_offset __attribute__((weak));
-extern const unsigned int __rseq_size __attribute__((weak));
-
-/* As tests/stress/ds_stress.h: make this thread leave rseq. */
-static bool leave_rseq(void)
-{
-	static __thread struct oncpu_rseq_area foreign;
-	if (strcmp(test_mode(), "rseq-own") == 0) {
-		foreign.cpu_id = ONCPU_RSEQ_CPU_ID_UNINITIALIZED;
-		if (syscall(SYS_rseq, &foreign, 32, 0, ONCPU_RSEQ_SIG) != 0)
-			return false;
-	} else if (strcmp(test_mode(), "rseq-libc") == 0) {
-		char *tp;
-		__asm__("movq %%fs:0, %0" : "=r"(tp));
-		char *area = tp + __rseq_offset;
-		if (syscall(SYS_rseq, area, 32, ONCPU_RSEQ_FLAG_UNREGISTER, ONCPU_RSEQ_SIG) != 0 &&
-		    syscall(SYS_rseq, area, __rseq_size, ONCPU_RSEQ_FLAG_UNREGISTER,
-		            ONCPU_RSEQ_SIG) != 0)
-			return false;
-	}
-	return !oncpu_rseq_active();
-}
-
 struct mixed {
 	struct oncpu_stack *s;
 	struct item *items;
@@ -317,7 +294,7 @@ struct mixed {
 static void *fallback_thread(void *arg)
 {
 	struct mixed *m = arg;
-	m->ok = leave_rseq() && oncpu_thread_init() == -1 && pin(0);
+	m->ok = test_leave_rseq() && oncpu_thread_init() == -1 && pin(0);
 	if (!m->ok)
 		return NULL;
 	/* Pops what the rseq thread pushed (CPU indexing: on this CPU's list;
