@@ -548,6 +548,26 @@ static void debug_alloc(struct cache *c, void *obj)
 
 /* ---- entry points ---- */
 
+/*
+ * True when this thread runs sections on c (the slot protocol's flag is then
+ * set); then, outside debug mode, the inline paths may run them too: publish
+ * the array in the field of c's mode. Release: a thread that reads it reads
+ * the initialized process (_oncpu_process) and the flag after it.
+ */
+static bool sections(struct cache *c)
+{
+	struct oncpu_cache *pub = &c->pub;
+	if (!_oncpu_ds_sections(&pub->_flags, pub->_mode))
+		return false;
+	if (!c->debug) {
+		void **fast =
+		    pub->_mode == _oncpu_mode_ONCPU_VCPU ? &pub->_fast_vcpu : &pub->_fast_cpu;
+		if (!__atomic_load_n(fast, __ATOMIC_RELAXED))
+			__atomic_store_n(fast, pub->_pcpu, __ATOMIC_RELEASE);
+	}
+	return true;
+}
+
 void *_oncpu_cache_alloc_slow(struct oncpu_cache *pub)
 {
 	if (!pub) {
@@ -555,8 +575,7 @@ void *_oncpu_cache_alloc_slow(struct oncpu_cache *pub)
 		return NULL;
 	}
 	struct cache *c = impl(pub);
-	void *obj =
-	    _oncpu_ds_sections(&pub->_flags, pub->_mode) ? alloc_sections(c) : alloc_locked(c);
+	void *obj = sections(c) ? alloc_sections(c) : alloc_locked(c);
 	if (obj && c->debug)
 		debug_alloc(c, obj);
 	return obj;
@@ -572,7 +591,7 @@ void _oncpu_cache_free_slow(struct oncpu_cache *pub, void *obj, const char *file
 	struct cache *c = impl(pub);
 	if (c->debug)
 		debug_free(c, obj, file, line);
-	if (_oncpu_ds_sections(&pub->_flags, pub->_mode))
+	if (sections(c))
 		free_sections(c, obj);
 	else
 		free_locked(c, obj);

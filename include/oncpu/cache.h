@@ -79,6 +79,13 @@ struct oncpu_cache {
 	int _mode;       /* _oncpu_mode_ONCPU_CPU or _oncpu_mode_ONCPU_VCPU */
 	unsigned _flags; /* _ONCPU_CACHE_SECTIONS | _ONCPU_CACHE_CHECKED */
 	intptr_t _cap;   /* M */
+	/* What the inline paths read: _pcpu, in the field of the cache's mode,
+	 * once a thread ran a section on the cache (published after it set
+	 * _ONCPU_CACHE_SECTIONS, so the process is initialized), never in debug
+	 * mode; NULL until then. One load chooses between a section and the
+	 * slow path. */
+	void *_fast_cpu;
+	void *_fast_vcpu;
 };
 #define _ONCPU_CACHE_SECTIONS 1u /* a section ran on this cache */
 #define _ONCPU_CACHE_CHECKED  2u /* debug mode: every call takes the slow path */
@@ -122,32 +129,35 @@ ONCPU_API struct oncpu_cache *oncpu_cache_new_flags(size_t object_size, size_t a
 ONCPU_API void *_oncpu_cache_alloc_slow(struct oncpu_cache *c);
 ONCPU_API void _oncpu_cache_free_slow(struct oncpu_cache *c, void *obj, const char *file, int line);
 
-#ifndef _ONCPU_DS_NOTE
-#ifdef ONCPU_INJECT
-extern volatile long _oncpu_ds_aborts __attribute__((weak));
-#define _ONCPU_DS_NOTE(r)                                                                          \
-	do {                                                                                       \
-		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                          \
-			__atomic_fetch_add(&_oncpu_ds_aborts, 1, __ATOMIC_RELAXED);                \
-	} while (0)
-#else
-#define _ONCPU_DS_NOTE(r) ((void)0)
-#endif
-#endif
-
 /* The slot is a per-CPU array of oncpu/cs.h: one section per alloc or free,
  * addressed from the id the section reads itself. */
 ONCPU_STATIC_ASSERT(offsetof(struct _oncpu_cache_slot, count) == ONCPU_CS_ARRAY_COUNT, "count");
 ONCPU_STATIC_ASSERT(offsetof(struct _oncpu_cache_slot, lock) == ONCPU_CS_ARRAY_GUARD, "guard");
 ONCPU_STATIC_ASSERT(sizeof(struct _oncpu_cache_slot) == ONCPU_CS_ARRAY_ITEMS, "items");
 
+/* The array of the cache's mode, or NULL: take the slow path. Acquire (a
+ * plain load on x86-64): the loads of the section, _oncpu_process's
+ * included, come after it. */
+ONCPU_INLINE void *_oncpu_cache_fast_base(struct oncpu_cache *c, int *mode)
+{
+	void *base = __atomic_load_n(&c->_fast_cpu, __ATOMIC_ACQUIRE);
+	*mode = _oncpu_mode_ONCPU_CPU;
+	if (ONCPU_LIKELY(base != NULL))
+		return base;
+	*mode = _oncpu_mode_ONCPU_VCPU;
+	return __atomic_load_n(&c->_fast_vcpu, __ATOMIC_ACQUIRE);
+}
+
 ONCPU_INLINE void *_oncpu_cache_alloc_fast(struct oncpu_cache *c)
 {
-	if (ONCPU_LIKELY(c &&
-	                 __atomic_load_n(&c->_flags, __ATOMIC_RELAXED) == _ONCPU_CACHE_SECTIONS)) {
+	if (ONCPU_LIKELY(c != NULL)) {
 		for (;;) {
+			int mode;
+			void *base = _oncpu_cache_fast_base(c, &mode);
+			if (ONCPU_UNLIKELY(base == NULL))
+				break;
 			intptr_t obj;
-			int r = _oncpu_cs_percpu_array_pop(c->_mode, c->_pcpu, &obj);
+			int r = _oncpu_cs_percpu_array_pop_init(mode, base, &obj);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return (void *)obj;
 			_ONCPU_DS_NOTE(r);
@@ -161,11 +171,14 @@ ONCPU_INLINE void *_oncpu_cache_alloc_fast(struct oncpu_cache *c)
 ONCPU_INLINE void _oncpu_cache_free_fast(struct oncpu_cache *c, void *obj, const char *file,
                                          int line)
 {
-	if (ONCPU_LIKELY(c && obj &&
-	                 __atomic_load_n(&c->_flags, __ATOMIC_RELAXED) == _ONCPU_CACHE_SECTIONS)) {
+	if (ONCPU_LIKELY(c != NULL && obj != NULL)) {
 		for (;;) {
+			int mode;
+			void *base = _oncpu_cache_fast_base(c, &mode);
+			if (ONCPU_UNLIKELY(base == NULL))
+				break;
 			int r =
-			    _oncpu_cs_percpu_array_push(c->_mode, c->_pcpu, c->_cap, (intptr_t)obj);
+			    _oncpu_cs_percpu_array_push_init(mode, base, c->_cap, (intptr_t)obj);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return;
 			_ONCPU_DS_NOTE(r);

@@ -200,6 +200,36 @@ ONCPU_INLINE int _oncpu_cs_id(int mode)
 #endif
 }
 
+/*
+ * Internal: shared by the inline paths of oncpu/stack.h, ring.h and cache.h.
+ *
+ * _ONCPU_DS_NOTE(r) - test builds (-DONCPU_INJECT): a program that defines
+ * `volatile long _oncpu_ds_aborts` sees how many of their sections aborted.
+ */
+#ifdef ONCPU_INJECT
+extern volatile long _oncpu_ds_aborts __attribute__((weak));
+#define _ONCPU_DS_NOTE(r)                                                                          \
+	do {                                                                                       \
+		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                          \
+			__atomic_fetch_add(&_oncpu_ds_aborts, 1, __ATOMIC_RELAXED);                \
+	} while (0)
+#else
+#define _ONCPU_DS_NOTE(r) ((void)0)
+#endif
+
+/*
+ * After a section on a slot guarded by `lock` (oncpu/stack.h) that did not
+ * commit: true when the inline path should give up and take the slow path
+ * (a compare failed and the lock is held). Otherwise it runs the section
+ * again: aborted, or the slot changed under it, or (ONCPU_CS_UNAVAILABLE)
+ * its next id check sends it to the slow path.
+ */
+ONCPU_INLINE int _oncpu_ds_locked(int r, const intptr_t *lock)
+{
+	_ONCPU_DS_NOTE(r);
+	return r == ONCPU_CS_CMPFAIL && __atomic_load_n(lock, __ATOMIC_RELAXED) != 0;
+}
+
 ONCPU_END_DECLS
 
 #endif /* ONCPU_CS_H */

@@ -97,19 +97,6 @@ ONCPU_API struct oncpu_ring *oncpu_ring_new_flags(size_t capacity_per_cpu, unsig
 ONCPU_API int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p);
 ONCPU_API void *_oncpu_ring_pop_slow(struct oncpu_ring *r);
 
-#ifndef _ONCPU_DS_NOTE
-#ifdef ONCPU_INJECT
-extern volatile long _oncpu_ds_aborts __attribute__((weak));
-#define _ONCPU_DS_NOTE(r)                                                                          \
-	do {                                                                                       \
-		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                          \
-			__atomic_fetch_add(&_oncpu_ds_aborts, 1, __ATOMIC_RELAXED);                \
-	} while (0)
-#else
-#define _ONCPU_DS_NOTE(r) ((void)0)
-#endif
-#endif
-
 ONCPU_INLINE int _oncpu_ring_push_fast(struct oncpu_ring *r, void *p)
 {
 	if (ONCPU_LIKELY(r && p &&
@@ -133,9 +120,7 @@ ONCPU_INLINE int _oncpu_ring_push_fast(struct oncpu_ring *r, void *p)
 			    &array[tail & r->_mask], (intptr_t)p, tail + 1, cpu);
 			if (ONCPU_LIKELY(res == ONCPU_CS_COMMITTED))
 				return 0;
-			_ONCPU_DS_NOTE(res);
-			if (res == ONCPU_CS_CMPFAIL &&
-			    __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+			if (_oncpu_ds_locked(res, &slot->lock))
 				break;
 		}
 	}
@@ -165,9 +150,7 @@ ONCPU_INLINE void *_oncpu_ring_pop_fast(struct oncpu_ring *r)
 			    head + 1, cpu);
 			if (ONCPU_LIKELY(res == ONCPU_CS_COMMITTED))
 				return (void *)p;
-			_ONCPU_DS_NOTE(res);
-			if (res == ONCPU_CS_CMPFAIL &&
-			    __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+			if (_oncpu_ds_locked(res, &slot->lock))
 				break;
 		}
 	}

@@ -158,21 +158,6 @@ ONCPU_API struct oncpu_stack *oncpu_stack_new_flags(unsigned flags);
 ONCPU_API void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n);
 ONCPU_API struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s);
 
-#ifndef _ONCPU_DS_NOTE
-#ifdef ONCPU_INJECT
-/* Test builds: a program that defines this counter sees how many sections
- * of the inline paths of stack, ring and cache aborted. */
-extern volatile long _oncpu_ds_aborts __attribute__((weak));
-#define _ONCPU_DS_NOTE(r)                                                                          \
-	do {                                                                                       \
-		if ((r) == ONCPU_CS_ABORTED && &_oncpu_ds_aborts != NULL)                          \
-			__atomic_fetch_add(&_oncpu_ds_aborts, 1, __ATOMIC_RELAXED);                \
-	} while (0)
-#else
-#define _ONCPU_DS_NOTE(r) ((void)0)
-#endif
-#endif
-
 ONCPU_INLINE void _oncpu_stack_push_fast(struct oncpu_stack *s, struct oncpu_stack_node *n)
 {
 	if (ONCPU_LIKELY(s && n &&
@@ -191,8 +176,7 @@ ONCPU_INLINE void _oncpu_stack_push_fast(struct oncpu_stack *s, struct oncpu_sta
 			                                    (intptr_t)n, cpu);
 			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
 				return;
-			_ONCPU_DS_NOTE(r);
-			if (r == ONCPU_CS_CMPFAIL && __atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+			if (_oncpu_ds_locked(r, &slot->lock))
 				break;
 		}
 	}

@@ -113,5 +113,13 @@ ONCPU_INLINE int _oncpu_cs_percpu_array_push(int mode, void *base, intptr_t cap,
 	(void)mode, (void)base, (void)cap, (void)v;
 	return ONCPU_CS_UNAVAILABLE;
 }
+ONCPU_INLINE int _oncpu_cs_percpu_array_pop_init(int mode, void *base, intptr_t *load)
+{
+	return _oncpu_cs_percpu_array_pop(mode, base, load);
+}
+ONCPU_INLINE int _oncpu_cs_percpu_array_push_init(int mode, void *base, intptr_t cap, intptr_t v)
+{
+	return _oncpu_cs_percpu_array_push(mode, base, cap, v);
+}
 
 #endif /* ONCPU_ARCH_GENERIC_H */
