@@ -438,7 +438,7 @@ def t_gdb(gdb, inspect, prog, source, ext, scenario, mode):
               "next over a call that runs a section returns (%s)" % res)
         check(res.get("inner_function") == "tp_counter_inc" and
               res.get("inner_advanced") == 1 and
-              res.get("inner_nexts", 99) < 10,
+              res.get("inner_nexts", 99) < 30,
               "next through the function commits and returns (%s)" % res)
     elif scenario == "next-inline":
         if with_ext:
