@@ -182,9 +182,15 @@ static void test_epoch_users(void)
 		CHECK(oncpu_resched_epoch() != a); /* every call is new */
 		return;
 	}
-	/* A second user that re-arms does not hide the reschedule from the first. */
-	struct timespec ts = {0, 100000};
-	nanosleep(&ts, NULL);
+	/* A second user that re-arms does not hide the reschedule from the first.
+	 * Sleep until the thread was really switched out (on a slow emulated
+	 * CPU a short sleep can expire before the thread blocks). */
+	long s0 = switches();
+	for (int i = 0; i < 100 && switches() == s0; i++) {
+		struct timespec ts = {0, 100000};
+		nanosleep(&ts, NULL);
+	}
+	CHECK_MSG(switches() != s0, "100 sleeps of 100 us never switched the thread out");
 	uint64_t b2 = oncpu_resched_epoch(); /* user B notices and re-arms */
 	CHECK(b2 != b);
 	uint64_t a2 = oncpu_resched_epoch(); /* user A still sees a new epoch */
