@@ -240,8 +240,12 @@ static void *thread_main(void *arg)
 	CHECK(e != 0);
 	if (supported) {
 		arm_quiet();
-		struct timespec ts = {0, 100000};
-		nanosleep(&ts, NULL);
+		long s0 = switches();
+		for (int i = 0; i < 100 && switches() == s0; i++) {
+			struct timespec ts = {0, 100000};
+			nanosleep(&ts, NULL);
+		}
+		CHECK(switches() != s0);
 		CHECK(oncpu_resched_check());
 	}
 	return NULL;
