@@ -132,14 +132,16 @@ static inline uint32_t aux_woken(uint64_t a)
 	return (uint32_t)((a >> AUX_WOKEN_SHIFT) & AUX_WOKEN_MASK);
 }
 
-/* _aux += add - sub (sequentially consistent); counts of an older fork
- * generation were dropped, so there is nothing to take from them. */
-static void aux_add(oncpu_mutex_t *m, uint64_t add, uint64_t sub)
+/* A counted spinner stops (sequentially consistent); counts of an older
+ * fork generation were dropped, so there is nothing to take from them. */
+static void spinner_leave(oncpu_mutex_t *m)
 {
 	uint64_t a = __atomic_load_n(&m->_aux, __ATOMIC_RELAXED), nw;
 	do {
-		uint64_t base = aux_valid(a);
-		nw = base == a ? a + add - sub : base + add;
+		nw = aux_valid(a);
+		if (nw != a)
+			return;
+		nw -= AUX_SPINNER;
 	} while (!__atomic_compare_exchange_n(&m->_aux, &a, nw, true, __ATOMIC_SEQ_CST,
 	                                      __ATOMIC_RELAXED));
 }
@@ -356,7 +358,7 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 		}
 	}
 	if (counted)
-		aux_add(m, 0, AUX_SPINNER);
+		spinner_leave(m);
 	return got;
 }
 
