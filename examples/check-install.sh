@@ -8,7 +8,8 @@
 #
 # Installs the build tree into a temporary prefix with `cmake --install`,
 # checks what was installed (SONAME, static library, headers, pkg-config
-# file, CMake package, exported symbols, man pages, oncpu-bench), then builds
+# file, CMake package, exported symbols, man pages, and that each installed
+# program runs from the prefix without LD_LIBRARY_PATH), then builds
 # every example against that prefix twice, through pkg-config (examples/
 # Makefile) and through find_package(oncpu) (examples/CMakeLists.txt), and
 # runs them. Registered in CTest as install.examples (doc/CMakeLists.txt).
@@ -114,6 +115,22 @@ if [ -x "$build/tools/bench/oncpu-bench" ]; then
 	run "$tmp/bench-help.log" "$bench" --help
 	run "$tmp/bench.log" "$bench" --filter counter.oncpu --threads 1 --iters 1000 --reps 1
 	say "installed oncpu-bench runs"
+fi
+# Every other installed program runs from the prefix too, with no
+# LD_LIBRARY_PATH (each finds liboncpu by its RUNPATH, if it needs it).
+if [ -x "$build/tools/inspect/oncpu-inspect" ]; then
+	inspect=$prefix/bin/oncpu-inspect
+	[ -x "$inspect" ] || fail "oncpu-inspect not installed in $prefix/bin"
+	run "$tmp/inspect.log" "$inspect" "$real"
+	grep -q 'critical section' "$tmp/inspect.log" || fail "installed oncpu-inspect listed no section of $real"
+	say "installed oncpu-inspect runs: $(head -n 1 "$tmp/inspect.log")"
+fi
+if [ -x "$build/tools/bpfd/oncpu-bpfd" ]; then
+	bpfd=$(find "$prefix" -path '*bin/oncpu-bpfd' | head -n 1)
+	[ -n "$bpfd" ] || fail "oncpu-bpfd not installed under $prefix"
+	"$bpfd" --help >"$tmp/bpfd.log" 2>&1 || true
+	grep -q '^usage: oncpu-bpfd' "$tmp/bpfd.log" || { cat "$tmp/bpfd.log" >&2; fail "installed $bpfd does not run"; }
+	say "installed oncpu-bpfd runs"
 fi
 
 # ---- the examples, through pkg-config ----
