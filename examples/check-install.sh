@@ -88,9 +88,10 @@ else
 	say "SONAME liboncpu.so.0"
 fi
 if command -v nm >/dev/null 2>&1; then
-	# Sanitizer builds add their own symbols (__odr_asan.*): not part of the ABI.
+	# Sanitizer builds add their own symbols (__odr_asan.*), musl's crti _init
+	# and _fini: not part of the ABI.
 	foreign=$(nm -D --defined-only "$real" | awk '{ print $NF }' |
-		grep -v -E '^(_?oncpu_|__odr_asan|__asan|__ubsan|__sanitizer)' || true)
+		grep -v -E '^(_?oncpu_|__odr_asan|__asan|__ubsan|__sanitizer|_init$|_fini$)' || true)
 	[ -z "$foreign" ] || fail "liboncpu.so exports symbols outside oncpu_/_oncpu_:" $foreign
 	say "exports: $(nm -D --defined-only "$real" | grep -c -E ' _?oncpu_') symbols, all oncpu_* or _oncpu_*"
 fi
@@ -138,11 +139,20 @@ examples=
 for f in "$src"/examples/*.c; do
 	examples="$examples $(basename "$f" .c)"
 done
+# The shared objects PROGRAM loads (musl's loader lists them itself: glibc's
+# ldd cannot read a musl program).
+list_libs() { # PROGRAM
+	interp=$(readelf -l "$1" 2>/dev/null | sed -n 's/.*interpreter: \(.*\)]/\1/p')
+	case $interp in
+	*ld-musl*) LD_LIBRARY_PATH=$libdir "$interp" --list "$1" ;;
+	*) LD_LIBRARY_PATH=$libdir ldd "$1" ;;
+	esac
+}
 run_examples() { # DIR HOW
 	for ex in $examples counter_static; do
 		[ -x "$1/$ex" ] || fail "$2: $ex was not built"
 		if command -v ldd >/dev/null 2>&1 && [ "$ex" != counter_static ]; then
-			LD_LIBRARY_PATH=$libdir ldd "$1/$ex" | grep -q "$libdir/liboncpu.so.0" ||
+			list_libs "$1/$ex" | grep -q "$libdir/liboncpu.so.0" ||
 				fail "$2: $ex does not load liboncpu from $libdir"
 		fi
 		run "$1/$ex.log" env LD_LIBRARY_PATH="$libdir" "$1/$ex"

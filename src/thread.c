@@ -294,7 +294,9 @@ int oncpu_node(void)
 	if (thread_register() == 0 && proc.have_node)
 		return (int)oncpu_thread_area()->node_id;
 	unsigned cpu, node;
-	return getcpu(&cpu, &node) == 0 ? (int)node : 0;
+	/* The system call, not glibc's getcpu() wrapper: musl before 1.2.4
+	 * has none. */
+	return syscall(SYS_getcpu, &cpu, &node, NULL) == 0 ? (int)node : 0;
 }
 
 const char *oncpu_version(void)

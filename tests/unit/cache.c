@@ -222,7 +222,7 @@ static void test_cross_cpu(unsigned flags)
 {
 	enum { N = 1000 };
 	static void *objs[N];
-	struct cross x = {oncpu_cache_new_flags(48, 0, flags), objs, N, 30, {{0}}};
+	struct cross x = {.c = oncpu_cache_new_flags(48, 0, flags), .objs = objs, .n = N, .rounds = 30};
 	CHECK(x.c);
 	pthread_barrier_init(&x.bar, NULL, 2);
 	pthread_t t;

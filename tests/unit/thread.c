@@ -143,7 +143,7 @@ static void test_ids_pinned(void)
 		int cpu = test_allowed_nth(i);
 		CHECK(test_pin(cpu) == 0);
 		unsigned gcpu, gnode;
-		CHECK(getcpu(&gcpu, &gnode) == 0);
+		CHECK(syscall(SYS_getcpu, &gcpu, &gnode, NULL) == 0); /* musl < 1.2.4: no getcpu() */
 		CHECK((int)gcpu == cpu);
 		CHECK_MSG(oncpu_cpu() == cpu, "oncpu_cpu %d pinned to %d", oncpu_cpu(), cpu);
 		CHECK(sched_getcpu() == cpu);
