@@ -61,6 +61,26 @@ set -- "$CMAKE" --install "$build" --prefix "$prefix"
 run "$tmp/install.log" "$@"
 say "installed $build into $prefix"
 
+# The install components (runtime, development, tools) together install
+# exactly what a plain install does, and runtime only the shared library.
+for c in runtime development tools; do
+	set -- "$CMAKE" --install "$build" --prefix "$tmp/component" --component $c
+	[ -n "$config" ] && set -- "$@" --config "$config"
+	run "$tmp/install-$c.log" "$@"
+done
+# (GDB's auto-load path contains the prefix itself.)
+(cd "$prefix" && find . ! -type d | sed "s|$prefix|PREFIX|" | sort) >"$tmp/all.list"
+(cd "$tmp/component" && find . ! -type d | sed "s|$tmp/component|PREFIX|" | sort) >"$tmp/components.list"
+cmp -s "$tmp/all.list" "$tmp/components.list" ||
+	fail "install components differ from a plain install: $(diff "$tmp/all.list" "$tmp/components.list" | tr '\n' ' ')"
+rm -rf "$tmp/component"
+set -- "$CMAKE" --install "$build" --prefix "$tmp/component" --component runtime
+[ -n "$config" ] && set -- "$@" --config "$config"
+run "$tmp/install-runtime.log" "$@"
+rt=$(cd "$tmp/component" && find . ! -type d | grep -v -E '/liboncpu\.so\.[0-9.]+$' || true)
+[ -z "$rt" ] || fail "component runtime installs more than the shared library:" $rt
+say "install components runtime, development, tools: $(wc -l <"$tmp/all.list") files in all"
+
 so=$(find "$prefix" -name 'liboncpu.so.0' | head -n 1)
 [ -n "$so" ] || fail "no liboncpu.so.0 (the SONAME link) under $prefix"
 libdir=$(dirname "$so")
