@@ -8,6 +8,7 @@
 #define ONCPU_TEST_CHECK_H
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,13 +31,16 @@
 		}                                                                                  \
 	} while (0)
 
-/* Expect a call to fail with -1/NULL and a given errno. */
+/* Expect a call to fail with a given errno: an integer result must be -1,
+ * a pointer result NULL (0 is success for an integer, not a failure). */
 #define CHECK_ERRNO(expr, err)                                                                     \
 	do {                                                                                       \
 		errno = 0;                                                                         \
-		long long _r = (long long)(intptr_t)(expr);                                        \
-		CHECK_MSG((_r == -1 || _r == 0) && errno == (err), "%s: got %lld errno %d (%s)",   \
-		          #expr, _r, errno, strerror(errno));                                      \
+		__typeof__(expr) _r = (expr);                                                      \
+		long long _v = (long long)(intptr_t)_r;                                            \
+		long long _fail = __builtin_classify_type(_r) == 5 /* pointer */ ? 0 : -1;         \
+		CHECK_MSG(_v == _fail && errno == (err), "%s: got %lld errno %d (%s)", #expr, _v,  \
+		          errno, strerror(errno));                                                 \
 	} while (0)
 
 /* The mode this test process runs in, as set by CTest (see tests/CMakeLists.txt). */
