@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include "testutil.h"
@@ -42,11 +43,53 @@ static void arm_quiet(void)
 	CHECK(!"the mark never survived from arm to check");
 }
 
+/* glibc's registered size (2.35+), absent elsewhere. */
+extern const unsigned int __rseq_size __attribute__((weak));
+
+/*
+ * Whether this kernel and registration must refuse detection, from the
+ * table in oncpu_resched(3): 6.19 to 7.0 rewrite the ids only when they
+ * change; 6.13+ with CONFIG_DEBUG_RSEQ and 7.1+ with an optimized (> 32
+ * bytes) glibc registration kill a task that writes cpu_id_start.
+ */
+static const char *documented_refusal(void)
+{
+	struct utsname u;
+	int major = 0, minor = 0;
+	CHECK(uname(&u) == 0);
+	if (sscanf(u.release, "%d.%d", &major, &minor) != 2)
+		return "unparsable kernel release";
+	int v = major * 100 + minor;
+	if (v >= 619 && v < 701)
+		return "6.19 to 7.0 rewrite the ids only when they change";
+	if (v >= 701 && oncpu_thread_registration() == ONCPU_REG_LIBC && &__rseq_size &&
+	    __rseq_size > 32)
+		return "7.1+ with an optimized glibc registration";
+	char path[320], line[256];
+	snprintf(path, sizeof(path), "/boot/config-%s", u.release);
+	FILE *f = fopen(path, "re");
+	bool debug = false;
+	while (f && fgets(line, sizeof(line), f))
+		debug |= strncmp(line, "CONFIG_DEBUG_RSEQ=y", 19) == 0;
+	if (f)
+		fclose(f);
+	if (v >= 613 && debug)
+		return "CONFIG_DEBUG_RSEQ validates the ids";
+	return NULL;
+}
+
 static void test_support(void)
 {
 	int r = oncpu_resched_init();
-	if (test_expect_rseq()) {
-		/* 6.18 with a 32-byte registration (glibc 2.36, or oncpu's own) */
+	const char *refusal = test_expect_rseq() ? documented_refusal() : NULL;
+	if (refusal) {
+		/* The kernel decides: a correct refusal, and the fallback contract. */
+		CHECK_MSG(r == -1 && errno == ENOTSUP, "resched must be refused here (%s)",
+		          refusal);
+		CHECK(!oncpu_resched_arm());
+		CHECK(oncpu_resched_check());
+		printf("resched: refused as documented (%s): detection tests not run\n", refusal);
+	} else if (test_expect_rseq()) {
 		CHECK_MSG(r == 0, "resched unsupported in %s: %s", test_mode(), strerror(errno));
 		supported = true;
 	} else {
