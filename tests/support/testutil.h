@@ -109,6 +109,12 @@ static TEST_UNUSED int test_pin(int cpu)
 	return sched_setaffinity(0, sizeof(set), &set);
 }
 
+/* Pin the calling thread to one CPU and confirm it runs there now. */
+static TEST_UNUSED bool test_pinned(int cpu)
+{
+	return test_pin(cpu) == 0 && sched_getcpu() == cpu;
+}
+
 static TEST_UNUSED void test_unpin(void)
 {
 	CHECK(sched_setaffinity(0, sizeof(cpu_set_t), test_allowed_cpus()) == 0);

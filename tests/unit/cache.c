@@ -26,23 +26,6 @@
 
 static int ncpus;
 
-static bool pin(int cpu)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	return sched_setaffinity(0, sizeof(set), &set) == 0 && sched_getcpu() == cpu;
-}
-
-static void unpin(void)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	for (int c = 0; c < ncpus; c++)
-		CPU_SET(c, &set);
-	sched_setaffinity(0, sizeof(set), &set);
-}
-
 static struct oncpu_cache_stats stats(struct oncpu_cache *c)
 {
 	struct oncpu_cache_stats st;
@@ -129,7 +112,7 @@ static void test_objects(size_t size, size_t align, unsigned flags)
 	static void *objs[N];
 	struct oncpu_cache *c = oncpu_cache_new_flags(size, align, flags);
 	CHECK(c);
-	CHECK(pin(0)); /* one CPU's array: the counts below are exact */
+	CHECK(test_pinned(0)); /* one CPU's array: the counts below are exact */
 	struct oncpu_cache_stats st = stats(c);
 	size_t want = align ? align : size >= 16 ? 16 : 1;
 	CHECK(st.object_size == size && st.stride >= size && st.stride % want == 0);
@@ -162,7 +145,7 @@ static void test_objects(size_t size, size_t align, unsigned flags)
 	          "%zu objects, %zu cached per CPU, %zu in the depot", st.objects, st.cached_cpu,
 	          st.cached_depot);
 	CHECK(st.objects >= N && st.objects <= N + st.batch);
-	unpin();
+	test_unpin();
 	oncpu_cache_destroy(c);
 }
 
@@ -173,7 +156,7 @@ static void test_reuse(unsigned flags)
 	static void *objs[N];
 	struct oncpu_cache *c = oncpu_cache_new_flags(48, 0, flags);
 	CHECK(c);
-	CHECK(pin(0));
+	CHECK(test_pinned(0));
 	size_t first = 0;
 	for (int round = 0; round < 20; round++) {
 		int n = round % 2 ? N : N / 3;
@@ -192,7 +175,7 @@ static void test_reuse(unsigned flags)
 			CHECK_MSG(st.objects == first, "round %d: %zu objects, %zu after round 1",
 			          round, st.objects, first);
 	}
-	unpin();
+	test_unpin();
 	oncpu_cache_destroy(c);
 }
 
@@ -208,7 +191,7 @@ struct cross {
 static void *cross_freer(void *arg)
 {
 	struct cross *x = arg;
-	pin(ncpus > 1 ? 1 : 0);
+	test_pinned(ncpus > 1 ? 1 : 0);
 	for (int r = 0; r < x->rounds; r++) {
 		pthread_barrier_wait(&x->bar);
 		for (int i = 0; i < x->n; i++)
@@ -222,12 +205,13 @@ static void test_cross_cpu(unsigned flags)
 {
 	enum { N = 1000 };
 	static void *objs[N];
-	struct cross x = {.c = oncpu_cache_new_flags(48, 0, flags), .objs = objs, .n = N, .rounds = 30};
+	struct cross x = {
+	    .c = oncpu_cache_new_flags(48, 0, flags), .objs = objs, .n = N, .rounds = 30};
 	CHECK(x.c);
 	pthread_barrier_init(&x.bar, NULL, 2);
 	pthread_t t;
 	CHECK(pthread_create(&t, NULL, cross_freer, &x) == 0);
-	CHECK(pin(0));
+	CHECK(test_pinned(0));
 	for (int r = 0; r < x.rounds; r++) {
 		for (int i = 0; i < N; i++) {
 			CHECK(objs[i] = oncpu_cache_alloc(x.c));
@@ -243,7 +227,7 @@ static void test_cross_cpu(unsigned flags)
 	CHECK_MSG(st.objects <= bound, "%zu objects after %d rounds (bound %zu)", st.objects,
 	          x.rounds, bound);
 	CHECK(st.objects == st.cached_cpu + st.cached_depot);
-	unpin();
+	test_unpin();
 	pthread_barrier_destroy(&x.bar);
 	oncpu_cache_destroy(x.c);
 }
@@ -367,7 +351,7 @@ static void write_after_free(void *unused)
 {
 	(void)unused;
 	/* LIFO per CPU: the next alloc on this CPU returns p again. */
-	pin(0);
+	test_pinned(0);
 	char *p = oncpu_cache_alloc(dbg);
 	oncpu_cache_free(dbg, p);
 	p[5] = 'x';
@@ -430,13 +414,13 @@ static void test_array_ops(void)
 	enum { CAP = 4 };
 	void *base = oncpu_percpu_alloc(ONCPU_CS_ARRAY_ITEMS + CAP * sizeof(intptr_t), 64);
 	CHECK(base);
-	CHECK(pin(0));
+	CHECK(test_pinned(0));
 	intptr_t *a = oncpu_ptr(base, oncpu_cpu()), load = 0;
 	int r;
 	if (!test_expect_rseq()) {
 		CHECK(oncpu_cs_percpu_array_push(ONCPU_CPU, base, CAP, 1) == ONCPU_CS_UNAVAILABLE);
 		CHECK(oncpu_cs_percpu_array_pop(ONCPU_CPU, base, &load) == ONCPU_CS_UNAVAILABLE);
-		unpin();
+		test_unpin();
 		oncpu_percpu_free(base);
 		return;
 	}
@@ -471,7 +455,7 @@ static void test_array_ops(void)
 	RETRY(oncpu_cs_percpu_array_pop(ONCPU_VCPU, base, &load));
 	CHECK(r == ONCPU_CS_COMMITTED && load == 7 && v[0] == 0);
 #undef RETRY
-	unpin();
+	test_unpin();
 	oncpu_percpu_free(base);
 }
 
@@ -513,7 +497,7 @@ static void test_fork(void)
 		if (pid == 0) {
 			alarm(10); /* a lock left held would hang the child */
 			for (int cpu = 0; cpu < ncpus; cpu++) {
-				pin(cpu);
+				test_pinned(cpu);
 				void *objs[500];
 				for (int i = 0; i < 500; i++)
 					if (!(objs[i] = oncpu_cache_alloc(h.c)))
@@ -553,7 +537,7 @@ struct mixed {
 static void *fallback_thread(void *arg)
 {
 	struct mixed *m = arg;
-	m->ok = test_leave_rseq() && pin(0);
+	m->ok = test_leave_rseq() && test_pinned(0);
 	if (!m->ok)
 		return NULL;
 	for (int i = 0; i < m->n; i++) {
@@ -573,7 +557,7 @@ static void test_mixed(unsigned flags)
 	static void *objs[N];
 	struct mixed m = {oncpu_cache_new_flags(48, 0, flags), objs, N, false};
 	CHECK(m.c);
-	CHECK(pin(0));
+	CHECK(test_pinned(0));
 	for (int i = 0; i < N; i++) {
 		CHECK(objs[i] = oncpu_cache_alloc(m.c));
 		*(int *)objs[i] = i;
@@ -589,7 +573,7 @@ static void test_mixed(unsigned flags)
 	struct oncpu_cache_stats st = stats(m.c);
 	CHECK(st.objects == st.cached_cpu + st.cached_depot);
 	CHECK(st.objects <= 2 * N + st.cpu_capacity + st.batch);
-	unpin();
+	test_unpin();
 	oncpu_cache_destroy(m.c);
 }
 

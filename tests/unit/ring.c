@@ -20,23 +20,6 @@
 
 static int ncpus;
 
-static bool pin(int cpu)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	return sched_setaffinity(0, sizeof(set), &set) == 0 && sched_getcpu() == cpu;
-}
-
-static void unpin(void)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	for (int c = 0; c < ncpus; c++)
-		CPU_SET(c, &set);
-	sched_setaffinity(0, sizeof(set), &set);
-}
-
 static int my_index(struct oncpu_ring *r)
 {
 	return r->_mode == _oncpu_mode_ONCPU_VCPU ? oncpu_vcpu() : oncpu_cpu();
@@ -76,7 +59,7 @@ static void test_fifo(size_t cap, unsigned flags)
 {
 	struct oncpu_ring *r = oncpu_ring_new_flags(cap, flags);
 	CHECK(r);
-	CHECK(pin(0));
+	CHECK(test_pinned(0));
 	long next_in = 0, next_out = 0;
 	for (int round = 0; round < 5; round++) {
 		for (size_t i = 0; i < cap; i++)
@@ -97,7 +80,7 @@ static void test_fifo(size_t cap, unsigned flags)
 		}
 		CHECK(oncpu_ring_pop(r) == NULL);
 	}
-	unpin();
+	test_unpin();
 	oncpu_ring_free(r);
 }
 
@@ -106,13 +89,13 @@ static void test_per_cpu(unsigned flags)
 {
 	struct oncpu_ring *r = oncpu_ring_new_flags(8, flags);
 	CHECK(r);
-	CHECK(pin(0));
+	CHECK(test_pinned(0));
 	int idx0 = my_index(r);
 	for (int i = 0; i < 4; i++)
 		CHECK(oncpu_ring_push(r, tok(i)) == 0);
 	CHECK(oncpu_ring_pop_cpu(r, idx0) == tok(0)); /* on that CPU: a section */
 	if (ncpus > 1) {
-		CHECK(pin(1));
+		CHECK(test_pinned(1));
 		if (my_index(r) != idx0) {
 			CHECK(oncpu_ring_pop(r) == NULL);
 			CHECK(oncpu_ring_push(r, tok(10)) == 0);
@@ -133,7 +116,7 @@ static void test_per_cpu(unsigned flags)
 	for (int c = 0; c < oncpu_cpu_count(); c++)
 		while (oncpu_ring_pop_cpu(r, c))
 			;
-	unpin();
+	test_unpin();
 	oncpu_ring_free(r);
 }
 
@@ -165,7 +148,7 @@ struct mixed {
 static void *fallback_thread(void *arg)
 {
 	struct mixed *m = arg;
-	m->ok = test_leave_rseq() && pin(0);
+	m->ok = test_leave_rseq() && test_pinned(0);
 	if (!m->ok)
 		return NULL;
 	for (long i = 0; i < 8; i++) {
@@ -183,7 +166,7 @@ static void test_mixed(unsigned flags)
 {
 	struct mixed m = {oncpu_ring_new_flags(8, flags), 0, false};
 	CHECK(m.r);
-	CHECK(pin(0));
+	CHECK(test_pinned(0));
 	m.list = my_index(m.r);
 	for (long i = 0; i < 8; i++)
 		CHECK(oncpu_ring_push(m.r, tok(i)) == 0);
@@ -198,7 +181,7 @@ static void test_mixed(unsigned flags)
 			CHECK(p == tok(8 + got++));
 	}
 	CHECK(got == 8);
-	unpin();
+	test_unpin();
 	oncpu_ring_free(m.r);
 }
 

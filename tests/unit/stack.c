@@ -29,23 +29,6 @@ struct item {
 
 static int ncpus;
 
-static bool pin(int cpu)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	return sched_setaffinity(0, sizeof(set), &set) == 0 && sched_getcpu() == cpu;
-}
-
-static void unpin(void)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	for (int c = 0; c < ncpus; c++)
-		CPU_SET(c, &set);
-	sched_setaffinity(0, sizeof(set), &set);
-}
-
 /* The index a list is selected by, for the calling thread, right now. */
 static int my_index(struct oncpu_stack *s)
 {
@@ -119,7 +102,7 @@ static void test_lifo(unsigned flags)
 	struct item items[100];
 	struct oncpu_stack *s = oncpu_stack_new_flags(flags);
 	CHECK(s);
-	CHECK(pin(0));
+	CHECK(test_pinned(0));
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < 100; i++) {
 			items[i].id = i;
@@ -140,7 +123,7 @@ static void test_lifo(unsigned flags)
 	CHECK(oncpu_stack_pop(s) == &items[2].link);
 	CHECK(oncpu_stack_pop(s) == &items[0].link);
 	CHECK(oncpu_stack_pop(s) == NULL);
-	unpin();
+	test_unpin();
 	oncpu_stack_free(s);
 }
 
@@ -151,14 +134,14 @@ static void test_per_cpu(unsigned flags)
 	struct item items[8];
 	struct oncpu_stack *s = oncpu_stack_new_flags(flags);
 	CHECK(s);
-	CHECK(pin(0));
+	CHECK(test_pinned(0));
 	int idx0 = my_index(s);
 	for (int i = 0; i < 4; i++)
 		oncpu_stack_push(s, &items[i].link);
 	/* pop_cpu on the list of the CPU we run on (one section). */
 	CHECK(oncpu_stack_pop_cpu(s, idx0) == &items[3].link);
 	if (ncpus > 1) {
-		CHECK(pin(1));
+		CHECK(test_pinned(1));
 		int idx1 = my_index(s);
 		if (idx1 != idx0) {
 			CHECK(oncpu_stack_pop(s) == NULL);
@@ -191,7 +174,7 @@ static void test_per_cpu(unsigned flags)
 	CHECK(oncpu_stack_drain(s) == NULL);
 	for (int c = 0; c < oncpu_cpu_count(); c++)
 		CHECK(oncpu_stack_pop_cpu(s, c) == NULL);
-	unpin();
+	test_unpin();
 	oncpu_stack_free(s);
 }
 
@@ -294,7 +277,7 @@ struct mixed {
 static void *fallback_thread(void *arg)
 {
 	struct mixed *m = arg;
-	m->ok = test_leave_rseq() && oncpu_thread_init() == -1 && pin(0);
+	m->ok = test_leave_rseq() && oncpu_thread_init() == -1 && test_pinned(0);
 	if (!m->ok)
 		return NULL;
 	/* Pops what the rseq thread pushed (CPU indexing: on this CPU's list;
@@ -316,7 +299,7 @@ static void test_mixed(unsigned flags)
 	struct item items[16];
 	struct mixed m = {oncpu_stack_new_flags(flags), items, 16, 0, false};
 	CHECK(m.s);
-	CHECK(pin(0));
+	CHECK(test_pinned(0));
 	m.list = my_index(m.s);
 	for (int i = 0; i < m.n; i++)
 		oncpu_stack_push(m.s, &items[i].link);
@@ -335,7 +318,7 @@ static void test_mixed(unsigned flags)
 			count++;
 	}
 	CHECK(count == m.n);
-	unpin();
+	test_unpin();
 	oncpu_stack_free(m.s);
 }
 
