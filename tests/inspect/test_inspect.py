@@ -535,6 +535,21 @@ def t_gdb(gdb, inspect, prog, source, ext, scenario, mode):
             check(timed_out or res.get("iterations") == 0,
                   "without the extension next over an inlined section "
                   "never gets past it (%s)" % stuck)
+    elif scenario == "bp-inside":
+        check(res.get("at_bp") == 1,
+              "every continue stops at the breakpoint inside the section "
+              "(%s)" % res)
+        check(res.get("advanced") == 0 and res.get("aborted") == 1,
+              "each continue aborts the section, the count never advances "
+              "unprotected (counts %s, aborted %s)"
+              % (res.get("counts"), res.get("aborted")))
+        check(res.get("held") == "false" and "displaced stepping is off"
+              in text, "the extension turned displaced stepping off and "
+              "said so (%s)" % res.get("held"))
+        check(res.get("outside") == 1 and res.get("after") == "none" and
+              "displaced stepping is auto again" in text,
+              "back outside the section, displaced stepping is auto again "
+              "(%s)" % res.get("after"))
     elif scenario == "info":
         start = res.get("start")
         check(re.search(r"=> %s\+0x[0-9a-f]+ +start %s " % (fn, start), text),
