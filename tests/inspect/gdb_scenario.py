@@ -101,13 +101,9 @@ def start_program(bp, args):
     run("delete")
 
 
-run("set pagination off")
-run("set confirm off")
-if ext and not late:
-    run("source " + ext)
-run("file " + prog)
-
-if scenario in ("stepi", "stepi-from-start", "info"):
+def start_at_counter_inc():
+    """Stops at tp_counter_inc; returns the sections and the first one of
+    TP_SECTION_FN on the path (the lowest start)."""
     start_program("tp_counter_inc", "loop 1000000")
     secs = sections()
     mine = [c for c in secs if c["function"] == section_fn]
@@ -115,8 +111,17 @@ if scenario in ("stepi", "stepi-from-start", "info"):
         out(error="no-section-in-" + section_fn)
         gdb.execute("kill")
         gdb.execute("quit 1")
-    # The first section of that function on the path: the lowest start.
-    cs = min(mine, key=lambda c: c["start"])
+    return secs, min(mine, key=lambda c: c["start"])
+
+
+run("set pagination off")
+run("set confirm off")
+if ext and not late:
+    run("source " + ext)
+run("file " + prog)
+
+if scenario in ("stepi", "stepi-from-start", "info"):
+    secs, cs = start_at_counter_inc()
     start, post = cs["start"], cs["post"]
     before = counter_value()
     steps = 0
@@ -167,14 +172,7 @@ elif scenario == "bp-inside":
     # continues under GDB's default displaced stepping.  Each resume must
     # abort the section (kernel: the IP is inside it), so no add commits
     # while the breakpoint stands; an unprotected resume commits one.
-    start_program("tp_counter_inc", "loop 1000000")
-    secs = sections()
-    mine = [c for c in secs if c["function"] == section_fn]
-    if not mine:
-        out(error="no-section-in-" + section_fn)
-        gdb.execute("kill")
-        gdb.execute("quit 1")
-    cs = min(mine, key=lambda c: c["start"])
+    secs, cs = start_at_counter_inc()
     start, post = cs["start"], cs["post"]
     arch = gdb.selected_frame().architecture()
     insns = [i["addr"] for i in arch.disassemble(start, post - 1)]

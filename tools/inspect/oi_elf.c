@@ -382,7 +382,7 @@ static int index_sections(struct oi_ctx *c)
 {
 	struct oi_span *span = malloc((c->nsec ? c->nsec : 1) * sizeof(*span));
 	size_t i, n;
-	int w;
+	int w, rc;
 
 	if (!span)
 		return oi_fail(c, "out of memory");
@@ -412,9 +412,9 @@ static int index_sections(struct oi_ctx *c)
 		span[n].lo = span[n].hi = s->addr + s->size;
 		span[n++].id = (long)i;
 	}
-	i = (size_t)stab_build(c, &c->sec_by_end, span, n);
+	rc = stab_build(c, &c->sec_by_end, span, n);
 	free(span);
-	return i ? -1 : 0;
+	return rc;
 }
 
 /* The allocated section holding [addr, addr + width), NULL if none. */
