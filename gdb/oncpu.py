@@ -13,6 +13,8 @@
 #                      exit taken is reported
 #   set rseq-step on|off          turns the stepping support on or off
 #   set rseq-max-aborts N         aborts tolerated before stopping at abort
+#   displaced stepping            off while a stopped thread is inside a
+#                                 section, so that resuming aborts it
 #
 # Why: a single step inside [start_ip, post-commit) traps into the kernel,
 # and the return to user space aborts the section (the thread was
@@ -763,7 +765,80 @@ def _install_hooks():
                     % (cmd, cmd), to_string=True)
 
 
+# ---------------------------------------------------------------------------
+# Resuming inside a section
+#
+# To resume a thread stopped on a breakpoint, GDB runs a copy of the
+# instruction elsewhere (displaced stepping, on by default on Linux).  The
+# kernel then sees an IP outside the section, clears rseq_cs without
+# aborting, and GDB puts the thread back in the middle of the section, which
+# runs on unprotected.  Stepped in place, the instruction traps inside the
+# section and the kernel aborts it on the way back, as it must.
+
+def _displaced_setting():
+    value = gdb.parameter("displaced-stepping")
+    return {True: "on", False: "off"}.get(value, "auto")
+
+
+def _stopped_inside():
+    """(thread number, section) of a stopped thread inside a section."""
+    try:
+        selected = gdb.selected_thread()
+        frame = gdb.selected_frame()
+    except gdb.error:
+        return None
+    found = None
+    threads = [selected] + [t for t in gdb.selected_inferior().threads()
+                            if t != selected]
+    try:
+        for t in threads:
+            if not t.is_valid() or t.is_running() or t.is_exited():
+                continue
+            if t != selected:
+                t.switch()
+            cs = _registry.find(_pc() or 0)
+            if cs is not None:
+                found = (t.num, cs)
+                break
+    finally:
+        if selected.is_valid():
+            selected.switch()
+            if frame.is_valid():
+                frame.select()
+    return found
+
+
+class _DisplacedGuard(object):
+    """Holds displaced stepping off while a stopped thread is in a section."""
+
+    def __init__(self):
+        self.saved = None  # the setting to restore, while held off
+
+    def update(self):
+        inside = _stopped_inside() if _live() else None
+        current = _displaced_setting()
+        if inside is not None and current != "off":
+            if self.saved is None:
+                self.saved = current
+            gdb.execute("set displaced-stepping off", to_string=True)
+            num, cs = inside
+            _msg("thread %d is stopped inside rseq critical section %s: "
+                 "displaced stepping is off (was %s) until no thread is, so "
+                 "that resuming aborts the section instead of running it "
+                 "unprotected" % (num, cs.name(), current))
+        elif inside is None and self.saved is not None:
+            gdb.execute("set displaced-stepping " + self.saved,
+                        to_string=True)
+            _msg("no thread is inside a critical section: displaced "
+                 "stepping is %s again" % self.saved)
+            self.saved = None
+
+
+_displaced_guard = _DisplacedGuard()
+
+
 def _on_stop(event):
+    _displaced_guard.update()
     if _stepper.busy or not _live():
         return
     pc = _pc()
@@ -868,6 +943,7 @@ def _load():
     gdb.events.stop.connect(_on_stop)
     if hasattr(gdb.events, "breakpoint_created"):
         gdb.events.breakpoint_created.connect(_on_breakpoint_created)
+    _displaced_guard.update()  # loaded while stopped inside a section
 
 
 _load()

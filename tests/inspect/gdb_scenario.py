@@ -7,6 +7,7 @@
 #                  after the call returned).  No inferior calls: they fail
 #                  on some kernels ("Couldn't write extended state").
 #   TP_SCENARIO    stepi | stepi-from-start | next-call | next-inline | info
+#                  | bp-inside
 #   TP_EXTENSION   path of gdb/oncpu.py, or empty to run without it
 #   TP_LOAD_LATE   "1": source the extension only once pc is at start_ip
 #   TP_CALL_LINE, TP_INLINE_LINE   source lines of the test markers
@@ -100,13 +101,9 @@ def start_program(bp, args):
     run("delete")
 
 
-run("set pagination off")
-run("set confirm off")
-if ext and not late:
-    run("source " + ext)
-run("file " + prog)
-
-if scenario in ("stepi", "stepi-from-start", "info"):
+def start_at_counter_inc():
+    """Stops at tp_counter_inc; returns the sections and the first one of
+    TP_SECTION_FN on the path (the lowest start)."""
     start_program("tp_counter_inc", "loop 1000000")
     secs = sections()
     mine = [c for c in secs if c["function"] == section_fn]
@@ -114,8 +111,17 @@ if scenario in ("stepi", "stepi-from-start", "info"):
         out(error="no-section-in-" + section_fn)
         gdb.execute("kill")
         gdb.execute("quit 1")
-    # The first section of that function on the path: the lowest start.
-    cs = min(mine, key=lambda c: c["start"])
+    return secs, min(mine, key=lambda c: c["start"])
+
+
+run("set pagination off")
+run("set confirm off")
+if ext and not late:
+    run("source " + ext)
+run("file " + prog)
+
+if scenario in ("stepi", "stepi-from-start", "info"):
+    secs, cs = start_at_counter_inc()
     start, post = cs["start"], cs["post"]
     before = counter_value()
     steps = 0
@@ -161,6 +167,47 @@ if scenario in ("stepi", "stepi-from-start", "info"):
             advanced = counter_value() - before
         out(left=int(seen_post and not inside(secs, pc)), steps=steps,
             seen_post=seen_post, advanced=advanced)
+elif scenario == "bp-inside":
+    # A user breakpoint on the instruction before the commit, three
+    # continues under GDB's default displaced stepping.  Each resume must
+    # abort the section (kernel: the IP is inside it), so no add commits
+    # while the breakpoint stands; an unprotected resume commits one.
+    secs, cs = start_at_counter_inc()
+    start, post = cs["start"], cs["post"]
+    arch = gdb.selected_frame().architecture()
+    insns = [i["addr"] for i in arch.disassemble(start, post - 1)]
+    bp_addr = insns[-2]
+
+    class _Count(gdb.Breakpoint):
+        hits = 0
+
+        def stop(self):
+            self.hits += 1
+            return False
+
+    aborts = _Count("*0x%x" % int(cs["abort_ip"], 16), internal=True)
+    run("break *0x%x" % bp_addr)
+    run("continue")
+    counts, at_bp, passed_abort = [counter_value()], [], []
+    for _ in range(3):
+        hits = aborts.hits
+        at_bp.append(int(val("$pc") == bp_addr))
+        run("continue")
+        passed_abort.append(int(aborts.hits > hits))
+        counts.append(counter_value())
+    at_bp.append(int(val("$pc") == bp_addr))
+    held = gdb.parameter("displaced-stepping")
+    # Out of the section: GDB's setting comes back.
+    run("delete")
+    aborts.delete()
+    run("finish")
+    out(bp="0x%x" % bp_addr, at_bp=int(all(at_bp)),
+        counts=",".join(str(c - counts[0]) for c in counts),
+        advanced=counts[-1] - counts[0],
+        aborted=int(all(passed_abort)),
+        held=str(held).lower(),
+        outside=int(not inside(secs, val("$pc"))),
+        after=str(gdb.parameter("displaced-stepping")).lower())
 elif scenario == "next-call":
     call_line = int(os.environ["TP_CALL_LINE"])
     start_program("%s:%d" % (source, call_line), "loop 1000000")

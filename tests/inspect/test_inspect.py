@@ -6,6 +6,7 @@ usage: test_inspect.py runtime INSPECT PROG [DSO]   inspector == run time
        test_inspect.py object INSPECT OBJ           ET_REL object file
        test_inspect.py none INSPECT PROG            no sections: exit 0
        test_inspect.py corrupt INSPECT PROG          corrupted copies
+       test_inspect.py scale INSPECT [VALGRIND]      large tables stay fast
        test_inspect.py gdb GDB INSPECT PROG SOURCE EXT SCENARIO MODE
                       MODE: with, late (sourced at start_ip), without,
                       autoload (.debug_gdb_scripts in PROG)
@@ -190,6 +191,92 @@ def t_none(inspect, prog):
     check(rc == 0 and doc["objects"][0]["critical_sections"] == [] and
           doc["summary"]["critical_sections"] == 0,
           "no sections: JSON lists none")
+
+
+# --- large tables (tests/inspect/gen_many_cs.py) ---------------------------
+
+def instructions(valgrind, cmd):
+    """Instructions the command executed (valgrind --tool=cachegrind)."""
+    r = run([valgrind, "--tool=cachegrind", "--cache-sim=no",
+             "--cachegrind-out-file=/dev/null"] + cmd, timeout=1800)
+    m = re.search(r"I\s+refs:\s+([\d,]+)", r.stderr)
+    if r.returncode != 0 or not m:
+        raise Fail("valgrind failed (rc %d): %s" % (r.returncode,
+                                                    r.stderr[-500:]))
+    return int(m.group(1).replace(",", ""))
+
+
+def t_scale(inspect, valgrind=None):
+    """Exit points, sections, symbols and descriptors by the ten thousand:
+    the same results as a scan of every table, and work that grows like
+    n log n.  Counted in instructions under valgrind; without valgrind a
+    file where table scans take minutes runs under CTest's TIMEOUT."""
+    sys.path.insert(0, HERE)
+    import gen_many_cs
+    tmp = tempfile.mkdtemp(prefix="oi-scale-")
+    try:
+        data, want = gen_many_cs.build(300)
+        path = os.path.join(tmp, "small")
+        with open(path, "wb") as f:
+            f.write(data)
+        rc, doc = inspect_json(inspect, [path])
+        o = doc["objects"][0]
+        cs = o["critical_sections"]
+        check(rc == 0 and o["error"] is None and len(cs) == want["n"],
+              "%d descriptors listed" % want["n"])
+        check([int(c["start_ip"], 16) for c in cs] == want["starts"],
+              "descriptors in table order")
+        check([[int(e, 16) for e in c["exits"]] for c in cs] ==
+              want["exits"], "each descriptor's exit points, in table order")
+        check(set(i for i, c in enumerate(cs)
+                  if "an exit point lies inside the section"
+                  in c["warnings"]) == want["inside"],
+              "exit points inside a section are flagged")
+        check(all(c["function"] == "f%d" % i and c["function_offset"] == 0
+                  and c["start_ip_loc"].startswith(".text+") for i, c
+                  in enumerate(cs)), "functions and sections named")
+        xs = o["exit_points"]
+        check(len(xs) == want["n_exits"] and
+              sum(x["critical_section"] < 0 for x in xs) == want["orphans"]
+              and all(x["critical_section"] < 0 or
+                      int(x["start_ip"], 16) ==
+                      want["starts"][x["critical_section"]] for x in xs),
+              "%d exit points, %d matching no descriptor"
+              % (want["n_exits"], want["orphans"]))
+        text = run([inspect, path]).stdout
+        check(text.count("matches no critical section") == want["orphans"]
+              and text.count("      exit ") == want["n_exits"] -
+              want["orphans"], "human output lists the same exit points")
+        if valgrind:
+            n = 2000
+            for mode in ([], ["--json"]):
+                ir = []
+                for k in (n, 8 * n):
+                    path = os.path.join(tmp, "n%d" % k)
+                    with open(path, "wb") as f:
+                        f.write(gen_many_cs.build(k)[0])
+                    ir.append(instructions(valgrind, [inspect] + mode +
+                                           [path]))
+                # n log n from n to 8n: about 9x; a table scan per entry:
+                # up to 64x.
+                check(ir[1] < 16 * ir[0],
+                      "%s: %d -> %d entries: %d -> %d instructions (%.1fx, "
+                      "bound 16x)" % (" ".join(["oncpu-inspect"] + mode), n,
+                                      8 * n, ir[0], ir[1], ir[1] / ir[0]))
+        else:
+            n = 120000
+            path = os.path.join(tmp, "large")
+            with open(path, "wb") as f:
+                f.write(gen_many_cs.build(n)[0])
+            print("no valgrind: %d descriptors, %d bytes; CTest's TIMEOUT "
+                  "fails this test if it runs for minutes"
+                  % (n, os.path.getsize(path)))
+            r = subprocess.run([inspect, path], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+            check(r.returncode == 0, "%d descriptors inspected (rc %d)"
+                  % (n, r.returncode))
+    finally:
+        shutil.rmtree(tmp)
 
 
 # --- corrupted copies --------------------------------------------------------
@@ -448,6 +535,21 @@ def t_gdb(gdb, inspect, prog, source, ext, scenario, mode):
             check(timed_out or res.get("iterations") == 0,
                   "without the extension next over an inlined section "
                   "never gets past it (%s)" % stuck)
+    elif scenario == "bp-inside":
+        check(res.get("at_bp") == 1,
+              "every continue stops at the breakpoint inside the section "
+              "(%s)" % res)
+        check(res.get("advanced") == 0 and res.get("aborted") == 1,
+              "each continue aborts the section, the count never advances "
+              "unprotected (counts %s, aborted %s)"
+              % (res.get("counts"), res.get("aborted")))
+        check(res.get("held") == "false" and "displaced stepping is off"
+              in text, "the extension turned displaced stepping off and "
+              "said so (%s)" % res.get("held"))
+        check(res.get("outside") == 1 and res.get("after") == "none" and
+              "displaced stepping is auto again" in text,
+              "back outside the section, displaced stepping is auto again "
+              "(%s)" % res.get("after"))
     elif scenario == "info":
         start = res.get("start")
         check(re.search(r"=> %s\+0x[0-9a-f]+ +start %s " % (fn, start), text),
@@ -476,6 +578,8 @@ def main(argv):
             t_none(*args)
         elif kind == "corrupt":
             t_corrupt(*args)
+        elif kind == "scale":
+            t_scale(*args)
         elif kind == "gdb":
             return t_gdb(*args)
         else:

@@ -57,6 +57,7 @@ struct oi_fixup {
 	uint64_t addr;
 	uint64_t value;
 	const char *undefined; /* symbol it needs, when not resolvable */
+	size_t seq;            /* file order: the last one at an address wins */
 };
 
 struct oi_fsym {
@@ -64,7 +65,31 @@ struct oi_fsym {
 	uint64_t size;
 	const char *name;
 	const char *file;
+	size_t seq; /* symbol table order, to break ties */
 };
+
+/*
+ * Point lookup over prioritized intervals: which interval, of those added
+ * to the builder, is the first one holding an address.  The address space
+ * is cut into segments at every interval bound; a segment records its
+ * first interval.  Built in O(n log n), queried by binary search.
+ */
+struct oi_stab {
+	size_t nseg;
+	uint64_t *from; /* segment j is [from[j], from[j + 1]); the last one ends at 2^64 */
+	long *owner;    /* first interval holding segment j, -1 if none */
+};
+
+/* One inclusive interval [lo, hi] with its id, in priority order. */
+struct oi_span {
+	uint64_t lo;
+	uint64_t hi;
+	long id;
+};
+
+/* Access widths that sec_at() serves, each with its own index. */
+enum oi_width { OI_W1, OI_W4, OI_W8, OI_WCS, OI_NWIDTHS };
+static const uint64_t oi_width_bytes[OI_NWIDTHS] = {1, 4, 8, OI_CS_SIZE};
 
 struct oi_ctx {
 	const unsigned char *buf;
@@ -79,6 +104,9 @@ struct oi_ctx {
 	struct oi_fixup *fix;
 	size_t nsym;
 	struct oi_fsym *sym;
+	struct oi_stab sec_by_width[OI_NWIDTHS]; /* section holding [a, a + width) */
+	struct oi_stab sec_by_end;               /* section ending at a */
+	struct oi_stab sym_by_addr;              /* function symbol holding a */
 };
 
 /* Little-endian loads from an unaligned byte buffer. */
@@ -249,33 +277,164 @@ static const struct oi_sec *find_named(const struct oi_ctx *c, const char *name)
 	return NULL;
 }
 
-/* The allocated section holding [addr, addr+n), NULL if none. */
-static const struct oi_sec *sec_at(const struct oi_ctx *c, uint64_t addr, uint64_t n)
+static int cmp_u64(const void *a, const void *b)
 {
-	size_t i;
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 
-	for (i = 1; i < c->nsec; i++) {
+	return x < y ? -1 : x > y;
+}
+
+/* Index of the last element of sorted v[0..n) that is <= x, or -1. */
+static long last_le(const uint64_t *v, size_t n, uint64_t x)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (v[mid] <= x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (long)lo - 1;
+}
+
+/* Next segment at or after j that no interval claimed yet (path halving). */
+static size_t stab_unclaimed(size_t *next, size_t j)
+{
+	while (next[j] != j) {
+		next[j] = next[next[j]];
+		j = next[j];
+	}
+	return j;
+}
+
+static void stab_free(struct oi_stab *t)
+{
+	free(t->from);
+	free(t->owner);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Builds t from span[0..n), earlier spans taking precedence; 0 or -1. */
+static int stab_build(struct oi_ctx *c, struct oi_stab *t, const struct oi_span *span, size_t n)
+{
+	size_t i, j, m = 0, *next;
+
+	t->from = malloc((2 * n + 1) * sizeof(*t->from));
+	t->owner = malloc((2 * n + 1) * sizeof(*t->owner));
+	next = malloc((2 * n + 2) * sizeof(*next));
+	if (!t->from || !t->owner || !next) {
+		free(next);
+		stab_free(t);
+		return oi_fail(c, "out of memory");
+	}
+	for (i = 0; i < n; i++) {
+		t->from[m++] = span[i].lo;
+		if (span[i].hi != UINT64_MAX)
+			t->from[m++] = span[i].hi + 1;
+	}
+	if (m > 1)
+		qsort(t->from, m, sizeof(*t->from), cmp_u64);
+	for (i = 0; i < m; i++) /* unique */
+		if (t->nseg == 0 || t->from[t->nseg - 1] != t->from[i])
+			t->from[t->nseg++] = t->from[i];
+	for (j = 0; j <= t->nseg; j++) {
+		next[j] = j;
+		if (j < t->nseg)
+			t->owner[j] = -1;
+	}
+	for (i = 0; i < n; i++) {
+		size_t a = (size_t)last_le(t->from, t->nseg, span[i].lo);
+		size_t b = span[i].hi == UINT64_MAX
+		               ? t->nseg
+		               : (size_t)last_le(t->from, t->nseg, span[i].hi + 1);
+
+		for (j = stab_unclaimed(next, a); j < b; j = stab_unclaimed(next, j)) {
+			t->owner[j] = span[i].id;
+			next[j] = j + 1;
+		}
+	}
+	free(next);
+	return 0;
+}
+
+static long stab_find(const struct oi_stab *t, uint64_t addr)
+{
+	long j = last_le(t->from, t->nseg, addr);
+
+	return j < 0 ? -1 : t->owner[j];
+}
+
+/* Allocated sections (index > 0, not SHT_NULL), for the section indexes. */
+static int sec_allocated(const struct oi_sec *s)
+{
+	return (s->flags & SHF_ALLOC) && s->type != SHT_NULL;
+}
+
+/*
+ * The section indexes: for each access width w, the lowest-numbered
+ * allocated section holding all of [a, a + w); and the lowest-numbered
+ * non-empty allocated section that ends exactly at a.
+ */
+static int index_sections(struct oi_ctx *c)
+{
+	struct oi_span *span = malloc((c->nsec ? c->nsec : 1) * sizeof(*span));
+	size_t i, n;
+	int w, rc;
+
+	if (!span)
+		return oi_fail(c, "out of memory");
+	for (w = 0; w < OI_NWIDTHS; w++) {
+		uint64_t width = oi_width_bytes[w];
+
+		for (i = 1, n = 0; i < c->nsec; i++) {
+			const struct oi_sec *s = &c->sec[i];
+			uint64_t last = s->size - width; /* offset of the last fit */
+
+			if (!sec_allocated(s) || s->size < width)
+				continue;
+			span[n].lo = s->addr;
+			span[n].hi = last > UINT64_MAX - s->addr ? UINT64_MAX : s->addr + last;
+			span[n++].id = (long)i;
+		}
+		if (stab_build(c, &c->sec_by_width[w], span, n)) {
+			free(span);
+			return -1;
+		}
+	}
+	for (i = 1, n = 0; i < c->nsec; i++) {
 		const struct oi_sec *s = &c->sec[i];
 
-		if (!(s->flags & SHF_ALLOC) || s->type == SHT_NULL)
+		if (!(s->flags & SHF_ALLOC) || s->size == 0 || s->size > UINT64_MAX - s->addr)
 			continue;
-		if (addr >= s->addr && addr - s->addr < s->size && n <= s->size - (addr - s->addr))
-			return s;
+		span[n].lo = span[n].hi = s->addr + s->size;
+		span[n++].id = (long)i;
 	}
-	return NULL;
+	rc = stab_build(c, &c->sec_by_end, span, n);
+	free(span);
+	return rc;
+}
+
+/* The allocated section holding [addr, addr + width), NULL if none. */
+static const struct oi_sec *sec_at(const struct oi_ctx *c, uint64_t addr, enum oi_width w)
+{
+	long i = stab_find(&c->sec_by_width[w], addr);
+
+	return i < 0 ? NULL : &c->sec[i];
 }
 
 static struct oi_loc loc_of(const struct oi_ctx *c, uint64_t addr)
 {
 	struct oi_loc l = {addr, NULL, 0};
-	const struct oi_sec *s = sec_at(c, addr, 1);
-	size_t i;
+	const struct oi_sec *s = sec_at(c, addr, OI_W1);
 
-	if (!s) /* a label at the very end of a section */
-		for (i = 1; i < c->nsec && !s; i++)
-			if ((c->sec[i].flags & SHF_ALLOC) && c->sec[i].size > 0 &&
-			    addr > c->sec[i].addr && addr - c->sec[i].addr == c->sec[i].size)
-				s = &c->sec[i];
+	if (!s) { /* a label at the very end of a section */
+		long i = stab_find(&c->sec_by_end, addr);
+
+		s = i < 0 ? NULL : &c->sec[i];
+	}
 	if (s) {
 		l.section = s->name;
 		l.offset = addr - s->addr;
@@ -284,9 +443,9 @@ static struct oi_loc loc_of(const struct oi_ctx *c, uint64_t addr)
 }
 
 /* Raw file bytes at a link-time address; NULL when not in the file. */
-static const unsigned char *bytes_at(const struct oi_ctx *c, uint64_t addr, uint64_t n)
+static const unsigned char *bytes_at(const struct oi_ctx *c, uint64_t addr, enum oi_width w)
 {
-	const struct oi_sec *s = sec_at(c, addr, n);
+	const struct oi_sec *s = sec_at(c, addr, w);
 
 	if (!s || s->type == SHT_NOBITS)
 		return NULL;
@@ -297,25 +456,25 @@ static int cmp_fixup(const void *a, const void *b)
 {
 	const struct oi_fixup *x = a, *y = b;
 
-	return x->addr < y->addr ? -1 : x->addr > y->addr;
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 static const struct oi_fixup *fixup_at(const struct oi_ctx *c, uint64_t addr)
 {
 	size_t lo = 0, hi = c->nfix;
 
+	/* Several relocations at one address: the last one wins. */
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (c->fix[mid].addr < addr)
+		if (c->fix[mid].addr <= addr)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	/* Several relocations at one address: the last one wins. */
-	while (lo + 1 < c->nfix && c->fix[lo + 1].addr == addr)
-		lo++;
-	return lo < c->nfix && c->fix[lo].addr == addr ? &c->fix[lo] : NULL;
+	return lo > 0 && c->fix[lo - 1].addr == addr ? &c->fix[lo - 1] : NULL;
 }
 
 /*
@@ -336,7 +495,7 @@ static int read_u64(struct oi_ctx *c, uint64_t addr, uint64_t *out, const char *
 		*out = f->value;
 		return 0;
 	}
-	p = bytes_at(c, addr, 8);
+	p = bytes_at(c, addr, OI_W8);
 	if (!p)
 		return oi_fail(c,
 		               "%s at 0x%llx is outside the file's "
@@ -360,6 +519,7 @@ static int push_fixup(struct oi_ctx *c, uint64_t addr, uint64_t value, const cha
 	c->fix[c->nfix].addr = addr;
 	c->fix[c->nfix].value = value;
 	c->fix[c->nfix].undefined = undefined;
+	c->fix[c->nfix].seq = c->nfix;
 	c->nfix++;
 	return 0;
 }
@@ -482,10 +642,10 @@ static int collect_fixups(struct oi_ctx *c)
 				}
 				addr = target->addr + off;
 			} else {
-				ts = sec_at(c, addr, 1);
+				ts = sec_at(c, addr, OI_W1);
 				if (!ts || !is_target(ts))
 					continue;
-				if (!sec_at(c, addr, 8))
+				if (!sec_at(c, addr, OI_W8))
 					return oi_fail(c,
 					               "relocation %zu of '%s' at "
 					               "0x%llx crosses the end of "
@@ -496,7 +656,7 @@ static int collect_fixups(struct oi_ctx *c)
 			if (rela) {
 				a = le64(e + 16);
 			} else {
-				const unsigned char *p = bytes_at(c, addr, 8);
+				const unsigned char *p = bytes_at(c, addr, OI_W8);
 
 				a = p ? le64(p) : 0;
 			}
@@ -562,7 +722,31 @@ static int cmp_fsym(const void *a, const void *b)
 
 	if (x->addr != y->addr)
 		return x->addr < y->addr ? -1 : 1;
-	return x->size > y->size ? -1 : x->size < y->size;
+	if (x->size != y->size)
+		return x->size > y->size ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Indexes the sorted symbols for symbol_for(): later ones take precedence. */
+static int index_symbols(struct oi_ctx *c)
+{
+	struct oi_span *span = malloc((c->nsym ? c->nsym : 1) * sizeof(*span));
+	size_t i;
+	int rc;
+
+	if (!span)
+		return oi_fail(c, "out of memory");
+	for (i = 0; i < c->nsym; i++) {
+		const struct oi_fsym *s = &c->sym[c->nsym - 1 - i];
+		uint64_t last = s->size ? s->size - 1 : 0;
+
+		span[i].lo = s->addr;
+		span[i].hi = last > UINT64_MAX - s->addr ? UINT64_MAX : s->addr + last;
+		span[i].id = (long)(c->nsym - 1 - i);
+	}
+	rc = stab_build(c, &c->sym_by_addr, span, c->nsym);
+	free(span);
+	return rc;
 }
 
 /* Function symbols from .symtab, else .dynsym, for naming locations. */
@@ -622,6 +806,7 @@ static int collect_symbols(struct oi_ctx *c)
 		c->sym[c->nsym].size = size;
 		c->sym[c->nsym].name = nm;
 		c->sym[c->nsym].file = ELF64_ST_BIND(stinfo) == STB_LOCAL ? file : NULL;
+		c->sym[c->nsym].seq = i;
 		c->nsym++;
 	}
 	/* An object file has one source: globals come from it too. */
@@ -630,26 +815,24 @@ static int collect_symbols(struct oi_ctx *c)
 			c->sym[i].file = only_file;
 	if (c->nsym > 1)
 		qsort(c->sym, c->nsym, sizeof(*c->sym), cmp_fsym);
-	return 0;
+	return index_symbols(c);
 }
 
+/*
+ * The function symbol naming addr: of those whose [addr, addr + size)
+ * holds it (or that sit exactly at it with size 0), the last in sorted
+ * order, so the smallest of several starting at one address.
+ */
 static const struct oi_fsym *symbol_for(const struct oi_ctx *c, uint64_t addr)
 {
-	const struct oi_fsym *best = NULL;
-	size_t i;
+	long i = stab_find(&c->sym_by_addr, addr);
 
-	for (i = 0; i < c->nsym && c->sym[i].addr <= addr; i++) {
-		const struct oi_fsym *s = &c->sym[i];
-
-		if (addr - s->addr < s->size || (s->size == 0 && s->addr == addr))
-			best = s;
-	}
-	return best;
+	return i < 0 ? NULL : &c->sym[i];
 }
 
 static int is_exec(const struct oi_ctx *c, uint64_t addr)
 {
-	const struct oi_sec *s = sec_at(c, addr, 1);
+	const struct oi_sec *s = sec_at(c, addr, OI_W1);
 
 	return s && (s->flags & SHF_EXECINSTR);
 }
@@ -658,7 +841,7 @@ static int add_cs(struct oi_ctx *c, uint64_t desc, size_t cap)
 {
 	struct oi_image *img = c->img;
 	struct oi_cs *cs;
-	const unsigned char *raw = bytes_at(c, desc, OI_CS_SIZE);
+	const unsigned char *raw = bytes_at(c, desc, OI_WCS);
 	uint64_t start, pco, abort_ip;
 	const struct oi_fsym *fs;
 	const unsigned char *sig;
@@ -691,7 +874,7 @@ static int add_cs(struct oi_ctx *c, uint64_t desc, size_t cap)
 		cs->bad |= OI_BAD_RANGE;
 	if (abort_ip - start < pco)
 		cs->bad |= OI_BAD_ABORT_IN_CS;
-	sig = abort_ip >= 4 ? bytes_at(c, abort_ip - 4, 4) : NULL;
+	sig = abort_ip >= 4 ? bytes_at(c, abort_ip - 4, OI_W4) : NULL;
 	if (!sig) {
 		cs->bad |= OI_BAD_NO_SIGNATURE;
 	} else {
@@ -716,9 +899,68 @@ static int add_cs(struct oi_ctx *c, uint64_t desc, size_t cap)
 	return 0;
 }
 
+struct oi_cs_start {
+	uint64_t addr;
+	size_t index;
+};
+
+static int cmp_cs_start(const void *a, const void *b)
+{
+	const struct oi_cs_start *x = a, *y = b;
+
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Lowest descriptor index whose start_ip is addr, in sorted v[0..n); or -1. */
+static long first_cs_at(const struct oi_cs_start *v, size_t n, uint64_t addr)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (v[mid].addr < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && v[lo].addr == addr ? (long)v[lo].index : -1;
+}
+
+/* Fills img->cs_exits and each descriptor's slice of it (a counting sort). */
+static int group_exits(struct oi_ctx *c)
+{
+	struct oi_image *img = c->img;
+	size_t i, pos = 0;
+
+	img->cs_exits = malloc((img->n_exits ? img->n_exits : 1) * sizeof(*img->cs_exits));
+	if (!img->cs_exits)
+		return oi_fail(c, "out of memory");
+	for (i = 0; i < img->n_exits; i++)
+		if (img->exits[i].cs_index >= 0)
+			img->cs[img->exits[i].cs_index].n_exits++;
+	for (i = 0; i < img->n_cs; i++) {
+		img->cs[i].exits_begin = pos;
+		pos += img->cs[i].n_exits;
+		img->cs[i].n_exits = 0;
+	}
+	for (i = 0; i < img->n_exits; i++) {
+		struct oi_cs *d;
+
+		if (img->exits[i].cs_index < 0)
+			continue;
+		d = &img->cs[img->exits[i].cs_index];
+		img->cs_exits[d->exits_begin + d->n_exits++] = i;
+	}
+	return 0;
+}
+
 static int collect_descriptors(struct oi_ctx *c)
 {
 	struct oi_image *img = c->img;
+	struct oi_cs_start *by_start;
 	const struct oi_sec *cs = find_named(c, "__rseq_cs");
 	const struct oi_sec *pa = find_named(c, "__rseq_cs_ptr_array");
 	const struct oi_sec *ea = find_named(c, "__rseq_exit_point_array");
@@ -771,8 +1013,8 @@ static int collect_descriptors(struct oi_ctx *c)
 			             "post_commit_offset") ||
 			    read_u64(c, a + 24, &ab, "descriptor abort_ip"))
 				return -1;
-			if (s == 0 && p == 0 && ab == 0 && bytes_at(c, a, 8) &&
-			    le64(bytes_at(c, a, 8)) == 0)
+			if (s == 0 && p == 0 && ab == 0 && bytes_at(c, a, OI_W8) &&
+			    le64(bytes_at(c, a, OI_W8)) == 0)
 				continue; /* padding */
 			if (add_cs(c, a, n))
 				return -1;
@@ -791,33 +1033,38 @@ static int collect_descriptors(struct oi_ctx *c)
 		img->exits = calloc(n, sizeof(*img->exits));
 		if (!img->exits)
 			return oi_fail(c, "out of memory");
+		by_start = malloc((img->n_cs ? img->n_cs : 1) * sizeof(*by_start));
+		if (!by_start)
+			return oi_fail(c, "out of memory");
+		for (i = 0; i < img->n_cs; i++) {
+			by_start[i].addr = img->cs[i].start.addr;
+			by_start[i].index = i;
+		}
+		if (img->n_cs > 1)
+			qsort(by_start, img->n_cs, sizeof(*by_start), cmp_cs_start);
 		for (i = 0; i < n; i++) {
 			struct oi_exit *x = &img->exits[img->n_exits];
 			uint64_t a = ea->addr + i * OI_EXIT_SIZE, s, e;
-			size_t k;
+			long k;
 
 			if (read_u64(c, a, &s, "exit point start_ip") ||
-			    read_u64(c, a + 8, &e, "exit point exit_ip"))
+			    read_u64(c, a + 8, &e, "exit point exit_ip")) {
+				free(by_start);
 				return -1;
+			}
 			x->start = loc_of(c, s);
 			x->exit = loc_of(c, e);
-			x->cs_index = -1;
-			for (k = 0; k < img->n_cs; k++) {
-				struct oi_cs *d = &img->cs[k];
-
-				if (d->start.addr != s)
-					continue;
-				x->cs_index = (long)k;
-				if (e - s < d->post_commit_offset)
-					d->warn |= OI_WARN_EXIT_INSIDE;
-				break;
-			}
-			if (x->cs_index < 0)
+			k = first_cs_at(by_start, img->n_cs, s);
+			x->cs_index = k;
+			if (k >= 0 && e - s < img->cs[k].post_commit_offset)
+				img->cs[k].warn |= OI_WARN_EXIT_INSIDE;
+			if (k < 0)
 				img->n_orphan_exits++;
 			img->n_exits++;
 		}
+		free(by_start);
 	}
-	return 0;
+	return group_exits(c);
 }
 
 static int check_header(struct oi_ctx *c)
@@ -895,7 +1142,7 @@ long oi_loads(const unsigned char *buf, size_t len, struct oi_load *out, size_t 
 int oi_image_parse(const unsigned char *buf, size_t len, struct oi_image *img)
 {
 	struct oi_ctx c;
-	int rc;
+	int rc, i;
 
 	memset(img, 0, sizeof(*img));
 	memset(&c, 0, sizeof(c));
@@ -908,6 +1155,8 @@ int oi_image_parse(const unsigned char *buf, size_t len, struct oi_image *img)
 	if (!rc && c.type == ET_REL)
 		rc = layout_relocatable(&c);
 	if (!rc)
+		rc = index_sections(&c);
+	if (!rc)
 		rc = collect_fixups(&c);
 	if (!rc)
 		rc = collect_symbols(&c);
@@ -916,6 +1165,10 @@ int oi_image_parse(const unsigned char *buf, size_t len, struct oi_image *img)
 	free(c.sec);
 	free(c.fix);
 	free(c.sym);
+	for (i = 0; i < OI_NWIDTHS; i++)
+		stab_free(&c.sec_by_width[i]);
+	stab_free(&c.sec_by_end);
+	stab_free(&c.sym_by_addr);
 	return rc;
 }
 
@@ -923,8 +1176,10 @@ void oi_image_free(struct oi_image *img)
 {
 	free(img->cs);
 	free(img->exits);
+	free(img->cs_exits);
 	img->cs = NULL;
 	img->exits = NULL;
+	img->cs_exits = NULL;
 	img->n_cs = 0;
 	img->n_exits = 0;
 }

@@ -62,6 +62,8 @@ struct oi_cs {
 	const char *source; /* STT_FILE of that function, or NULL */
 	unsigned bad;       /* OI_BAD_* */
 	unsigned warn;      /* OI_WARN_* */
+	size_t exits_begin; /* its exit points: img->cs_exits[exits_begin..] */
+	size_t n_exits;
 };
 
 struct oi_image {
@@ -75,6 +77,7 @@ struct oi_image {
 	struct oi_cs *cs;
 	size_t n_exits;
 	struct oi_exit *exits;
+	size_t *cs_exits;          /* indexes into exits, grouped by descriptor, in table order */
 	size_t n_orphan_exits;     /* exit points matching no descriptor */
 	uint64_t first_load_vaddr; /* lowest PT_LOAD p_vaddr (page aligned) */
 	char error[256];

@@ -207,10 +207,10 @@ static void print_text(const char *file, const struct oi_image *img, uint64_t bi
 		if (!(cs->bad & OI_BAD_NO_SIGNATURE))
 			printf(" (signature 0x%08" PRIx32 ")", cs->signature);
 		printf("\n");
-		for (k = 0; k < img->n_exits; k++)
-			if (img->exits[k].cs_index == (long)i)
-				printf("      exit        %s\n",
-				       fmt_loc(img, &img->exits[k].exit, bias, a, sizeof(a)));
+		for (k = 0; k < cs->n_exits; k++)
+			printf("      exit        %s\n",
+			       fmt_loc(img, &img->exits[img->cs_exits[cs->exits_begin + k]].exit,
+			               bias, a, sizeof(a)));
 		if (cs->version || cs->flags)
 			printf("      version %" PRIu32 " flags 0x%" PRIx32 "\n", cs->version,
 			       cs->flags);
@@ -290,14 +290,9 @@ static void print_json_object(struct totals *t, const char *file, const struct o
 		printf(", \"source\": ");
 		put_json_string(stdout, cs->source);
 		printf(", \"exits\": [");
-		first = 1;
-		for (k = 0; k < img->n_exits; k++) {
-			if (img->exits[k].cs_index != (long)i)
-				continue;
-			printf("%s\"0x%" PRIx64 "\"", first ? "" : ", ",
-			       img->exits[k].exit.addr + bias);
-			first = 0;
-		}
+		for (k = 0; k < cs->n_exits; k++)
+			printf("%s\"0x%" PRIx64 "\"", k ? ", " : "",
+			       img->exits[img->cs_exits[cs->exits_begin + k]].exit.addr + bias);
 		printf("], \"valid\": %s, \"violations\": [", cs->bad ? "false" : "true");
 		first = 1;
 		for (b = 1; b && b <= cs->bad; b <<= 1)
