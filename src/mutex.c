@@ -191,17 +191,6 @@ static inline uint64_t *pair_of(oncpu_mutex_t *m)
 #define PAIR_HANDOFF(p)      ((uint32_t)(p))
 #endif
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#else
-	__asm__ __volatile__("" ::: "memory");
-#endif
-}
-
 static long futex(uint32_t *uaddr, int op, uint32_t val, const struct timespec *ts)
 {
 	return syscall(SYS_futex, uaddr, op, val, ts, NULL, 0);
@@ -307,7 +296,7 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 			if (!deferred) {
 				deferred = true;
 				for (uint32_t i = 0; i < 1U << shift; i++)
-					cpu_relax();
+					_oncpu_cpu_relax();
 				s = __atomic_load_n(&m->_state, __ATOMIC_RELAXED);
 				if (s & LOCKED) {
 					if (shift < DEFER_SHIFT_MAX)
@@ -344,7 +333,7 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 		}
 		/* Exponential backoff: fewer reads of a line the owner writes. */
 		for (uint32_t i = 0; i < backoff; i++)
-			cpu_relax();
+			_oncpu_cpu_relax();
 		spun += backoff;
 		if (backoff < SPIN_BACKOFF_MAX)
 			backoff <<= 1;

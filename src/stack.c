@@ -31,20 +31,11 @@ bool _oncpu_ds_sections(unsigned *flags, int mode)
 	return true;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 /* Spin a little, then yield: the holder may be preempted on our CPU. */
 static void backoff(unsigned *spins)
 {
 	if (++*spins < 100)
-		cpu_relax();
+		_oncpu_cpu_relax();
 	else
 		sched_yield();
 }

@@ -58,6 +58,7 @@ static struct {
 	bool vcpu_dense;
 	bool have_node;
 	int possible_cpus;
+	ptrdiff_t vcpu_field; /* offset of the vcpu id in an area */
 	pthread_key_t exit_key;
 } proc;
 
@@ -72,15 +73,35 @@ static int rseq_syscall(struct oncpu_rseq_area *area, uint32_t len, int flags)
 #endif
 }
 
-static char *thread_pointer(void)
-{
-#if defined(__x86_64__)
-	char *tp;
-	__asm__("movq %%fs:0, %0" : "=r"(tp));
-	return tp;
+/*
+ * Without thread-pointer loads (ONCPU_HAVE_TP_LOAD, see oncpu/arch.h) no
+ * inline path reads an area and the C library's area cannot be located
+ * (__rseq_offset is relative to the thread pointer): oncpu then registers
+ * its own area, reached through its TLS address, and rseq_offset only
+ * marks the process initialized.
+ */
+#if defined(ONCPU_HAVE_TP_LOAD)
+#define HAVE_LIBC_AREA       1
+#define OFFSET_OF_OWN_AREA() ((char *)&own.area - _oncpu_thread_pointer())
 #else
-	return (char *)__builtin_thread_pointer();
+#define HAVE_LIBC_AREA       0
+#define OFFSET_OF_OWN_AREA() ((ptrdiff_t)1)
 #endif
+
+/* This thread's area (the process must be initialized), registered or not. */
+static struct oncpu_rseq_area *this_area(void)
+{
+#if defined(ONCPU_HAVE_TP_LOAD)
+	return (struct oncpu_rseq_area *)(_oncpu_thread_pointer() + _oncpu_process.rseq_offset);
+#else
+	return &own.area;
+#endif
+}
+
+/* A 32-bit id field of this thread's area, at byte offset field_off. */
+static int32_t area_id(ptrdiff_t field_off)
+{
+	return *(volatile int32_t *)((char *)this_area() + field_off);
 }
 
 /* Largest id in a cpulist such as "0-3,8,10-11", plus one; 0 on error. */
@@ -154,19 +175,20 @@ void _oncpu_process_init(void)
 		proc.disabled = off && *off && strcmp(off, "0") != 0;
 		proc.possible_cpus = read_possible_cpus();
 		pthread_key_create(&proc.exit_key, thread_exit);
-		if (!proc.disabled && &__rseq_size && &__rseq_offset && __rseq_size > 0) {
+		if (HAVE_LIBC_AREA && !proc.disabled && &__rseq_size && &__rseq_offset &&
+		    __rseq_size > 0) {
 			proc.mode = ONCPU_REG_LIBC;
 			area = __rseq_offset;
 		} else {
 			/* Disabled mode points at the own area, never registered,
 			 * so every fast path sees "unregistered". */
 			proc.mode = ONCPU_REG_OWN;
-			area = (char *)&own.area - thread_pointer();
+			area = OFFSET_OF_OWN_AREA();
 		}
 		proc.vcpu_dense = feature_size >= ONCPU_RSEQ_END_MM_CID;
 		proc.have_node = feature_size >= ONCPU_RSEQ_END_NODE_ID;
-		_oncpu_process.vcpu_offset =
-		    area + (proc.vcpu_dense ? ONCPU_RSEQ_OFF_MM_CID : ONCPU_RSEQ_OFF_CPU_ID);
+		proc.vcpu_field = proc.vcpu_dense ? ONCPU_RSEQ_OFF_MM_CID : ONCPU_RSEQ_OFF_CPU_ID;
+		_oncpu_process.vcpu_offset = area + proc.vcpu_field;
 		/* Publish last: a non-zero offset means every field is set. */
 		__atomic_store_n(&_oncpu_process.rseq_offset, area, __ATOMIC_RELEASE);
 	}
@@ -205,7 +227,7 @@ static int thread_register(void)
 	_oncpu_process_init();
 	if (proc.mode == ONCPU_REG_OWN)
 		return register_own();
-	return _oncpu_registered_cpu() >= 0 ? 0 : -ENOSYS;
+	return area_id(ONCPU_RSEQ_OFF_CPU_ID) >= 0 ? 0 : -ENOSYS;
 }
 
 bool _oncpu_thread_ready_slow(void)
@@ -253,7 +275,7 @@ struct oncpu_rseq_area *oncpu_thread_area(void)
 {
 	if (thread_register() != 0)
 		return NULL;
-	return (struct oncpu_rseq_area *)(thread_pointer() + _oncpu_process.rseq_offset);
+	return this_area();
 }
 
 int _oncpu_possible_cpus(void)
@@ -278,14 +300,14 @@ int _oncpu_cpu_without_rseq(void)
 int _oncpu_cpu_slow(void)
 {
 	if (thread_register() == 0)
-		return _oncpu_registered_cpu();
+		return area_id(ONCPU_RSEQ_OFF_CPU_ID);
 	return _oncpu_cpu_without_rseq();
 }
 
 int _oncpu_vcpu_slow(void)
 {
 	if (thread_register() == 0)
-		return _oncpu_tp_load32(_oncpu_process.vcpu_offset);
+		return area_id(proc.vcpu_field);
 	return _oncpu_cpu_without_rseq();
 }
 

@@ -27,18 +27,9 @@
 /* The legacy ("original") registration size: 32 bytes, 32-byte aligned. */
 #define ONCPU_RSEQ_LEGACY_SIZE 32
 
-/* Signature preceding every abort handler; the kernel compares it. */
-#if defined(__x86_64__) || defined(__i386__)
-#define ONCPU_RSEQ_SIG 0x53053053U
-#elif defined(__aarch64__)
-#define ONCPU_RSEQ_SIG 0xd428bc00U
-#elif defined(__riscv)
-#define ONCPU_RSEQ_SIG 0xf1401073U
-#elif defined(__powerpc__)
-#define ONCPU_RSEQ_SIG 0x0fe5000bU
-#elif defined(__s390__)
-#define ONCPU_RSEQ_SIG 0x0b0b0b0bU
-#endif
+/* ONCPU_RSEQ_SIG, the signature preceding every abort handler (the kernel
+ * compares it), comes from the architecture header. */
+#include <oncpu/arch.h>
 
 /* struct rseq: the per-thread area shared with the kernel. */
 struct oncpu_rseq_area {

@@ -2,25 +2,17 @@
 /*
  * oncpu/config.h - compiler and platform facts shared by every header.
  *
- * Feature macros (in the manner of ck's CK_F_*):
- *   ONCPU_HAVE_RSEQ_ASM   critical sections are real rseq assembly on this
- *                         architecture (x86-64). Without it every section
- *                         returns ONCPU_CS_UNAVAILABLE and structures take
- *                         their atomic fallback.
- *   ONCPU_HAVE_TP_LOAD    ids are read inline from the thread's rseq area.
+ * The feature macros of the architecture (ONCPU_HAVE_RSEQ_ASM: real rseq
+ * sections; ONCPU_HAVE_TP_LOAD: ids read inline from the thread's rseq
+ * area) come from its header, selected by oncpu/arch.h (the contract:
+ * oncpu/arch/generic.h). Without ONCPU_HAVE_RSEQ_ASM every section returns
+ * ONCPU_CS_UNAVAILABLE and structures take their atomic fallback.
  */
 #ifndef ONCPU_CONFIG_H
 #define ONCPU_CONFIG_H
 
 #if !defined(__cplusplus) && (!defined(__STDC_VERSION__) || __STDC_VERSION__ < 201112L)
 #error "oncpu needs C11 (or C++11)"
-#endif
-
-#if defined(__x86_64__) && !defined(ONCPU_NO_RSEQ_ASM)
-#define ONCPU_HAVE_RSEQ_ASM 1
-#endif
-#if defined(__x86_64__) || defined(__aarch64__)
-#define ONCPU_HAVE_TP_LOAD 1
 #endif
 
 /* Exported from liboncpu; everything else there is hidden. */

@@ -141,13 +141,9 @@ ONCPU_INLINE ptrdiff_t _oncpu_id_offset(int mode)
 #define ONCPU_CS_ARRAY_GUARD 8
 #define ONCPU_CS_ARRAY_ITEMS 16
 
-#define _ONCPU_ARCH_INCLUDE_OK 1
-#if defined(ONCPU_HAVE_RSEQ_ASM)
-#include <oncpu/arch/x86_64.h>
-#else
-#include <oncpu/arch/generic.h>
-#endif
-#undef _ONCPU_ARCH_INCLUDE_OK
+/* The operations: the architecture header's second stage. */
+#define _ONCPU_ARCH_SECTIONS 1
+#include <oncpu/arch.h>
 
 #define oncpu_cs_id(mode)                      _oncpu_cs_id(_ONCPU_MODE(mode))
 #define oncpu_cs_add(mode, v, count, id)       _oncpu_cs_add(_ONCPU_MODE(mode), v, count, id)

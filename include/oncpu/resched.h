@@ -62,17 +62,6 @@ extern ONCPU_API __thread uint64_t _oncpu_resched_epoch_tls
     __attribute__((tls_model("initial-exec")));
 ONCPU_API bool _oncpu_resched_arm_slow(void);
 
-#if defined(ONCPU_HAVE_TP_LOAD)
-ONCPU_INLINE void _oncpu_tp_store32(ptrdiff_t off, uint32_t v)
-{
-#if defined(__x86_64__)
-	__asm__ __volatile__("movl %1, %%fs:(%0)" : : "r"(off), "r"(v) : "memory");
-#else
-	*(volatile uint32_t *)((char *)__builtin_thread_pointer() + off) = v;
-#endif
-}
-#endif
-
 /*
  * oncpu_resched_arm - start watching: from now on, a switch-out, migration
  * or signal of this thread makes oncpu_resched_check() true. Returns false

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include <oncpu/abi.h>
+#include <oncpu/arch.h>
 #include <oncpu/config.h>
 
 ONCPU_BEGIN_DECLS
@@ -82,18 +83,6 @@ ONCPU_API int _oncpu_vcpu_slow(void);
 ONCPU_API bool _oncpu_thread_ready_slow(void);
 
 #if defined(ONCPU_HAVE_TP_LOAD)
-/* Load 32 bits at thread pointer + off. */
-ONCPU_INLINE int32_t _oncpu_tp_load32(ptrdiff_t off)
-{
-	int32_t v;
-#if defined(__x86_64__)
-	__asm__ __volatile__("movl %%fs:(%1), %0" : "=r"(v) : "r"(off));
-#else
-	v = *(volatile int32_t *)((char *)__builtin_thread_pointer() + off);
-#endif
-	return v;
-}
-
 /* The current cpu id, or -1 when this thread is not registered (yet). */
 ONCPU_INLINE int _oncpu_registered_cpu(void)
 {

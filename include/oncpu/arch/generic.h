@@ -1,19 +1,93 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * oncpu/arch/generic.h - architectures without rseq assembly in oncpu.
- * Included by <oncpu/cs.h>. Every operation answers ONCPU_CS_UNAVAILABLE,
- * never ONCPU_CS_ABORTED, so a retry loop cannot spin: callers take their
- * atomic fallback, which is what every oncpu structure does.
+ * oncpu/arch/generic.h - the architecture contract, and what an
+ * architecture without rseq assembly in oncpu gets.
+ *
+ * All assembly of oncpu lives in one header per architecture
+ * (oncpu/arch/<arch>.h), selected by one line in oncpu/arch.h; no other
+ * file holds any. A new architecture is that one file plus the line. The
+ * header is read in two stages:
+ *
+ * Stage 1, the primitives (always; guarded by its own include guard):
+ *   ONCPU_ARCH_NAME         a string naming the architecture.
+ *   ONCPU_RSEQ_SIG          the kernel's rseq signature for it (unsigned).
+ *   _oncpu_cpu_relax()      the spin-wait hint (pause, yield, ...).
+ *   ONCPU_HAVE_TP_LOAD      defined (unless ONCPU_NO_TP_LOAD is) when it gives
+ *     _oncpu_thread_pointer()      the thread pointer (char *),
+ *     _oncpu_tp_load32(off)        a volatile 32-bit load at tp + off,
+ *     _oncpu_tp_store32(off, v)    a volatile 32-bit store at tp + off;
+ *     ids are then read inline from the thread's rseq area.
+ *   ONCPU_HAVE_RSEQ_ASM     defined (unless ONCPU_NO_RSEQ_ASM is) when stage 2
+ *                           has real sections; requires ONCPU_HAVE_TP_LOAD.
+ *
+ * Stage 2, the sections (when _ONCPU_ARCH_SECTIONS is defined, from
+ * oncpu/cs.h; only with ONCPU_HAVE_RSEQ_ASM): every _oncpu_cs_* operation
+ * that oncpu/cs.h specifies in pseudo-code, in both indexing modes (the
+ * id read from _oncpu_id_offset(mode)) and, where an operation takes one,
+ * both memory orders (release: every earlier store is visible before the
+ * commit). Each section
+ *   - stores its descriptor's address into rseq_cs (tp + rseq_offset + 8)
+ *     before its first instruction, and clears rseq_cs on every exit
+ *     (commit, compare failure, abort, not registered): no descriptor
+ *     stays referenced after its module is unloaded;
+ *   - emits the descriptor into __rseq_cs (32-byte aligned {version 0,
+ *     flags 0, start_ip, post_commit_offset, abort_ip}), its address into
+ *     __rseq_cs_ptr_array, and {start_ip, exit_ip} for every exit that is
+ *     neither the commit nor the abort into __rseq_exit_point_array, as
+ *     64-bit absolute addresses (relocated by the dynamic linker);
+ *   - places the abort handler in __rseq_failure, right after the 4 bytes
+ *     of ONCPU_RSEQ_SIG encoded as the architecture's trapping instruction;
+ *   - commits with a single final store, the last instruction of the
+ *     section; a section that read its id answers ONCPU_CS_UNAVAILABLE
+ *     when the thread is not registered (cpu_id < 0);
+ *   - in test builds (-DONCPU_INJECT) spins _oncpu_inject_loops[n] times at
+ *     injection point n (1 after arming, 2 and 3 before the stores, 4
+ *     between the guard and the data compare) and provides
+ *     ONCPU_INJECT_DEFINE().
+ * The operations are always inline; a program built for the architecture
+ * carries them in its own text.
+ *
+ * This file completes the stage an architecture header left out: the
+ * primitives for an unknown architecture (no thread-pointer loads, a
+ * compiler barrier as the spin hint) and, without ONCPU_HAVE_RSEQ_ASM,
+ * operations that all answer ONCPU_CS_UNAVAILABLE, never
+ * ONCPU_CS_ABORTED, so a retry loop cannot spin: callers take their atomic
+ * fallback, which is what every oncpu structure does.
  */
-#ifndef ONCPU_ARCH_GENERIC_H
-#define ONCPU_ARCH_GENERIC_H
-
 #ifndef _ONCPU_ARCH_INCLUDE_OK
 #error "do not include <oncpu/arch/generic.h> directly; include <oncpu/cs.h>"
 #endif
 
+#ifndef ONCPU_ARCH_GENERIC_H
+#define ONCPU_ARCH_GENERIC_H
+
 #include <stddef.h>
 #include <stdint.h>
+
+#if !defined(ONCPU_ARCH_NAME)
+#define ONCPU_ARCH_NAME "generic"
+/* The kernel's signatures of architectures without a header here
+ * (glibc's sysdeps/unix/sysv/linux/<arch>/bits/rseq.h). */
+#if defined(__i386__)
+#define ONCPU_RSEQ_SIG 0x53053053U
+#elif defined(__riscv)
+#define ONCPU_RSEQ_SIG 0xf1401073U
+#elif defined(__powerpc__)
+#define ONCPU_RSEQ_SIG 0x0fe5000bU
+#elif defined(__s390__)
+#define ONCPU_RSEQ_SIG 0x0b0b0b0bU
+#endif
+ONCPU_INLINE void _oncpu_cpu_relax(void)
+{
+	__asm__ __volatile__("" ::: "memory");
+}
+#endif /* !ONCPU_ARCH_NAME */
+
+#endif /* ONCPU_ARCH_GENERIC_H */
+
+#if defined(_ONCPU_ARCH_SECTIONS) && !defined(ONCPU_HAVE_RSEQ_ASM) &&                              \
+    !defined(_ONCPU_ARCH_GENERIC_SECTIONS)
+#define _ONCPU_ARCH_GENERIC_SECTIONS 1
 
 #ifdef ONCPU_INJECT
 #define ONCPU_INJECT_DEFINE() extern int _oncpu_inject_unused
@@ -122,4 +196,4 @@ ONCPU_INLINE int _oncpu_cs_percpu_array_push_init(int mode, void *base, intptr_t
 	return _oncpu_cs_percpu_array_push(mode, base, cap, v);
 }
 
-#endif /* ONCPU_ARCH_GENERIC_H */
+#endif /* stage 2 */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * oncpu/arch/x86_64.h - rseq critical sections in x86-64 assembly.
- * Included by <oncpu/cs.h>; see there for the contract of each operation.
+ * oncpu/arch/x86_64.h - x86-64: the primitives and the rseq critical
+ * sections in assembly. Selected by <oncpu/arch.h>; the contract is at the
+ * top of oncpu/arch/generic.h, the operations are specified in oncpu/cs.h.
  *
  * Every section has the same skeleton (labels are the kernel selftests'):
  *   3:  descriptor in __rseq_cs, its address in __rseq_cs_ptr_array
@@ -13,15 +14,60 @@
  * Every exit clears rseq_cs so no descriptor stays referenced after a
  * module holding it is unloaded.
  */
-#ifndef ONCPU_ARCH_X86_64_H
-#define ONCPU_ARCH_X86_64_H
-
 #ifndef _ONCPU_ARCH_INCLUDE_OK
 #error "do not include <oncpu/arch/x86_64.h> directly; include <oncpu/cs.h>"
 #endif
 
+/* ---- stage 1: the primitives ---- */
+#ifndef ONCPU_ARCH_X86_64_H
+#define ONCPU_ARCH_X86_64_H
+
 #include <stddef.h>
 #include <stdint.h>
+
+#define ONCPU_ARCH_NAME "x86_64"
+#define ONCPU_RSEQ_SIG  0x53053053U
+
+ONCPU_INLINE void _oncpu_cpu_relax(void)
+{
+	__builtin_ia32_pause();
+}
+
+#if !defined(ONCPU_NO_TP_LOAD)
+#define ONCPU_HAVE_TP_LOAD 1
+#if !defined(ONCPU_NO_RSEQ_ASM)
+#define ONCPU_HAVE_RSEQ_ASM 1
+#endif
+
+/* The thread pointer: %fs:0 holds the TCB's own address. */
+ONCPU_INLINE char *_oncpu_thread_pointer(void)
+{
+	char *tp;
+	__asm__("movq %%fs:0, %0" : "=r"(tp));
+	return tp;
+}
+
+/* Load 32 bits at thread pointer + off. */
+ONCPU_INLINE int32_t _oncpu_tp_load32(ptrdiff_t off)
+{
+	int32_t v;
+	__asm__ __volatile__("movl %%fs:(%1), %0" : "=r"(v) : "r"(off));
+	return v;
+}
+
+/* Store 32 bits at thread pointer + off. */
+ONCPU_INLINE void _oncpu_tp_store32(ptrdiff_t off, uint32_t v)
+{
+	__asm__ __volatile__("movl %1, %%fs:(%0)" : : "r"(off), "r"(v) : "memory");
+}
+#endif /* !ONCPU_NO_TP_LOAD */
+
+#endif /* ONCPU_ARCH_X86_64_H */
+
+/* ---- stage 2: the critical sections ---- */
+#if defined(_ONCPU_ARCH_SECTIONS) && defined(ONCPU_HAVE_RSEQ_ASM) &&                               \
+    !defined(_ONCPU_ARCH_X86_64_SECTIONS)
+#define _ONCPU_ARCH_X86_64_SECTIONS 1
 
 #define _ONCPU_S(x)         #x
 #define _ONCPU_XS(x)        _ONCPU_S(x)
@@ -702,4 +748,4 @@ ONCPU_INLINE int _oncpu_cs_percpu_array_push(int mode, void *base, intptr_t cap,
 
 /* clang-format on */
 
-#endif /* ONCPU_ARCH_X86_64_H */
+#endif /* stage 2 */
