@@ -1,13 +1,17 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Cross-compile liboncpu for aarch64 and prove the result is aarch64 code
-# built from the generic architecture header (no rseq sections), and that
-# the test programs compile and link against it. Exit 77 (skipped) when no
+# built from the aarch64 architecture header (rseq sections in liboncpu and
+# in the test programs), and that the test programs compile and link
+# against it. With ONCPU_INSPECT (a host oncpu-inspect), that tool must
+# list and validate the sections of liboncpu.so, of an object of
+# liboncpu.a and of a test program. Exit 77 (skipped) when no
 # aarch64-linux-gnu-gcc is installed (Debian: apt-get install gcc-aarch64-linux-gnu).
-#	cross-aarch64.sh SOURCE_DIR BUILD_DIR
+#	cross-aarch64.sh SOURCE_DIR BUILD_DIR [ONCPU_INSPECT]
 set -eu
 src=${1:?source dir}
 build=${2:?build dir}
+inspect=${3:-}
 cc=aarch64-linux-gnu-gcc
 if ! command -v $cc >/dev/null 2>&1; then
 	echo "SKIP: $cc not found (apt-get install gcc-aarch64-linux-gnu)"
@@ -34,13 +38,16 @@ n=$($readelf -h "$build/liboncpu.a" | grep -c "Machine:")
 [ "$n" -gt 0 ] || fail "no objects in liboncpu.a"
 $readelf -h "$build/liboncpu.a" | grep "Machine:" | grep -vq "AArch64" &&
 	fail "liboncpu.a holds objects of another architecture"
-# generic header: no rseq assembly, hence no descriptor sections
-if $readelf -S "$so" | grep -q "__rseq_cs"; then
-	fail "liboncpu.so has __rseq_cs: the x86 assembly was used?"
-fi
-# the headers select the generic implementation for aarch64
-printf '#include <oncpu.h>\n#ifdef ONCPU_HAVE_RSEQ_ASM\n#error rseq asm selected\n#endif\n#ifndef ONCPU_ARCH_GENERIC_H\n#error generic.h not used\n#endif\nint x;\n' |
+# the aarch64 header: rseq assembly, hence the three descriptor sections
+for s in __rseq_cs __rseq_cs_ptr_array __rseq_exit_point_array __rseq_failure; do
+	$readelf -SW "$so" | grep -q " $s " || fail "liboncpu.so has no $s section"
+done
+# the headers select the aarch64 sections (and -DONCPU_NO_RSEQ_ASM the generic ones)
+printf '#include <oncpu.h>\n#include <string.h>\n#ifndef ONCPU_HAVE_RSEQ_ASM\n#error no rseq asm\n#endif\n#ifndef _ONCPU_ARCH_AARCH64_SECTIONS\n#error aarch64 sections not used\n#endif\n_Static_assert(ONCPU_RSEQ_SIG == 0xd428bc00U, "arm64 signature");\nint x;\n' |
 	$cc -std=c11 -I"$src/include" -fsyntax-only -x c - || fail "header selection"
+printf '#include <oncpu.h>\n#ifdef ONCPU_HAVE_RSEQ_ASM\n#error rseq asm selected\n#endif\n#ifndef _ONCPU_ARCH_GENERIC_SECTIONS\n#error generic sections not used\n#endif\nint x;\n' |
+	$cc -std=c11 -DONCPU_NO_RSEQ_ASM -I"$src/include" -fsyntax-only -x c - ||
+	fail "header selection with ONCPU_NO_RSEQ_ASM"
 
 # the test programs (unit and stress) compile and link for aarch64
 flags="-std=c11 -O2 -Wall -Wextra -Werror -I$src/include -I$src/tests/support"
@@ -53,4 +60,24 @@ for t in "$src"/tests/unit/thread.c "$src"/tests/unit/cs.c "$src"/tests/unit/per
 		fail "compiling $t for aarch64"
 	$readelf -h "$out" | grep -q "Machine:.*AArch64" || fail "$out is not aarch64"
 done
+
+# oncpu-inspect (a host program) reads the aarch64 files: it must find
+# sections, with the arm64 signature before every abort handler, and
+# validate every descriptor (exit status 0, no line other than "ok").
+if [ -n "$inspect" ]; then
+	obj=$build/counter.o
+	(cd "$build" && aarch64-linux-gnu-ar x liboncpu.a counter.c.o && mv counter.c.o counter.o) ||
+		fail "no counter.c.o in liboncpu.a"
+	for f in "$so" "$obj" "$build/stress-counter"; do
+		$inspect "$f" > "$build/inspect.out" || { cat "$build/inspect.out"; fail "oncpu-inspect $f"; }
+		head -n 1 "$build/inspect.out" | grep -Eq "^$f: ELF64 aarch64 [A-Z]+, [1-9][0-9]* critical sections?, [1-9][0-9]* exit points?" ||
+			{ cat "$build/inspect.out"; fail "oncpu-inspect $f: no aarch64 sections listed"; }
+		n=$(grep -c "^  #" "$build/inspect.out")
+		nok=$(grep -c "^      ok$" "$build/inspect.out" || true)
+		nsig=$(grep -c "(signature 0xd428bc00)" "$build/inspect.out" || true)
+		[ "$n" = "$nok" ] && [ "$n" = "$nsig" ] ||
+			{ cat "$build/inspect.out"; fail "oncpu-inspect $f: $n sections, $nok valid, $nsig with the arm64 signature"; }
+		echo "oncpu-inspect $(basename "$f"): $n aarch64 sections, all valid"
+	done
+fi
 echo "aarch64 cross build OK: $(basename "$so"), $n objects in liboncpu.a, test programs link"

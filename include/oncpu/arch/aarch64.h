@@ -27,6 +27,9 @@ ONCPU_INLINE void _oncpu_cpu_relax(void)
 
 #if !defined(ONCPU_NO_TP_LOAD)
 #define ONCPU_HAVE_TP_LOAD 1
+#if !defined(ONCPU_NO_RSEQ_ASM)
+#define ONCPU_HAVE_RSEQ_ASM 1
+#endif
 
 /* The thread pointer: TPIDR_EL0. */
 ONCPU_INLINE char *_oncpu_thread_pointer(void)
@@ -50,3 +53,715 @@ ONCPU_INLINE void _oncpu_tp_store32(ptrdiff_t off, uint32_t v)
 #endif /* !ONCPU_NO_TP_LOAD */
 
 #endif /* ONCPU_ARCH_AARCH64_H */
+
+/* ---- stage 2: the critical sections ---- */
+#if defined(_ONCPU_ARCH_SECTIONS) && defined(ONCPU_HAVE_RSEQ_ASM) &&                             \
+    !defined(_ONCPU_ARCH_AARCH64_SECTIONS)
+#define _ONCPU_ARCH_AARCH64_SECTIONS 1
+
+/*
+ * Every section has the skeleton of the x86-64 header (labels as in the
+ * kernel selftests):
+ *   3:  descriptor in __rseq_cs, its address in __rseq_cs_ptr_array
+ *   1:  start, after rseq_cs = &3 (adrp/add, str through the area pointer)
+ *   2:  post-commit: the instruction after the single committing store
+ *   4:  abort handler in __rseq_failure, preceded by the signature as an
+ *       instruction word (.inst), so that a stray jump there traps
+ *   5:  compare-failed exit, 6: not-registered exit; both recorded in
+ *       __rseq_exit_point_array.
+ * Every exit clears rseq_cs. The area and the id are addressed through
+ * registers the compiler computes from TPIDR_EL0 (no TLS addressing mode).
+ * Scratch registers: x9, x10, x12-x14; x11 for race-window injection.
+ *
+ * Ordering (the architecture is weakly ordered): a guard word is loaded
+ * with ldar, so every later load of the section is ordered after it (the
+ * guard-first rule of oncpu/cs.h); a release commit is stlr; everything
+ * else is plain loads and stores, ordered on one CPU by program order.
+ */
+#define _ONCPU_S(x)         #x
+#define _ONCPU_XS(x)        _ONCPU_S(x)
+#define _ONCPU_RSEQ_SIG_ASM 0xd428bc00 /* ONCPU_RSEQ_SIG without the C suffix */
+
+/* See the x86-64 header: no negative id, no uninitialized process. */
+ONCPU_INLINE int _oncpu_cs_id_usable(int id)
+{
+	return id >= 0 && _oncpu_process.rseq_offset != 0;
+}
+
+/* One assembly line per string, in columns: exempt from clang-format. */
+/* clang-format off */
+
+#ifdef ONCPU_INJECT
+#define ONCPU_INJECT_DEFINE() \
+	__attribute__((visibility("hidden"))) volatile int _oncpu_inject_loops[8]
+extern volatile int _oncpu_inject_loops[8];
+#define _ONCPU_INJECT(n)                                               \
+	"adrp x11, _oncpu_inject_loops\n\t"                            \
+	"add x11, x11, :lo12:_oncpu_inject_loops\n\t"                  \
+	"ldr w11, [x11, #4*" #n "]\n\t"                                \
+	"cbz w11, 333f\n\t"                                            \
+	"222:\n\t"                                                     \
+	"subs w11, w11, #1\n\t"                                        \
+	"b.ne 222b\n\t"                                                \
+	"333:\n\t"
+#define _ONCPU_INJECT_CLOBBER , "x11"
+#else
+#define _ONCPU_INJECT(n) ""
+#define _ONCPU_INJECT_CLOBBER
+#endif
+
+/* Descriptor 3 for the section [1, 2) with abort handler 4. */
+#define _ONCPU_ASM_TABLE                                               \
+	".pushsection __rseq_cs, \"aw\"\n\t"                           \
+	".balign 32\n\t"                                               \
+	"3:\n\t"                                                       \
+	".long 0x0, 0x0\n\t"                                           \
+	".quad 1f, 2f - 1f, 4f\n\t"                                    \
+	".popsection\n\t"                                              \
+	".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                 \
+	".balign 8\n\t"                                                \
+	".quad 3b\n\t"                                                 \
+	".popsection\n\t"
+
+/* An exit of section 1 that is neither the commit nor the abort. */
+#define _ONCPU_ASM_EXIT_POINT(exit_label)                              \
+	".pushsection __rseq_exit_point_array, \"aw\"\n\t"             \
+	".balign 8\n\t"                                                \
+	".quad 1f, " exit_label "\n\t"                                 \
+	".popsection\n\t"
+
+/* Arm the section: rseq_cs = &descriptor; label 1 starts it. */
+#define _ONCPU_ASM_ENTER                                               \
+	"adrp x9, 3b\n\t"                                              \
+	"add x9, x9, :lo12:3b\n\t"                                     \
+	"str x9, [%[area], #" _ONCPU_XS(ONCPU_RSEQ_OFF_RSEQ_CS) "]\n\t" \
+	"1:\n\t"
+
+#define _ONCPU_ASM_CLEAR                                               \
+	"str xzr, [%[area], #" _ONCPU_XS(ONCPU_RSEQ_OFF_RSEQ_CS) "]\n\t"
+
+/* Abort if the thread's id is no longer [id]. */
+#define _ONCPU_ASM_CHECK_ID                                            \
+	"ldr w9, [%[idp]]\n\t"                                         \
+	"cmp w9, %w[id]\n\t"                                           \
+	"b.ne 4f\n\t"
+
+/* Signature, abort handler 4 and the compare-failed exit 5. */
+#define _ONCPU_ASM_FAILURE(abort_label, cmpfail_label)                 \
+	".pushsection __rseq_failure, \"ax\"\n\t"                      \
+	".balign 4\n\t"                                                \
+	".inst " _ONCPU_XS(_ONCPU_RSEQ_SIG_ASM) "\n\t"                 \
+	"4:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	"b " abort_label "\n\t"                                        \
+	"5:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	"b " cmpfail_label "\n\t"                                      \
+	".popsection\n\t"
+
+/* Exit 6: this thread is not registered (yet). */
+#define _ONCPU_ASM_UNAVAILABLE_EXIT                                    \
+	".pushsection __rseq_failure, \"ax\"\n\t"                      \
+	"6:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	"b %l[unavailable]\n\t"                                        \
+	".popsection\n\t"
+
+/* x9 = current cpu_id << stride shift, or exit 6 when unregistered. */
+#define _ONCPU_ASM_CPU_INDEX                                           \
+	"ldr w9, [%[area], #" _ONCPU_XS(ONCPU_RSEQ_OFF_CPU_ID) "]\n\t" \
+	"tbnz w9, #31, 6f\n\t"                                         \
+	"lsl x9, x9, #" _ONCPU_XS(ONCPU_PERCPU_STRIDE_SHIFT) "\n\t"
+
+/* The same for the virtual CPU: registered (cpu_id >= 0), then the id. */
+#define _ONCPU_ASM_VCPU_INDEX                                          \
+	"ldr w9, [%[area], #" _ONCPU_XS(ONCPU_RSEQ_OFF_CPU_ID) "]\n\t" \
+	"tbnz w9, #31, 6f\n\t"                                         \
+	"ldr w9, [%[idp]]\n\t"                                         \
+	"lsl x9, x9, #" _ONCPU_XS(ONCPU_PERCPU_STRIDE_SHIFT) "\n\t"
+
+/* The committing store of a try-store operation, by memory order. */
+#define _ONCPU_ASM_COMMIT_RELAXED "str %[newv], [%[v]]\n\t"
+#define _ONCPU_ASM_COMMIT_RELEASE "stlr %[newv], [%[v]]\n\t"
+
+/* Compare *v with expect (x10 = *v); exit 5 when they differ. */
+#define _ONCPU_ASM_CMPEQ_V                                             \
+	"ldr x10, [%[v]]\n\t"                                          \
+	"cmp x10, %[expect]\n\t"                                       \
+	"b.ne 5f\n\t"
+
+/* The guard, loaded with acquire before anything else of the slot. */
+#define _ONCPU_ASM_CHECK_GUARD                                         \
+	"ldar x10, [%[g]]\n\t"                                         \
+	"cmp x10, %[gexpect]\n\t"                                      \
+	"b.ne 5f\n\t"                                                  \
+	_ONCPU_INJECT(4)
+
+/* memcpy(dst, src, len): 8 bytes at a time, then bytes; x10, x12-x14. */
+#define _ONCPU_ASM_MEMCPY                                              \
+	"mov x12, %[dst]\n\t"                                          \
+	"mov x13, %[src]\n\t"                                          \
+	"mov x14, %[len]\n\t"                                          \
+	"7:\n\t"                                                       \
+	"cmp x14, #8\n\t"                                              \
+	"b.lo 8f\n\t"                                                  \
+	"ldr x10, [x13], #8\n\t"                                       \
+	"str x10, [x12], #8\n\t"                                       \
+	"sub x14, x14, #8\n\t"                                         \
+	"b 7b\n\t"                                                     \
+	"8:\n\t"                                                       \
+	"cbz x14, 9f\n\t"                                              \
+	"ldrb w10, [x13], #1\n\t"                                      \
+	"strb w10, [x12], #1\n\t"                                      \
+	"sub x14, x14, #1\n\t"                                         \
+	"b 8b\n\t"                                                     \
+	"9:\n\t"
+
+#define _ONCPU_ASM_PERCPU_ADD(index)                                   \
+	_ONCPU_ASM_TABLE                                               \
+	_ONCPU_ASM_EXIT_POINT("6f")                                    \
+	_ONCPU_ASM_ENTER                                               \
+	_ONCPU_INJECT(1)                                               \
+	index                                                          \
+	"add x9, %[base], x9\n\t"                                      \
+	_ONCPU_INJECT(2)                                               \
+	"ldr x10, [x9]\n\t"                                            \
+	"add x10, x10, %[count]\n\t"                                   \
+	"str x10, [x9]\n\t"                                            \
+	"2:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")                   \
+	_ONCPU_ASM_UNAVAILABLE_EXIT
+
+#define _ONCPU_AREA          (_oncpu_thread_pointer() + _oncpu_process.rseq_offset)
+#define _ONCPU_CS_INPUTS     [area] "r"(_ONCPU_AREA), [idp] "r"(_oncpu_thread_pointer() + _oncpu_id_offset(mode))
+#define _ONCPU_CS_CLOBBERS   "memory", "cc", "x9", "x10" _ONCPU_INJECT_CLOBBER
+#define _ONCPU_COPY_CLOBBERS _ONCPU_CS_CLOBBERS, "x12", "x13", "x14"
+
+ONCPU_INLINE int _oncpu_cs_add(int mode, intptr_t *v, intptr_t count, int id)
+{
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		_ONCPU_INJECT(2)
+		"ldr x10, [%[v]]\n\t"
+		"add x10, x10, %[count]\n\t"
+		"str x10, [%[v]]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [count] "r"(count)
+		: _ONCPU_CS_CLOBBERS
+		: abort);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+}
+
+/* *(base + id * ONCPU_PERCPU_STRIDE) += count, the id read inside the section. */
+ONCPU_INLINE int _oncpu_cs_percpu_add(int mode, void *base, intptr_t count)
+{
+	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))
+		return ONCPU_CS_UNAVAILABLE;
+	if (mode == _oncpu_mode_ONCPU_CPU)
+		__asm__ goto(_ONCPU_ASM_PERCPU_ADD(_ONCPU_ASM_CPU_INDEX)
+			     :
+			     : [area] "r"(_ONCPU_AREA), [base] "r"(base), [count] "r"(count)
+			     : _ONCPU_CS_CLOBBERS
+			     : abort, unavailable);
+	else
+		__asm__ goto(_ONCPU_ASM_PERCPU_ADD(_ONCPU_ASM_VCPU_INDEX)
+			     :
+			     : _ONCPU_CS_INPUTS, [base] "r"(base), [count] "r"(count)
+			     : _ONCPU_CS_CLOBBERS
+			     : abort, unavailable);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+unavailable:
+	return ONCPU_CS_UNAVAILABLE;
+}
+
+ONCPU_INLINE int _oncpu_cs_cmpeq_store(int mode, intptr_t *v, intptr_t expect, intptr_t newv,
+				       int id)
+{
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		_ONCPU_INJECT(2)
+		_ONCPU_ASM_CMPEQ_V
+		_ONCPU_INJECT(3)
+		_ONCPU_ASM_COMMIT_RELAXED
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [expect] "r"(expect),
+		  [newv] "r"(newv)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+}
+
+/* The list pop: the load of *(*v + voff) depends on *v (address order). */
+ONCPU_INLINE int _oncpu_cs_cmpne_load_off_store(int mode, intptr_t *v, intptr_t expectnot,
+						ptrdiff_t voff, intptr_t *load, int id)
+{
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		"ldr x10, [%[v]]\n\t"
+		"cmp x10, %[expectnot]\n\t"
+		"b.eq 5f\n\t"
+		_ONCPU_INJECT(2)
+		"str x10, [%[load]]\n\t"
+		"ldr x10, [x10, %[voff]]\n\t"
+		_ONCPU_INJECT(3)
+		"str x10, [%[v]]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [expectnot] "r"(expectnot),
+		  [voff] "r"(voff), [load] "r"(load)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+}
+
+#define _ONCPU_ASM_CMPEQ_TRYSTORE_STORE(commit)                        \
+	_ONCPU_ASM_TABLE                                               \
+	_ONCPU_ASM_EXIT_POINT("5f")                                    \
+	_ONCPU_ASM_ENTER                                               \
+	_ONCPU_INJECT(1)                                               \
+	_ONCPU_ASM_CHECK_ID                                            \
+	_ONCPU_ASM_CMPEQ_V                                             \
+	_ONCPU_INJECT(2)                                               \
+	"str %[newv2], [%[v2]]\n\t"                                    \
+	_ONCPU_INJECT(3)                                               \
+	commit                                                         \
+	"2:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+#define _ONCPU_CMPEQ_TRYSTORE_STORE_OPERANDS                           \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [expect] "r"(expect), \
+	  [v2] "r"(v2), [newv2] "r"(newv2), [newv] "r"(newv)           \
+	: _ONCPU_CS_CLOBBERS                                           \
+	: abort, cmpfail
+
+ONCPU_INLINE int _oncpu_cs_cmpeq_trystore_store(int mode, int mo, intptr_t *v, intptr_t expect,
+						intptr_t *v2, intptr_t newv2, intptr_t newv, int id)
+{
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
+	if (mo == _oncpu_mo_ONCPU_RELEASE)
+		__asm__ goto(_ONCPU_ASM_CMPEQ_TRYSTORE_STORE(_ONCPU_ASM_COMMIT_RELEASE)
+			     : _ONCPU_CMPEQ_TRYSTORE_STORE_OPERANDS);
+	else
+		__asm__ goto(_ONCPU_ASM_CMPEQ_TRYSTORE_STORE(_ONCPU_ASM_COMMIT_RELAXED)
+			     : _ONCPU_CMPEQ_TRYSTORE_STORE_OPERANDS);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+}
+
+#define _ONCPU_ASM_CMPEQ_MEMCPY_STORE(commit)                          \
+	_ONCPU_ASM_TABLE                                               \
+	_ONCPU_ASM_EXIT_POINT("5f")                                    \
+	_ONCPU_ASM_ENTER                                               \
+	_ONCPU_INJECT(1)                                               \
+	_ONCPU_ASM_CHECK_ID                                            \
+	_ONCPU_ASM_CMPEQ_V                                             \
+	_ONCPU_ASM_MEMCPY                                              \
+	_ONCPU_INJECT(2)                                               \
+	commit                                                         \
+	"2:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+#define _ONCPU_CMPEQ_MEMCPY_STORE_OPERANDS                             \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [expect] "r"(expect), \
+	  [dst] "r"(dst), [src] "r"(src), [len] "r"(len), [newv] "r"(newv) \
+	: _ONCPU_COPY_CLOBBERS                                         \
+	: abort, cmpfail
+
+/* The copy is a loop of loads and stores: interruptible anywhere, which
+ * only aborts. */
+ONCPU_INLINE int _oncpu_cs_cmpeq_memcpy_store(int mode, int mo, intptr_t *v, intptr_t expect,
+					      void *dst, const void *src, size_t len,
+					      intptr_t newv, int id)
+{
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
+	if (mo == _oncpu_mo_ONCPU_RELEASE)
+		__asm__ goto(_ONCPU_ASM_CMPEQ_MEMCPY_STORE(_ONCPU_ASM_COMMIT_RELEASE)
+			     : _ONCPU_CMPEQ_MEMCPY_STORE_OPERANDS);
+	else
+		__asm__ goto(_ONCPU_ASM_CMPEQ_MEMCPY_STORE(_ONCPU_ASM_COMMIT_RELAXED)
+			     : _ONCPU_CMPEQ_MEMCPY_STORE_OPERANDS);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+}
+
+ONCPU_INLINE int _oncpu_cs_deref_off_add(int mode, intptr_t *ptr, ptrdiff_t off, intptr_t inc,
+					 int id)
+{
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		"ldr x9, [%[ptr]]\n\t"
+		"add x9, x9, %[off]\n\t"
+		_ONCPU_INJECT(2)
+		"ldr x10, [x9]\n\t"
+		"add x10, x10, %[inc]\n\t"
+		"str x10, [x9]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [ptr] "r"(ptr), [off] "r"(off), [inc] "r"(inc)
+		: _ONCPU_CS_CLOBBERS
+		: abort);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+}
+
+/* Guarded operations: the guard (ldar) right after the id check. */
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *g, intptr_t gexpect,
+					     intptr_t *v, intptr_t expect, intptr_t newv, int id)
+{
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		_ONCPU_ASM_CHECK_GUARD
+		_ONCPU_ASM_CMPEQ_V
+		_ONCPU_INJECT(2)
+		_ONCPU_ASM_COMMIT_RELAXED
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "r"(g), [gexpect] "r"(gexpect),
+		  [v] "r"(v), [expect] "r"(expect), [newv] "r"(newv)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+}
+
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpne_load_off_store(int mode, intptr_t *g, intptr_t gexpect,
+						       intptr_t *v, intptr_t expectnot,
+						       ptrdiff_t voff, intptr_t *load, int id)
+{
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		_ONCPU_ASM_CHECK_GUARD
+		"ldr x10, [%[v]]\n\t"
+		"cmp x10, %[expectnot]\n\t"
+		"b.eq 5f\n\t"
+		_ONCPU_INJECT(2)
+		"str x10, [%[load]]\n\t"
+		"ldr x10, [x10, %[voff]]\n\t"
+		_ONCPU_INJECT(3)
+		"str x10, [%[v]]\n\t"
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "r"(g), [gexpect] "r"(gexpect),
+		  [v] "r"(v), [expectnot] "r"(expectnot), [voff] "r"(voff), [load] "r"(load)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+}
+
+#define _ONCPU_ASM_CMPEQ_CMPEQ_TRYSTORE_STORE(commit)                  \
+	_ONCPU_ASM_TABLE                                               \
+	_ONCPU_ASM_EXIT_POINT("5f")                                    \
+	_ONCPU_ASM_ENTER                                               \
+	_ONCPU_INJECT(1)                                               \
+	_ONCPU_ASM_CHECK_ID                                            \
+	_ONCPU_ASM_CHECK_GUARD                                         \
+	_ONCPU_ASM_CMPEQ_V                                             \
+	_ONCPU_INJECT(2)                                               \
+	"str %[newv2], [%[v2]]\n\t"                                    \
+	_ONCPU_INJECT(3)                                               \
+	commit                                                         \
+	"2:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+#define _ONCPU_CMPEQ_CMPEQ_TRYSTORE_STORE_OPERANDS                     \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "r"(g), [gexpect] "r"(gexpect), \
+	  [v] "r"(v), [expect] "r"(expect), [v2] "r"(v2), [newv2] "r"(newv2), \
+	  [newv] "r"(newv)                                             \
+	: _ONCPU_CS_CLOBBERS                                           \
+	: abort, cmpfail
+
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t *g,
+						       intptr_t gexpect, intptr_t *v,
+						       intptr_t expect, intptr_t *v2,
+						       intptr_t newv2, intptr_t newv, int id)
+{
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
+	if (mo == _oncpu_mo_ONCPU_RELEASE)
+		__asm__ goto(_ONCPU_ASM_CMPEQ_CMPEQ_TRYSTORE_STORE(_ONCPU_ASM_COMMIT_RELEASE)
+			     : _ONCPU_CMPEQ_CMPEQ_TRYSTORE_STORE_OPERANDS);
+	else
+		__asm__ goto(_ONCPU_ASM_CMPEQ_CMPEQ_TRYSTORE_STORE(_ONCPU_ASM_COMMIT_RELAXED)
+			     : _ONCPU_CMPEQ_CMPEQ_TRYSTORE_STORE_OPERANDS);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+}
+
+/* *src is loaded after both compares: the value the commit pairs with. */
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *g, intptr_t gexpect,
+						  intptr_t *v, intptr_t expect, intptr_t *src,
+						  intptr_t *load, intptr_t newv, int id)
+{
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
+	__asm__ goto(
+		_ONCPU_ASM_TABLE
+		_ONCPU_ASM_EXIT_POINT("5f")
+		_ONCPU_ASM_ENTER
+		_ONCPU_INJECT(1)
+		_ONCPU_ASM_CHECK_ID
+		_ONCPU_ASM_CHECK_GUARD
+		_ONCPU_ASM_CMPEQ_V
+		_ONCPU_INJECT(2)
+		"ldr x10, [%[src]]\n\t"
+		"str x10, [%[load]]\n\t"
+		_ONCPU_INJECT(3)
+		_ONCPU_ASM_COMMIT_RELAXED
+		"2:\n\t"
+		_ONCPU_ASM_CLEAR
+		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+		:
+		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "r"(g), [gexpect] "r"(gexpect),
+		  [v] "r"(v), [expect] "r"(expect), [src] "r"(src), [load] "r"(load),
+		  [newv] "r"(newv)
+		: _ONCPU_CS_CLOBBERS
+		: abort, cmpfail);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+}
+
+#define _ONCPU_ASM_CMPEQ_CMPEQ_MEMCPY_STORE(commit)                    \
+	_ONCPU_ASM_TABLE                                               \
+	_ONCPU_ASM_EXIT_POINT("5f")                                    \
+	_ONCPU_ASM_ENTER                                               \
+	_ONCPU_INJECT(1)                                               \
+	_ONCPU_ASM_CHECK_ID                                            \
+	_ONCPU_ASM_CHECK_GUARD                                         \
+	_ONCPU_ASM_CMPEQ_V                                             \
+	_ONCPU_ASM_MEMCPY                                              \
+	_ONCPU_INJECT(2)                                               \
+	commit                                                         \
+	"2:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+#define _ONCPU_CMPEQ_CMPEQ_MEMCPY_STORE_OPERANDS                       \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "r"(g), [gexpect] "r"(gexpect), \
+	  [v] "r"(v), [expect] "r"(expect), [dst] "r"(dst), [src] "r"(src), \
+	  [len] "r"(len), [newv] "r"(newv)                             \
+	: _ONCPU_COPY_CLOBBERS                                         \
+	: abort, cmpfail
+
+ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *g,
+						     intptr_t gexpect, intptr_t *v,
+						     intptr_t expect, void *dst, const void *src,
+						     size_t len, intptr_t newv, int id)
+{
+	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
+		return ONCPU_CS_UNAVAILABLE;
+	if (mo == _oncpu_mo_ONCPU_RELEASE)
+		__asm__ goto(_ONCPU_ASM_CMPEQ_CMPEQ_MEMCPY_STORE(_ONCPU_ASM_COMMIT_RELEASE)
+			     : _ONCPU_CMPEQ_CMPEQ_MEMCPY_STORE_OPERANDS);
+	else
+		__asm__ goto(_ONCPU_ASM_CMPEQ_CMPEQ_MEMCPY_STORE(_ONCPU_ASM_COMMIT_RELAXED)
+			     : _ONCPU_CMPEQ_CMPEQ_MEMCPY_STORE_OPERANDS);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+}
+
+/*
+ * Per-CPU arrays (layout in oncpu/cs.h): x9 = the slot, from the id read
+ * inside the section; its guard word (ldar) is compared with 0 before the
+ * count is read into x10. Exits: 5 (guard taken, empty or full), 6 (not
+ * registered).
+ */
+#define _ONCPU_ASM_ARRAY_OP(index, body)                               \
+	_ONCPU_ASM_TABLE                                               \
+	_ONCPU_ASM_EXIT_POINT("5f")                                    \
+	_ONCPU_ASM_EXIT_POINT("6f")                                    \
+	_ONCPU_ASM_ENTER                                               \
+	_ONCPU_INJECT(1)                                               \
+	index                                                          \
+	"add x9, %[base], x9\n\t"                                      \
+	"add x12, x9, #" _ONCPU_XS(ONCPU_CS_ARRAY_GUARD) "\n\t"        \
+	"ldar x10, [x12]\n\t"                                          \
+	"cbnz x10, 5f\n\t"                                             \
+	_ONCPU_INJECT(4)                                               \
+	"ldr x10, [x9, #" _ONCPU_XS(ONCPU_CS_ARRAY_COUNT) "]\n\t"      \
+	body                                                           \
+	"2:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")                 \
+	_ONCPU_ASM_UNAVAILABLE_EXIT
+
+/* n = x10: if 0, exit 5; load = items[n - 1] (a register); commit n - 1. */
+#define _ONCPU_ASM_ARRAY_POP                                           \
+	"cbz x10, 5f\n\t"                                              \
+	_ONCPU_INJECT(2)                                               \
+	"add x12, x9, x10, lsl #3\n\t"                                 \
+	"ldr %[load], [x12, #" _ONCPU_XS(ONCPU_CS_ARRAY_ITEMS) " - 8]\n\t" \
+	"sub x10, x10, #1\n\t"                                         \
+	_ONCPU_INJECT(3)                                               \
+	"str x10, [x9, #" _ONCPU_XS(ONCPU_CS_ARRAY_COUNT) "]\n\t"
+
+/* n = x10: if >= cap, exit 5; items[n] = v (try-store); commit n + 1. */
+#define _ONCPU_ASM_ARRAY_PUSH                                          \
+	"cmp x10, %[cap]\n\t"                                          \
+	"b.hs 5f\n\t"                                                  \
+	_ONCPU_INJECT(2)                                               \
+	"add x12, x9, x10, lsl #3\n\t"                                 \
+	"str %[v], [x12, #" _ONCPU_XS(ONCPU_CS_ARRAY_ITEMS) "]\n\t"    \
+	"add x10, x10, #1\n\t"                                         \
+	_ONCPU_INJECT(3)                                               \
+	"str x10, [x9, #" _ONCPU_XS(ONCPU_CS_ARRAY_COUNT) "]\n\t"
+
+#define _ONCPU_ARRAY_CLOBBERS _ONCPU_CS_CLOBBERS, "x12"
+
+/*
+ * The popped item is an output register, valid on the commit path. The
+ * _init variants leave out the check that the process is initialized (see
+ * the x86-64 header). `volatile`: GCC deletes an asm goto whose outputs
+ * are unused unless it is.
+ */
+ONCPU_INLINE int _oncpu_cs_percpu_array_pop_init(int mode, void *base, intptr_t *load)
+{
+	intptr_t item;
+	if (mode == _oncpu_mode_ONCPU_CPU)
+		__asm__ __volatile__ goto(
+			     _ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_CPU_INDEX, _ONCPU_ASM_ARRAY_POP)
+			     : [load] "=&r"(item)
+			     : [area] "r"(_ONCPU_AREA), [base] "r"(base)
+			     : _ONCPU_ARRAY_CLOBBERS
+			     : abort, cmpfail, unavailable);
+	else
+		__asm__ __volatile__ goto(
+			     _ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_VCPU_INDEX, _ONCPU_ASM_ARRAY_POP)
+			     : [load] "=&r"(item)
+			     : _ONCPU_CS_INPUTS, [base] "r"(base)
+			     : _ONCPU_ARRAY_CLOBBERS
+			     : abort, cmpfail, unavailable);
+	*load = item;
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+unavailable:
+	return ONCPU_CS_UNAVAILABLE;
+}
+
+ONCPU_INLINE int _oncpu_cs_percpu_array_push_init(int mode, void *base, intptr_t cap, intptr_t v)
+{
+	if (mode == _oncpu_mode_ONCPU_CPU)
+		__asm__ goto(_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_CPU_INDEX, _ONCPU_ASM_ARRAY_PUSH)
+			     :
+			     : [area] "r"(_ONCPU_AREA), [base] "r"(base), [cap] "r"(cap), [v] "r"(v)
+			     : _ONCPU_ARRAY_CLOBBERS
+			     : abort, cmpfail, unavailable);
+	else
+		__asm__ goto(_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_VCPU_INDEX, _ONCPU_ASM_ARRAY_PUSH)
+			     :
+			     : _ONCPU_CS_INPUTS, [base] "r"(base), [cap] "r"(cap), [v] "r"(v)
+			     : _ONCPU_ARRAY_CLOBBERS
+			     : abort, cmpfail, unavailable);
+	return ONCPU_CS_COMMITTED;
+abort:
+	return ONCPU_CS_ABORTED;
+cmpfail:
+	return ONCPU_CS_CMPFAIL;
+unavailable:
+	return ONCPU_CS_UNAVAILABLE;
+}
+
+ONCPU_INLINE int _oncpu_cs_percpu_array_pop(int mode, void *base, intptr_t *load)
+{
+	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))
+		return ONCPU_CS_UNAVAILABLE;
+	return _oncpu_cs_percpu_array_pop_init(mode, base, load);
+}
+
+ONCPU_INLINE int _oncpu_cs_percpu_array_push(int mode, void *base, intptr_t cap, intptr_t v)
+{
+	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))
+		return ONCPU_CS_UNAVAILABLE;
+	return _oncpu_cs_percpu_array_push_init(mode, base, cap, v);
+}
+
+/* clang-format on */
+
+#endif /* stage 2 */
