@@ -24,9 +24,9 @@ bool _oncpu_ds_sections(unsigned *flags, int mode)
 	/* Full fence (lock or) before this thread's next section reads a lock
 	 * word; pairs with the CAS-then-load of lock holders (stack.h, 3a).
 	 * Threads that find the flag already set read it before their
-	 * sections' loads of the lock word, and loads are not reordered with
-	 * loads on the architectures with sections (x86-64, TSO). */
-	if (!(__atomic_load_n(flags, __ATOMIC_RELAXED) & DS_SECTIONS))
+	 * sections' loads of the lock word: an acquire load keeps that order
+	 * on weakly ordered architectures (a plain load on x86-64). */
+	if (!(__atomic_load_n(flags, __ATOMIC_ACQUIRE) & DS_SECTIONS))
 		__atomic_fetch_or(flags, DS_SECTIONS, __ATOMIC_SEQ_CST);
 	return true;
 }
