@@ -277,6 +277,10 @@ static void fork_child(void *arg)
 	CHECK(oncpu_desched_state(holder_token) == ONCPU_DESCHED_GONE);
 	CHECK(((uint32_t *)oncpu_desched_words())[1] == 0x12345678);
 	CHECK(strcmp(oncpu_desched_provider(), provider) == 0);
+	/* the kernel starts every child unregistered: the atfork handler
+	 * registered this thread's entries again */
+	if (strcmp(provider, "kernel") == 0)
+		CHECK(prctl(PR_RSEQ_DESCHED_GET, 0, 0, 0, 0) >= 1);
 	/* new threads get blocks, never the ghost's */
 	oncpu_desched_token_t t2;
 	pthread_t t;
