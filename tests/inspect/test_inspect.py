@@ -93,6 +93,12 @@ def compare(dump, objects, modules):
         for c in obj["critical_sections"]:
             check(c["valid"] and not c["violations"],
                   "%s: section %s valid" % (mod, c["start_ip"]))
+            check(c["function"] is not None and
+                  c["function_offset"] + c["post_commit_offset"] <=
+                  c.get("function_size", 0),
+                  "%s: section %s lies inside %s (offset %s, size %s)"
+                  % (mod, c["start_ip"], c["function"],
+                     c.get("function_offset"), c.get("function_size")))
             by_desc[int(c["descriptor"], 16) + bias] = (c, bias)
         exits = sorted((int(x["start_ip"], 16) + bias,
                         int(x["exit_ip"], 16) + bias)
@@ -445,6 +451,7 @@ def t_gdb(gdb, inspect, prog, source, ext, scenario, mode):
     fn = "tp_counter_inc" if oncpu else "tp_addv"
     env = dict(os.environ)
     env.update(TP_PROG=prog, TP_SCENARIO=scenario, TP_INSPECT=inspect,
+               ONCPU_INSPECT=inspect,
                TP_SOURCE=source, TP_SECTION_FN=fn,
                TP_COUNTER="iterations" if oncpu else "memory",
                TP_EXTENSION=ext if mode in ("with", "late") else "",
