@@ -49,11 +49,6 @@ _INSPECT_FORMAT = 1   # the --json "format" this extension reads
 _MASK = (1 << 64) - 1
 _PAGE = 4096          # load biases are page-aligned
 
-try:
-    _SCRIPT = os.path.abspath(__file__)
-except NameError:     # executed without a file name
-    _SCRIPT = None
-
 
 def _find_inspect():
     """(path of oncpu-inspect, None), or (None, why it was not found).
@@ -68,7 +63,7 @@ def _find_inspect():
         return None, "ONCPU_INSPECT=%s is not an executable file" % env
     places = []
     for marker in ("/share/oncpu/gdb/", "/share/gdb/auto-load/"):
-        at = _SCRIPT.find(marker) if _SCRIPT else -1
+        at = _SCRIPT.find(marker)
         if at >= 0:
             places.append(os.path.join(_SCRIPT[:at] or "/", "bin"))
             break
@@ -79,6 +74,11 @@ def _find_inspect():
         if found:
             return found, None
     return None, "oncpu-inspect not found (looked in %s)" % ", ".join(places)
+
+
+# This file's path: __file__ names the outermost script when one sources
+# another, the code object names the file it was compiled from.
+_SCRIPT = os.path.abspath(_find_inspect.__code__.co_filename)
 
 
 class CriticalSection(object):
