@@ -165,7 +165,8 @@ class _Registry(object):
         self.cache_key = None
         self.cache = []
         self.errors = {}     # path -> why its sections are not listed
-        self.tool_error = None
+        self.tool_error = None   # why oncpu-inspect was not found
+        self.tool_failed = False  # a run of it failed (already said)
 
     def invalidate(self, *_args):
         self.cache_key = None
@@ -200,6 +201,9 @@ class _Registry(object):
         except (OSError, ValueError, KeyError, IndexError,
                 subprocess.SubprocessError) as e:
             self.errors[path] = "%s --json failed: %s" % (tool, e)
+            if not self.tool_failed:  # the tool, not the file: say it once
+                _msg("%s: %s" % (path, self.errors[path]))
+                self.tool_failed = True
             record = None
         self.files[path] = (stamp, record)
         return record
@@ -231,9 +235,12 @@ class _Registry(object):
                 continue
             bias = _load_bias(o, record)
             if bias is None:
-                self.errors[o.filename] = (
-                    "sections not located: GDB knows no function that holds "
-                    "one at an address of this object")
+                why = ("%d critical sections not located: GDB knows no "
+                       "function that holds one (stripped?)"
+                       % len(record["critical_sections"]))
+                if self.errors.get(o.filename) != why:
+                    _msg("%s: %s" % (o.filename, why))
+                self.errors[o.filename] = why
                 continue
             self.errors.pop(o.filename, None)
             result += [CriticalSection(o.filename, cs, bias)
