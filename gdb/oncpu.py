@@ -42,8 +42,8 @@ import gdb
 # link-time address.  A bias is accepted only when it is a whole number of
 # pages and GDB places that address in the same object (solib_name), so a
 # function name that several objects or files define cannot mislead it.
-# This works wherever GDB knows the symbols: a live process, a remote
-# target, a core file, or the file alone before "run" (bias 0).
+# Nothing comes from /proc: a live process, a core file and the file alone
+# before "run" (bias 0) are handled alike.
 
 _INSPECT_FORMAT = 1   # the --json "format" this extension reads
 _MASK = (1 << 64) - 1
@@ -89,7 +89,6 @@ class CriticalSection(object):
             return (int(record[key], 16) + bias) & _MASK
 
         self.objfile = objfile
-        self.desc = addr("descriptor")
         self.start = addr("start_ip")
         self.post_commit_offset = record["post_commit_offset"]
         self.post_commit = addr("post_commit_ip")
