@@ -1,9 +1,8 @@
 # oncpu GDB extension: rseq critical sections for GDB.
 #
-# Reads the rseq debug sections that oncpu, the Linux kernel selftests,
-# librseq and other producers emit (__rseq_cs, __rseq_cs_ptr_array,
-# __rseq_exit_point_array, abort handlers preceded by the signature) from
-# every loaded object, and:
+# Takes the rseq critical sections that oncpu, the Linux kernel selftests,
+# librseq and other producers record (__rseq_cs, __rseq_cs_ptr_array,
+# __rseq_exit_point_array) in every loaded object from oncpu-inspect, and:
 #
 #   info rseq [all]    lists the critical sections, says whether $pc is in one
 #   step, next, stepi, nexti, until never get stuck in a critical section:
@@ -22,73 +21,88 @@
 # let the section run at full speed instead.
 #
 # Load by hand with `source /path/to/oncpu.py`; installed copies are
-# auto-loaded for liboncpu (see oncpu-gdb(7)).
+# auto-loaded for liboncpu (see oncpu-gdb(7)).  oncpu-inspect is found
+# through ONCPU_INSPECT, beside an installed copy, or in PATH.
 
+import json
 import os
-import struct
+import shutil
+import subprocess
 
 import gdb
 
-_FORMAT = 1
-
 # ---------------------------------------------------------------------------
-# ELF reading (64-bit little-endian; x86-64 and aarch64 signatures)
+# Where the tables come from
+#
+# oncpu-inspect, the project's ELF reader, lists the sections of each loaded
+# object file at link-time addresses (--json FILE: one run per file, kept
+# while the file's mtime and size stay the same).  The run-time addresses
+# add the object's load bias, taken from GDB's own symbol tables: GDB's
+# address of a function that holds a section minus the function's
+# link-time address.  A bias is accepted only when it is a whole number of
+# pages and GDB places that address in the same object (solib_name), so a
+# function name that several objects or files define cannot mislead it.
+# Nothing comes from /proc: a live process, a core file and the file alone
+# before "run" (bias 0) are handled alike.
 
-_EM_X86_64 = 62
-_EM_AARCH64 = 183
-_SIGNATURES = {_EM_X86_64: 0x53053053, _EM_AARCH64: 0xD428BC00}
-# (RELATIVE, ABS64, GLOB_DAT, JUMP_SLOT) relocation types.
-_RELOCS = {_EM_X86_64: (8, 1, 6, 7), _EM_AARCH64: (1027, 257, 1025, 1026)}
-_SHT_SYMTAB, _SHT_STRTAB, _SHT_RELA, _SHT_NOBITS, _SHT_REL = 2, 3, 4, 8, 9
-_SHT_DYNSYM = 11
-_SHF_ALLOC = 2
-_SHF_EXECINSTR = 4
+_INSPECT_FORMAT = 1   # the --json "format" this extension reads
+_MASK = (1 << 64) - 1
+_PAGE = 4096          # load biases are page-aligned
 
 
-class ElfError(Exception):
-    pass
+def _find_inspect():
+    """(path of oncpu-inspect, None), or (None, why it was not found).
+
+    ONCPU_INSPECT when set, else <prefix>/bin beside an installed copy of
+    this file (<prefix>/share/oncpu/gdb or <prefix>/share/gdb/auto-load),
+    else PATH."""
+    env = os.environ.get("ONCPU_INSPECT")
+    if env:
+        if os.path.isfile(env) and os.access(env, os.X_OK):
+            return env, None
+        return None, "ONCPU_INSPECT=%s is not an executable file" % env
+    places = []
+    for marker in ("/share/oncpu/gdb/", "/share/gdb/auto-load/"):
+        at = _SCRIPT.find(marker)
+        if at >= 0:
+            places.append(os.path.join(_SCRIPT[:at] or "/", "bin"))
+            break
+    places.append("PATH")
+    for place in places:
+        found = shutil.which("oncpu-inspect",
+                             path=None if place == "PATH" else place)
+        if found:
+            return found, None
+    return None, "oncpu-inspect not found (looked in %s)" % ", ".join(places)
 
 
-class _Sec(object):
-    __slots__ = ("name", "type", "flags", "addr", "offset", "size", "link",
-                 "info", "entsize")
+# This file's path: __file__ names the outermost script when one sources
+# another, the code object names the file it was compiled from.
+_SCRIPT = os.path.abspath(_find_inspect.__code__.co_filename)
 
 
 class CriticalSection(object):
-    """One descriptor with run-time addresses (load bias applied)."""
+    """One section of an oncpu-inspect record, at run-time addresses."""
 
-    def __init__(self, objfile, desc, start, pco, abort, version, flags,
-                 signature, expected, function):
+    def __init__(self, objfile, record, bias):
+        def addr(key):
+            return (int(record[key], 16) + bias) & _MASK
+
         self.objfile = objfile
-        self.desc = desc
-        self.start = start
-        self.post_commit_offset = pco
-        self.post_commit = start + pco
-        self.abort = abort
-        self.version = version
-        self.flags = flags
-        self.signature = signature
-        self.expected_signature = expected
-        self.function = function  # (name, start, size) or None
-        self.exits = []
+        self.start = addr("start_ip")
+        self.post_commit_offset = record["post_commit_offset"]
+        self.post_commit = addr("post_commit_ip")
+        self.abort = addr("abort_ip")
+        self.exits = [(int(e, 16) + bias) & _MASK for e in record["exits"]]
+        self.violations = record["violations"]
+        self.function = None  # (name, start, size)
+        if record.get("function") is not None:
+            self.function = (record["function"],
+                             self.start - record["function_offset"],
+                             record["function_size"])
 
     def contains(self, pc):
         return 0 <= pc - self.start < self.post_commit_offset
-
-    def problems(self):
-        p = []
-        if self.version != 0:
-            p.append("version is not 0")
-        if self.flags != 0:
-            p.append("flags are not 0")
-        if 0 <= self.abort - self.start < self.post_commit_offset:
-            p.append("abort_ip lies inside the section")
-        if self.signature is None:
-            p.append("the 4 bytes before abort_ip are not in the file")
-        elif self.signature != self.expected_signature:
-            p.append("signature before abort_ip is 0x%08x, expected 0x%08x"
-                     % (self.signature, self.expected_signature))
-        return p
 
     def name(self):
         if self.function:
@@ -97,227 +111,48 @@ class CriticalSection(object):
         return "0x%x" % self.start
 
 
-class ElfRseq(object):
-    """The rseq sections of one ELF file, at link-time addresses."""
+def _function_addresses(objfile, name):
+    """GDB's run-time addresses for function name: from objfile's debug
+    symbols, then the minimal symbols (any object: checked by the caller)."""
+    for lookup in (objfile.lookup_global_symbol,
+                   objfile.lookup_static_symbol):
+        try:
+            sym = lookup(name)
+            if sym is not None and sym.addr_class == gdb.SYMBOL_LOC_BLOCK:
+                yield int(sym.value().address) & _MASK
+        except gdb.error:
+            pass
+    if "'" not in name:
+        try:
+            yield int(gdb.parse_and_eval("(unsigned long)&'%s'" % name)) \
+                & _MASK
+        except gdb.error:
+            pass
 
-    def __init__(self, path):
-        with open(path, "rb") as f:
-            self.data = f.read()
-        self.path = path
-        self._parse()
 
-    def _u(self, fmt, off):
-        size = struct.calcsize(fmt)
-        if off < 0 or off + size > len(self.data):
-            raise ElfError("read past the end of %s" % self.path)
-        return struct.unpack_from(fmt, self.data, off)
-
-    def _parse(self):
-        d = self.data
-        if len(d) < 64 or d[:4] != b"\x7fELF":
-            raise ElfError("not an ELF file")
-        if d[4] != 2 or d[5] != 1:
-            raise ElfError("only 64-bit little-endian ELF is supported")
-        (self.type, self.machine) = self._u("<HH", 16)
-        if self.machine not in _SIGNATURES:
-            raise ElfError("unsupported machine %d" % self.machine)
-        self.expected_signature = _SIGNATURES[self.machine]
-        shoff, = self._u("<Q", 0x28)
-        shentsize, shnum, shstrndx = self._u("<HHH", 0x3A)
-        if shoff == 0 or shentsize != 64:
-            raise ElfError("no usable section header table")
-        if shnum == 0:
-            shnum = self._u("<Q", shoff + 0x20)[0]
-        if shstrndx == 0xFFFF:
-            shstrndx = self._u("<I", shoff + 0x28)[0]
-        if shnum * 64 > len(d) or shstrndx >= shnum:
-            raise ElfError("section header table past the end of the file")
-        secs = []
-        for i in range(shnum):
-            f = self._u("<IIQQQQIIQQ", shoff + 64 * i)
-            s = _Sec()
-            (nameoff, s.type, s.flags, s.addr, s.offset, s.size, s.link,
-             s.info, _align, s.entsize) = f
-            s.name = nameoff
-            if (i and s.type not in (0, _SHT_NOBITS)
-                    and s.offset + s.size > len(d)):
-                raise ElfError("section %d lies past the end of the file" % i)
-            secs.append(s)
-        strtab = secs[shstrndx]
-        for s in secs:
-            s.name = self._cstr(strtab, s.name)
-        self.secs = secs
-        self.byname = {}
-        for s in secs[1:]:
-            self.byname.setdefault(s.name, s)
-
-    def _cstr(self, strtab, off):
-        if off >= strtab.size:
-            return "?"
-        start = strtab.offset + off
-        end = self.data.find(b"\0", start, strtab.offset + strtab.size)
-        if end < 0:
-            return "?"
-        return self.data[start:end].decode("utf-8", "replace")
-
-    def has_rseq(self):
-        return ("__rseq_cs_ptr_array" in self.byname
-                or "__rseq_cs" in self.byname)
-
-    def _sec_at(self, addr, n=1):
-        for s in self.secs[1:]:
-            if (s.flags & _SHF_ALLOC) and s.addr <= addr \
-                    and addr + n <= s.addr + s.size:
-                return s
-        return None
-
-    def _bytes(self, addr, n):
-        s = self._sec_at(addr, n)
-        if s is None or s.type == _SHT_NOBITS:
-            return None
-        o = s.offset + addr - s.addr
-        return self.data[o:o + n]
-
-    def _fixups(self):
-        """Relocated 64-bit values in the rseq data sections (bias 0)."""
-        targets = [self.byname.get(n) for n in
-                   ("__rseq_cs", "__rseq_cs_ptr_array",
-                    "__rseq_exit_point_array")]
-        targets = [t for t in targets if t is not None]
-        rel_types = _RELOCS[self.machine]
-        fix = {}
-        for rs in self.secs:
-            if rs.type not in (_SHT_RELA, _SHT_REL):
-                continue
-            rela = rs.type == _SHT_RELA
-            ent = 24 if rela else 16
-            base = None
-            if self.type == 1:  # ET_REL: relative to the target section
-                if rs.info >= len(self.secs) or \
-                        self.secs[rs.info] not in targets:
-                    continue
-                base = self.secs[rs.info].addr
-            if rs.entsize != ent:
-                raise ElfError("bad relocation entry size in " + rs.name)
-            symtab = self.secs[rs.link] if 0 < rs.link < len(self.secs) \
-                else None
-            for j in range(rs.size // ent):
-                off, info = self._u("<QQ", rs.offset + j * ent)
-                addr = off + base if base is not None else off
-                if not any(t.addr <= addr < t.addr + t.size
-                           for t in targets):
-                    continue
-                rtype, symi = info & 0xFFFFFFFF, info >> 32
-                if rela:
-                    addend = self._u("<q", rs.offset + j * ent + 16)[0]
-                else:
-                    b = self._bytes(addr, 8)
-                    addend = struct.unpack("<q", b)[0] if b else 0
-                if rtype == 0:
-                    continue
-                if rtype == rel_types[0]:
-                    fix[addr] = addend & 0xFFFFFFFFFFFFFFFF
-                    continue
-                if rtype not in rel_types[1:]:
-                    raise ElfError("unsupported relocation type %d" % rtype)
-                sval = self._symval(symtab, symi)
-                if sval is None:
-                    fix[addr] = None
-                else:
-                    fix[addr] = (sval + (addend if rtype == rel_types[1]
-                                         else 0)) & 0xFFFFFFFFFFFFFFFF
-        return fix
-
-    def _symval(self, symtab, i):
-        if symtab is None or symtab.entsize != 24 or \
-                i * 24 >= symtab.size:
-            raise ElfError("bad relocation symbol")
-        _n, _info, _other, shndx, value, _size = self._u(
-            "<IBBHQQ", symtab.offset + 24 * i)
-        if shndx == 0:
-            return None  # undefined: resolved only at run time
-        if self.type == 1 and shndx < len(self.secs):
-            value += self.secs[shndx].addr
-        return value
-
-    def _functions(self):
-        tab = None
-        for t in (_SHT_SYMTAB, _SHT_DYNSYM):
-            for s in self.secs:
-                if s.type == t and s.entsize == 24 and \
-                        0 < s.link < len(self.secs):
-                    tab = s
-                    break
-            if tab:
-                break
-        funcs = []
-        if tab is None:
-            return funcs
-        strs = self.secs[tab.link]
-        for i in range(1, tab.size // 24):
-            n, info, _o, shndx, value, size = self._u(
-                "<IBBHQQ", tab.offset + 24 * i)
-            if info & 0xF not in (2, 10) or shndx == 0 or shndx >= 0xFF00:
-                continue
-            if self.type == 1 and shndx < len(self.secs):
-                value += self.secs[shndx].addr
-            funcs.append((value, size, self._cstr(strs, n)))
-        funcs.sort()
-        return funcs
-
-    def sections(self):
-        """[(desc, version, flags, start, pco, abort, sig, func)], exits."""
-        if self.type == 1:  # ET_REL: synthetic, distinct addresses
-            cursor = 0x10000
-            for s in self.secs[1:]:
-                if s.flags & _SHF_ALLOC:
-                    s.addr = cursor
-                    cursor += (s.size + 0x10F) & ~0xF
-        fix = self._fixups()
-
-        def rd(addr):
-            if addr in fix:
-                if fix[addr] is None:
-                    raise ElfError("pointer at 0x%x needs an undefined "
-                                   "symbol" % addr)
-                return fix[addr]
-            b = self._bytes(addr, 8)
-            if b is None:
-                raise ElfError("address 0x%x is outside the file" % addr)
-            return struct.unpack("<Q", b)[0]
-
-        descs = []
-        pa = self.byname.get("__rseq_cs_ptr_array")
-        cs = self.byname.get("__rseq_cs")
-        if pa is not None and pa.type != _SHT_NOBITS and pa.size:
-            descs = [rd(pa.addr + 8 * i) for i in range(pa.size // 8)]
-        elif cs is not None and cs.type != _SHT_NOBITS:
-            descs = [cs.addr + 32 * i for i in range(cs.size // 32)]
-        funcs = self._functions()
-        out = []
-        for da in descs:
-            raw = self._bytes(da, 8)
-            if raw is None:
-                raise ElfError("descriptor 0x%x is outside the file" % da)
-            version, flags = struct.unpack("<II", raw)
-            start, pco, abort = rd(da + 8), rd(da + 16), rd(da + 24)
-            if start == 0 and pco == 0 and abort == 0:
-                continue
-            sig = self._bytes(abort - 4, 4) if abort >= 4 else None
-            sig = struct.unpack("<I", sig)[0] if sig else None
-            func = None
-            for (fa, fs, fn) in funcs:
-                if fa > start:
-                    break
-                if start < fa + fs:
-                    func = (fn, fa, fs)
-            out.append((da, version, flags, start, pco, abort, sig, func))
-        exits = []
-        ea = self.byname.get("__rseq_exit_point_array")
-        if ea is not None and ea.type != _SHT_NOBITS:
-            for i in range(ea.size // 16):
-                exits.append((rd(ea.addr + 16 * i), rd(ea.addr + 16 * i + 8)))
-        return out, exits
+def _load_bias(objfile, record):
+    """objfile's load bias (see above), or None when no function that holds
+    one of its sections resolves to an address inside objfile."""
+    progspace = objfile.progspace
+    is_main = objfile.filename == progspace.filename
+    real = os.path.realpath(objfile.filename)
+    tried = set()
+    for cs in record["critical_sections"]:
+        name = cs.get("function")
+        if name is None or name in tried:
+            continue
+        tried.add(name)
+        link = int(cs["start_ip"], 16) - cs["function_offset"]
+        for addr in _function_addresses(objfile, name):
+            bias = (addr - link) & _MASK
+            so = progspace.solib_name(addr)
+            if so is None:
+                mine = is_main
+            else:
+                mine = not is_main and os.path.realpath(so) == real
+            if bias % _PAGE == 0 and mine:
+                return bias
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -325,55 +160,60 @@ class ElfRseq(object):
 
 class _Registry(object):
     def __init__(self):
-        self.files = {}      # path -> (mtime, ElfRseq or None, error)
+        self.files = {}      # path -> ((mtime_ns, size), record or None)
         self.cache_key = None
         self.cache = []
-        self.errors = {}
+        self.errors = {}     # path -> why its sections are not listed
+        self.tool_error = None   # why oncpu-inspect was not found
+        self.tool_failed = False  # a run of it failed (already said)
 
     def invalidate(self, *_args):
         self.cache_key = None
 
-    def _elf(self, path):
+    def _record(self, tool, path):
+        """oncpu-inspect's record of path if it has sections, else None."""
         try:
-            mtime = os.stat(path).st_mtime
+            st = os.stat(path)
         except OSError:
-            return None
+            return None  # not a file: the vDSO, an in-memory object
+        stamp = (st.st_mtime_ns, st.st_size)
         old = self.files.get(path)
-        if old and old[0] == mtime:
+        if old and old[0] == stamp:
             return old[1]
-        elf = None
+        self.errors.pop(path, None)
+        record = None
         try:
-            elf = ElfRseq(path)
-            if not elf.has_rseq():
-                elf = None
-        except (ElfError, OSError, struct.error, ValueError) as e:
-            self.errors[path] = str(e)
-        self.files[path] = (mtime, elf)
-        return elf
+            run = subprocess.run([tool, "--json", path],
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE,
+                                 universal_newlines=True, timeout=60)
+            doc = json.loads(run.stdout)
+            if doc.get("format") != _INSPECT_FORMAT:
+                raise ValueError("JSON format %r, this extension reads %d"
+                                 % (doc.get("format"), _INSPECT_FORMAT))
+            record = doc["objects"][0]
+            if record["error"] is not None:
+                self.errors[path] = record["error"]
+                record = None
+            elif not record["critical_sections"]:
+                record = None
+        except (OSError, ValueError, KeyError, IndexError,
+                subprocess.SubprocessError) as e:
+            self.errors[path] = "%s --json failed: %s" % (tool, e)
+            if not self.tool_failed:  # the tool, not the file: say it once
+                _msg("%s: %s" % (path, self.errors[path]))
+                self.tool_failed = True
+            record = None
+        self.files[path] = (stamp, record)
+        return record
 
-    @staticmethod
-    def _runtime_sections():
-        """{(objfile path or None for the main file, name): start addr}"""
-        out = {}
-        try:
-            text = gdb.execute("info files", to_string=True)
-        except gdb.error:
-            return out
-        for line in text.splitlines():
-            line = line.strip()
-            if not line.startswith("0x") or " is " not in line:
-                continue
-            rng, rest = line.split(" is ", 1)
-            try:
-                lo = int(rng.split("-")[0].strip(), 16)
-            except ValueError:
-                continue
-            if " in " in rest:
-                name, path = rest.split(" in ", 1)
-            else:
-                name, path = rest, None
-            out.setdefault((path, name.strip()), lo)
-        return out
+    def _tool(self):
+        tool, why = _find_inspect()
+        if why is not None and why != self.tool_error:
+            _msg("%s: critical sections are not located (set ONCPU_INSPECT "
+                 "to oncpu-inspect's path)" % why)
+        self.tool_error = why
+        return tool
 
     def sections(self):
         inf = gdb.selected_inferior()
@@ -383,43 +223,27 @@ class _Registry(object):
         if key == self.cache_key:
             return self.cache
         result = []
-        rt = None
-        main = gdb.current_progspace().filename
-        for o in objs:
-            elf = self._elf(o.filename)
-            if elf is None:
+        tool = self._tool()
+        for o in objs if tool else ():
+            record = self._record(tool, o.filename)
+            if record is None:
                 continue
-            try:
-                descs, exits = elf.sections()
-            except (ElfError, struct.error, ValueError) as e:
-                self.errors[o.filename] = str(e)
+            if record["type"] == "REL":
+                self.errors[o.filename] = ("a relocatable object's sections "
+                                           "have no run-time addresses")
                 continue
-            if rt is None:
-                rt = self._runtime_sections()
-            bias = 0
-            for secname in ("__rseq_cs_ptr_array", "__rseq_cs", ".text"):
-                s = elf.byname.get(secname)
-                where = rt.get((None if o.filename == main else o.filename,
-                                secname))
-                if s is not None and where is not None:
-                    bias = (where - s.addr) if elf.type != 1 else 0
-                    break
-            mask = 0xFFFFFFFFFFFFFFFF
-            bylink = {}
-            for (da, ver, fl, start, pco, abort, sig, func) in descs:
-                f = None
-                if func:
-                    f = (func[0], (func[1] + bias) & mask, func[2])
-                cs = CriticalSection(o.filename, (da + bias) & mask,
-                                     (start + bias) & mask, pco,
-                                     (abort + bias) & mask, ver, fl, sig,
-                                     elf.expected_signature, f)
-                bylink.setdefault(start, cs)
-                result.append(cs)
-            for (s, e) in exits:
-                cs = bylink.get(s)
-                if cs is not None:
-                    cs.exits.append((e + bias) & mask)
+            bias = _load_bias(o, record)
+            if bias is None:
+                why = ("%d critical sections not located: GDB knows no "
+                       "function that holds one (stripped?)"
+                       % len(record["critical_sections"]))
+                if self.errors.get(o.filename) != why:
+                    _msg("%s: %s" % (o.filename, why))
+                self.errors[o.filename] = why
+                continue
+            self.errors.pop(o.filename, None)
+            result += [CriticalSection(o.filename, cs, bias)
+                       for cs in record["critical_sections"]]
         self.cache_key = key
         self.cache = result
         return result
@@ -917,11 +741,13 @@ enclosing function and any violation of the kernel's rules."""
                 gdb.write(" exits %s" % ", ".join("0x%x" % e
                                                   for e in cs.exits))
             gdb.write("\n")
-            for p in cs.problems():
+            for p in cs.violations:
                 gdb.write("     VIOLATION: %s\n" % p)
         if len(show) != len(secs):
             gdb.write("(%d of %d sections; \"info rseq all\" lists all)\n"
                       % (len(show), len(secs)))
+        if _registry.tool_error:
+            gdb.write("warning: %s\n" % _registry.tool_error)
         for path, err in sorted(_registry.errors.items()):
             gdb.write("warning: %s: %s\n" % (path, err))
 

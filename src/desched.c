@@ -56,9 +56,10 @@ static int none_register(struct _oncpu_desched_block *blk)
 	(void)blk;
 	return -ENOTSUP;
 }
-static void none_unregister(struct _oncpu_desched_block *blk)
+static int none_unregister(struct _oncpu_desched_block *blk)
 {
 	(void)blk;
+	return 0;
 }
 const struct _oncpu_desched_provider _oncpu_desched_provider_none = {
     .name = "none",
@@ -261,8 +262,10 @@ static void desched_thread_exit(void *arg)
 	struct _oncpu_desched_block *blk = arg;
 	if (blk != tls_block)
 		return;
-	if (blk->provider != ONCPU_DESCHED_PROV_NONE)
-		active->thread_unregister(blk);
+	/* A provider that failed to let go may still write the block: it
+	 * must never reach another thread. */
+	bool reusable =
+	    blk->provider == ONCPU_DESCHED_PROV_NONE || active->thread_unregister(blk) == 0;
 	tls_exiting = true;
 	tls_block = NULL;
 	_oncpu_desched_self_index = ONCPU_DESCHED_INDEX_NONE;
@@ -271,8 +274,12 @@ static void desched_thread_exit(void *arg)
 	__atomic_store_n(&blk->oncpu, ONCPU_DESCHED_WORD_OFF, __ATOMIC_RELEASE);
 	__atomic_store_n(&blk->gen, blk->gen + 1, __ATOMIC_RELEASE);
 	blk->provider = ONCPU_DESCHED_PROV_NONE;
-	blk->nr_entries = 0;
 	blk->tid = 0;
+	if (!reusable) {
+		__atomic_store_n(&blk->state, ONCPU_DESCHED_BLOCK_GHOST, __ATOMIC_RELEASE);
+		return;
+	}
+	blk->nr_entries = 0;
 	__atomic_store_n(&blk->state, ONCPU_DESCHED_BLOCK_FREE, __ATOMIC_RELEASE);
 	pool_push_free(blk);
 }

@@ -254,17 +254,18 @@ static int bpf_thread_register(struct _oncpu_desched_block *blk)
 	return 0;
 }
 
-static void bpf_thread_unregister(struct _oncpu_desched_block *blk)
+static int bpf_thread_unregister(struct _oncpu_desched_block *blk)
 {
 	pid_t tid = gettid_raw();
 	if (tls_blk != blk || tls_tid != tid)
-		return;
+		return 0;
 	tls_blk = NULL;
 	if (reg_update(tid, NULL) != 0) {
 		/* No usable map fd: an arm call with an address that is not the
 		 * block is refused, and a refused arm drops the registration. */
 		_oncpu_desched_bpf_arm(NULL);
 	}
+	return 0;
 }
 
 /* Set up the maps, then register and arm a private block once. */

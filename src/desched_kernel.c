@@ -44,10 +44,12 @@ static int kernel_register(struct _oncpu_desched_block *blk)
 	return -errno;
 }
 
-static void kernel_unregister(struct _oncpu_desched_block *blk)
+static int kernel_unregister(struct _oncpu_desched_block *blk)
 {
 	(void)blk;
-	prctl(PR_RSEQ_DESCHED_SET, 0UL, 0UL, 0, 0);
+	if (prctl(PR_RSEQ_DESCHED_SET, 0UL, 0UL, 0, 0) == 0)
+		return 0;
+	return -errno;
 }
 
 const struct _oncpu_desched_provider _oncpu_desched_provider_kernel = {
@@ -56,7 +58,7 @@ const struct _oncpu_desched_provider _oncpu_desched_provider_kernel = {
     .probe = kernel_probe,
     .thread_register = kernel_register,
     .thread_unregister = kernel_unregister,
-    /* fork() copies the registration, and the child's block is at the
-     * same address: registering again is only a refresh. */
+    /* A fork child starts unregistered; its copy of the block is at the
+     * same address, so the parent's entries are registered again. */
     .atfork_child = kernel_register,
 };

@@ -28,7 +28,7 @@
  *                             offsets: off = addr - self)
  *   24    4     nr_entries    library: valid entries[] (0..16)
  *   28    4     provider      library: ONCPU_DESCHED_PROV_* registered, or 0
- *   32    4     state         library: FREE / LIVE / GHOST
+ *   32    4     state         library: FREE / LIVE / GHOST (never reused)
  *   36    4     next_free     library: free-list link (an index)
  *   40    24    (reserved)
  *   64    64    provider_data provider private (cookie, counters ...)
@@ -70,9 +70,11 @@ typedef uint64_t _oncpu_u64;
 #define ONCPU_DESCHED_WORD_UNTRACKED 2U
 
 /* Block states (library private). */
-#define ONCPU_DESCHED_BLOCK_FREE  0U
-#define ONCPU_DESCHED_BLOCK_LIVE  1U
-#define ONCPU_DESCHED_BLOCK_GHOST 2U /* a fork child's copy of another thread's block */
+#define ONCPU_DESCHED_BLOCK_FREE 0U
+#define ONCPU_DESCHED_BLOCK_LIVE 1U
+/* Never reused: a fork child's copy of another thread's block, or the block
+ * of a thread whose unregistration failed (the provider may still write it). */
+#define ONCPU_DESCHED_BLOCK_GHOST 2U
 
 /* Provider ids (block->provider). */
 #define ONCPU_DESCHED_PROV_NONE   0U
@@ -149,16 +151,18 @@ _Static_assert(ONCPU_DESCHED_BLOCK_SIZE <= 4096 && (4096 % ONCPU_DESCHED_BLOCK_S
  *                           After a success the library stores 1 in
  *                           blk->oncpu (the thread runs) and records the
  *                           provider in blk->provider.
- *   thread_unregister(blk)  stop them. After it returns the provider never
- *                           writes blk again for this thread. Called before
- *                           the thread exits (a pthread key destructor) and
- *                           on explicit unregistration of every entry
- *                           including the on-CPU word (not in normal use).
+ *   thread_unregister(blk)  stop them; 0 or -errno. After a 0 the provider
+ *                           never writes blk again for this thread; after
+ *                           an error it may (the block is then never
+ *                           reused). Called before the thread exits (a
+ *                           pthread key destructor) and on explicit
+ *                           unregistration of every entry including the
+ *                           on-CPU word (not in normal use).
  *   atfork_child(blk)       optional (NULL: thread_register is called): in
  *                           the child after fork(), for the one thread
  *                           there, with blk as the parent registered it.
- *                           The kernel copies its registration; a BPF task
- *                           storage entry is not copied.
+ *                           Neither the kernel nor a BPF task storage entry
+ *                           carries a registration into the child.
  * A provider never keeps a pointer into a block past thread_unregister and
  * never writes outside blk's oncpu and words (entries point only there).
  */
@@ -167,7 +171,7 @@ struct _oncpu_desched_provider {
 	_oncpu_u32 id; /* ONCPU_DESCHED_PROV_* */
 	int (*probe)(void);
 	int (*thread_register)(struct _oncpu_desched_block *blk);
-	void (*thread_unregister)(struct _oncpu_desched_block *blk);
+	int (*thread_unregister)(struct _oncpu_desched_block *blk);
 	int (*atfork_child)(struct _oncpu_desched_block *blk);
 };
 

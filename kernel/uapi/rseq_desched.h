@@ -36,15 +36,29 @@
  * before the thread returns to user space.  Other threads must therefore
  * treat the values as hints; the registering thread itself always sees
  * them once it runs user code again.  Stores that cannot be made at all
- * (unmapped or read-only memory) are dropped silently.
+ * (unmapped or read-only memory) are dropped silently.  An entry whose
+ * store faulted at switch-out is stored only before the return to user
+ * space until such a store succeeds.
  *
- * count == 0 unregisters.  PR_RSEQ_DESCHED_GET returns the number of
- * registered entries of the calling thread (0 if none); EINVAL from it
- * means the kernel does not support the deschedule notification.
- * fork() copies the registration to the child (whose memory is a copy),
- * CLONE_VM clones (threads, vfork) start unregistered, execve() clears it.
+ * count == 0 unregisters.  prctl(PR_RSEQ_DESCHED_GET, what, 0, 0, 0)
+ * answers for the calling thread:
+ *	RSEQ_DESCHED_GET_COUNT		number of registered entries (0: none);
+ *					EINVAL means the kernel does not
+ *					support the deschedule notification
+ *	RSEQ_DESCHED_GET_FAULTS		switch-out stores that faulted since
+ *					the registration (saturates at INT_MAX)
+ *	RSEQ_DESCHED_GET_SKIPPED	bit i set: entry i is not stored at
+ *					switch-out until a store before the
+ *					return to user space succeeds
+ * Every child of clone()/fork() starts unregistered (a fork() child
+ * registers again if it wants the notification); execve() clears it.
  */
 #define RSEQ_DESCHED_MAX_ENTRIES	16
+
+/* PR_RSEQ_DESCHED_GET queries (arg2). */
+#define RSEQ_DESCHED_GET_COUNT		0
+#define RSEQ_DESCHED_GET_FAULTS		1
+#define RSEQ_DESCHED_GET_SKIPPED	2
 
 /* Entry flag: also store resume_value before returning to user space. */
 #define RSEQ_DESCHED_F_RESUME		0x1U

@@ -9,7 +9,9 @@ usage: test_inspect.py runtime INSPECT PROG [DSO]   inspector == run time
        test_inspect.py scale INSPECT [VALGRIND]      large tables stay fast
        test_inspect.py gdb GDB INSPECT PROG SOURCE EXT SCENARIO MODE
                       MODE: with, late (sourced at start_ip), without,
-                      autoload (.debug_gdb_scripts in PROG)
+                      autoload (.debug_gdb_scripts in PROG), installed
+                      (an install tree, oncpu-inspect beside the
+                      extension), missing (no oncpu-inspect)
 Exit status 0 pass, 1 fail, 77 skip (CTest SKIP_RETURN_CODE).
 """
 import json
@@ -93,6 +95,12 @@ def compare(dump, objects, modules):
         for c in obj["critical_sections"]:
             check(c["valid"] and not c["violations"],
                   "%s: section %s valid" % (mod, c["start_ip"]))
+            check(c["function"] is not None and
+                  c["function_offset"] + c["post_commit_offset"] <=
+                  c.get("function_size", 0),
+                  "%s: section %s lies inside %s (offset %s, size %s)"
+                  % (mod, c["start_ip"], c["function"],
+                     c.get("function_offset"), c.get("function_size")))
             by_desc[int(c["descriptor"], 16) + bias] = (c, bias)
         exits = sorted((int(x["start_ip"], 16) + bias,
                         int(x["exit_ip"], 16) + bias)
@@ -439,11 +447,85 @@ def marker_line(source, marker, offset=0):
     raise Fail("marker %r not found in %s" % (marker, source))
 
 
+def install_tree(tmp, inspect, ext):
+    """A prefix with the extension where make install puts its two copies
+    and bin/oncpu-inspect, a wrapper that logs each call's file argument
+    and runs the built one.  Returns the copies and the log."""
+    os.makedirs(os.path.join(tmp, "bin"))
+    log = os.path.join(tmp, "inspect.log")
+    wrapper = os.path.join(tmp, "bin", "oncpu-inspect")
+    with open(wrapper, "w") as f:
+        f.write('#!/bin/sh\nprintf "%%s\\n" "$*" >> "%s"\nexec "%s" "$@"\n'
+                % (log, inspect))
+    os.chmod(wrapper, 0o755)
+    copies = []
+    for rel in ("share/oncpu/gdb/oncpu.py",
+                "share/gdb/auto-load" + tmp + "/lib/liboncpu.so.0-gdb.py"):
+        dest = os.path.join(tmp, rel)
+        os.makedirs(os.path.dirname(dest))
+        shutil.copy(ext, dest)
+        copies.append(dest)
+    return copies, log
+
+
 def t_gdb(gdb, inspect, prog, source, ext, scenario, mode):
+    """MODE installed: the extension copied into an install tree finds
+    bin/oncpu-inspect beside itself (no ONCPU_INSPECT, nothing in PATH) and
+    runs it once per file; missing: no oncpu-inspect anywhere, one line
+    says so."""
+    if mode not in ("installed", "missing"):
+        return t_gdb_run(gdb, inspect, prog, source, ext, scenario, mode)[0]
+    tmp = tempfile.mkdtemp(prefix="oncpu-gdb-")
+    try:
+        path = os.path.join(tmp, "empty")
+        os.mkdir(path)
+        env = dict(os.environ, PATH=path)
+        env.pop("ONCPU_INSPECT", None)
+        if mode == "missing":
+            rc, text = t_gdb_run(gdb, inspect, prog, source, ext, scenario,
+                                 "late", env, located=False)
+            if rc == SKIP:
+                return SKIP
+            said = [ln for ln in text.splitlines()
+                    if ln.startswith("[rseq] oncpu-inspect not found")]
+            check(len(said) == 1 and "looked in PATH" in said[0],
+                  "one line says oncpu-inspect was not found (%s)" % said)
+            check("No rseq critical sections" in text and
+                  "Traceback" not in text and "Python Exception" not in text,
+                  "info rseq lists nothing, no Python error")
+            return 0
+        copies, log = install_tree(tmp, inspect, ext)
+        for copy in copies:
+            if os.path.exists(log):
+                os.unlink(log)
+            if t_gdb_run(gdb, inspect, prog, source, copy, scenario,
+                         "late", env)[0] == SKIP:
+                return SKIP
+            calls = []
+            if os.path.exists(log):
+                with open(log) as f:
+                    calls = f.read().splitlines()
+            check(calls and all(c.startswith("--json /") for c in calls) and
+                  len(calls) == len(set(calls)) and
+                  any(c.endswith("/libtp_dso.so") for c in calls),
+                  "%s ran %s/bin/oncpu-inspect --json once per file (%s)"
+                  % (copy[len(tmp):], tmp, calls))
+    finally:
+        shutil.rmtree(tmp)
+    return 0
+
+
+def t_gdb_run(gdb, inspect, prog, source, ext, scenario, mode, env=None,
+              located=True):
+    """Runs one scenario and checks it (with the sections listed unless
+    located is False); returns (0 or SKIP, GDB's output)."""
     with_ext = mode in ("with", "late", "autoload")
     oncpu = "oncpu_prog" in os.path.basename(source)
     fn = "tp_counter_inc" if oncpu else "tp_addv"
-    env = dict(os.environ)
+    if env is None:
+        env = dict(os.environ, ONCPU_INSPECT=inspect)
+    else:
+        env = dict(env)
     env.update(TP_PROG=prog, TP_SCENARIO=scenario, TP_INSPECT=inspect,
                TP_SOURCE=source, TP_SECTION_FN=fn,
                TP_COUNTER="iterations" if oncpu else "memory",
@@ -457,7 +539,7 @@ def t_gdb(gdb, inspect, prog, source, ext, scenario, mode):
     if "exited normally" not in probe.stdout + probe.stderr:
         print("SKIP: gdb cannot run programs here (ptrace?): %s"
               % (probe.stdout + probe.stderr)[-300:])
-        return SKIP
+        return SKIP, ""
     cmd = [gdb, "-nx", "-batch"]
     if mode == "autoload":
         # The program's .debug_gdb_scripts names the extension.
@@ -486,7 +568,7 @@ def t_gdb(gdb, inspect, prog, source, ext, scenario, mode):
                 res[k] = int(v) if re.match(r"^-?\d+$", v) else v
     if res.get("skip"):
         print("SKIP: %s" % res.get("why"))
-        return SKIP
+        return SKIP, text
     check("error" not in res, "scenario ran (%s)" % res.get("error"))
     if with_ext:
         check(not timed_out, "gdb finished within %ds" % timeout)
@@ -550,7 +632,7 @@ def t_gdb(gdb, inspect, prog, source, ext, scenario, mode):
               "displaced stepping is auto again" in text,
               "back outside the section, displaced stepping is auto again "
               "(%s)" % res.get("after"))
-    elif scenario == "info":
+    elif scenario == "info" and located:
         start = res.get("start")
         check(re.search(r"=> %s\+0x[0-9a-f]+ +start %s " % (fn, start), text),
               "info rseq marks the section holding $pc")
@@ -559,7 +641,7 @@ def t_gdb(gdb, inspect, prog, source, ext, scenario, mode):
         if not oncpu:
             check("tp_dso_inc_below+0x" in text and "exits 0x" in text,
                   "info rseq all lists the DSO's sections and exit points")
-    return 0
+    return 0, text
 
 
 def main(argv):

@@ -894,6 +894,7 @@ static int add_cs(struct oi_ctx *c, uint64_t desc, size_t cap)
 	if (fs) {
 		cs->function = fs->name;
 		cs->function_addr = fs->addr;
+		cs->function_size = fs->size;
 		cs->source = fs->file;
 	}
 	return 0;

@@ -59,10 +59,11 @@ struct oi_cs {
 	uint32_t signature;   /* the 4 bytes before abort_ip, when readable */
 	const char *function; /* enclosing function of start_ip, or NULL */
 	uint64_t function_addr;
-	const char *source; /* STT_FILE of that function, or NULL */
-	unsigned bad;       /* OI_BAD_* */
-	unsigned warn;      /* OI_WARN_* */
-	size_t exits_begin; /* its exit points: img->cs_exits[exits_begin..] */
+	uint64_t function_size; /* st_size of that function's symbol */
+	const char *source;     /* STT_FILE of that function, or NULL */
+	unsigned bad;           /* OI_BAD_* */
+	unsigned warn;          /* OI_WARN_* */
+	size_t exits_begin;     /* its exit points: img->cs_exits[exits_begin..] */
 	size_t n_exits;
 };
 

@@ -285,8 +285,8 @@ static void print_json_object(struct totals *t, const char *file, const struct o
 		printf(", \"function\": ");
 		put_json_string(stdout, cs->function);
 		if (cs->function)
-			printf(", \"function_offset\": %" PRIu64,
-			       cs->start.addr - cs->function_addr);
+			printf(", \"function_offset\": %" PRIu64 ", \"function_size\": %" PRIu64,
+			       cs->start.addr - cs->function_addr, cs->function_size);
 		printf(", \"source\": ");
 		put_json_string(stdout, cs->source);
 		printf(", \"exits\": [");
