@@ -39,7 +39,7 @@ n=$($readelf -h "$build/liboncpu.a" | grep -c "Machine:")
 $readelf -h "$build/liboncpu.a" | grep "Machine:" | grep -vq "AArch64" &&
 	fail "liboncpu.a holds objects of another architecture"
 # the aarch64 header: rseq assembly, hence the three descriptor sections
-for s in __rseq_cs __rseq_cs_ptr_array __rseq_exit_point_array __rseq_failure; do
+for s in __rseq_cs __rseq_cs_ptr_array __rseq_exit_point_array; do
 	$readelf -SW "$so" | grep -q " $s " || fail "liboncpu.so has no $s section"
 done
 # the headers select the aarch64 sections (and -DONCPU_NO_RSEQ_ASM the generic ones)

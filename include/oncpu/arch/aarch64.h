@@ -65,8 +65,9 @@ ONCPU_INLINE void _oncpu_tp_store32(ptrdiff_t off, uint32_t v)
  *   3:  descriptor in __rseq_cs, its address in __rseq_cs_ptr_array
  *   1:  start, after rseq_cs = &3 (adrp/add, str through the area pointer)
  *   2:  post-commit: the instruction after the single committing store
- *   4:  abort handler in __rseq_failure, preceded by the signature as an
- *       instruction word (.inst), so that a stray jump there traps
+ *   4:  abort handler, preceded by the signature as an instruction word
+ *       (.inst), so that a stray jump there traps; inline after the
+ *       commit, which branches over the exits (see _ONCPU_ASM_STUBS)
  *   5:  compare-failed exit, 6: not-registered exit; both recorded in
  *       __rseq_exit_point_array.
  * Every exit clears rseq_cs. The area and the id are addressed through
@@ -146,10 +147,14 @@ extern volatile int _oncpu_inject_loops[8];
 	"cmp w9, %w[id]\n\t"                                           \
 	"b.ne 4f\n\t"
 
-/* Signature, abort handler 4 and the compare-failed exit 5. */
-#define _ONCPU_ASM_FAILURE(abort_label, cmpfail_label)                 \
-	".pushsection __rseq_failure, \"ax\"\n\t"                      \
-	".balign 4\n\t"                                                \
+/*
+ * The exits, inline after the commit and branched over: signature, abort
+ * handler 4, compare-failed exit 5 and (extra) exit 6. Not in a section of
+ * their own as on x86-64: a conditional branch reaches only +-1 MiB (tbnz
+ * +-32 KiB) and the linker inserts no veneer for one.
+ */
+#define _ONCPU_ASM_STUBS(abort_label, cmpfail_label, extra)            \
+	"b 99f\n\t"                                                    \
 	".inst " _ONCPU_XS(_ONCPU_RSEQ_SIG_ASM) "\n\t"                 \
 	"4:\n\t"                                                       \
 	_ONCPU_ASM_CLEAR                                               \
@@ -157,15 +162,15 @@ extern volatile int _oncpu_inject_loops[8];
 	"5:\n\t"                                                       \
 	_ONCPU_ASM_CLEAR                                               \
 	"b " cmpfail_label "\n\t"                                      \
-	".popsection\n\t"
+	extra                                                          \
+	"99:\n\t"
+#define _ONCPU_ASM_FAILURE(abort_label, cmpfail_label)                 \
+	_ONCPU_ASM_STUBS(abort_label, cmpfail_label, "")
 
-/* Exit 6: this thread is not registered (yet). */
-#define _ONCPU_ASM_UNAVAILABLE_EXIT                                    \
-	".pushsection __rseq_failure, \"ax\"\n\t"                      \
-	"6:\n\t"                                                       \
-	_ONCPU_ASM_CLEAR                                               \
-	"b %l[unavailable]\n\t"                                        \
-	".popsection\n\t"
+/* The same with exit 6: this thread is not registered (yet). */
+#define _ONCPU_ASM_FAILURE_UNAVAILABLE(abort_label, cmpfail_label)     \
+	_ONCPU_ASM_STUBS(abort_label, cmpfail_label,                   \
+	                 "6:\n\t" _ONCPU_ASM_CLEAR "b %l[unavailable]\n\t")
 
 /* x9 = current cpu_id << stride shift, or exit 6 when unregistered. */
 #define _ONCPU_ASM_CPU_INDEX                                           \
@@ -230,8 +235,7 @@ extern volatile int _oncpu_inject_loops[8];
 	"str x10, [x9]\n\t"                                            \
 	"2:\n\t"                                                       \
 	_ONCPU_ASM_CLEAR                                               \
-	_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")                   \
-	_ONCPU_ASM_UNAVAILABLE_EXIT
+	_ONCPU_ASM_FAILURE_UNAVAILABLE("%l[abort]", "%l[abort]")
 
 #define _ONCPU_AREA          (_oncpu_thread_pointer() + _oncpu_process.rseq_offset)
 #define _ONCPU_CS_INPUTS     [area] "r"(_ONCPU_AREA), [idp] "r"(_oncpu_thread_pointer() + _oncpu_id_offset(mode))
@@ -666,8 +670,7 @@ cmpfail:
 	body                                                           \
 	"2:\n\t"                                                       \
 	_ONCPU_ASM_CLEAR                                               \
-	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")                 \
-	_ONCPU_ASM_UNAVAILABLE_EXIT
+	_ONCPU_ASM_FAILURE_UNAVAILABLE("%l[abort]", "%l[cmpfail]")
 
 /* n = x10: if 0, exit 5; load = items[n - 1] (a register); commit n - 1. */
 #define _ONCPU_ASM_ARRAY_POP                                           \

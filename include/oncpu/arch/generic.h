@@ -35,8 +35,10 @@
  *     __rseq_cs_ptr_array, and {start_ip, exit_ip} for every exit that is
  *     neither the commit nor the abort into __rseq_exit_point_array, as
  *     64-bit absolute addresses (relocated by the dynamic linker);
- *   - places the abort handler in __rseq_failure, right after the 4 bytes
- *     of ONCPU_RSEQ_SIG encoded as the architecture's trapping instruction;
+ *   - places the abort handler right after the 4 bytes of ONCPU_RSEQ_SIG,
+ *     encoded as an instruction that traps (x86-64 keeps its exits in
+ *     __rseq_failure; aarch64 inline, branched over, as its conditional
+ *     branches have a short reach);
  *   - commits with a single final store, the last instruction of the
  *     section; a section that read its id answers ONCPU_CS_UNAVAILABLE
  *     when the thread is not registered (cpu_id < 0);
