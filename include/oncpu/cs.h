@@ -141,6 +141,17 @@ ONCPU_INLINE ptrdiff_t _oncpu_id_offset(int mode)
 #define ONCPU_CS_ARRAY_GUARD 8
 #define ONCPU_CS_ARRAY_ITEMS 16
 
+/*
+ * An id from oncpu_cs_id() is >= 0 and implies an initialized process. Any
+ * other id (ONCPU_CS_UNAVAILABLE, -1, or an id from elsewhere before the
+ * first oncpu call) must not reach a section: it would pass the id check
+ * in fallback mode, or arm a section through offset 0 of the TCB.
+ */
+ONCPU_INLINE int _oncpu_cs_id_usable(int id)
+{
+	return id >= 0 && _oncpu_process.rseq_offset != 0;
+}
+
 /* The operations: the architecture header's second stage. */
 #define _ONCPU_ARCH_SECTIONS 1
 #include <oncpu/arch.h>

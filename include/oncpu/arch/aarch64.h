@@ -55,7 +55,7 @@ ONCPU_INLINE void _oncpu_tp_store32(ptrdiff_t off, uint32_t v)
 #endif /* ONCPU_ARCH_AARCH64_H */
 
 /* ---- stage 2: the critical sections ---- */
-#if defined(_ONCPU_ARCH_SECTIONS) && defined(ONCPU_HAVE_RSEQ_ASM) &&                             \
+#if defined(_ONCPU_ARCH_SECTIONS) && defined(ONCPU_HAVE_RSEQ_ASM) &&                               \
     !defined(_ONCPU_ARCH_AARCH64_SECTIONS)
 #define _ONCPU_ARCH_AARCH64_SECTIONS 1
 
@@ -82,12 +82,6 @@ ONCPU_INLINE void _oncpu_tp_store32(ptrdiff_t off, uint32_t v)
 #define _ONCPU_S(x)         #x
 #define _ONCPU_XS(x)        _ONCPU_S(x)
 #define _ONCPU_RSEQ_SIG_ASM 0xd428bc00 /* ONCPU_RSEQ_SIG without the C suffix */
-
-/* See the x86-64 header: no negative id, no uninitialized process. */
-ONCPU_INLINE int _oncpu_cs_id_usable(int id)
-{
-	return id >= 0 && _oncpu_process.rseq_offset != 0;
-}
 
 /* One assembly line per string, in columns: exempt from clang-format. */
 /* clang-format off */

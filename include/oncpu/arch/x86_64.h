@@ -73,17 +73,6 @@ ONCPU_INLINE void _oncpu_tp_store32(ptrdiff_t off, uint32_t v)
 #define _ONCPU_XS(x)        _ONCPU_S(x)
 #define _ONCPU_RSEQ_SIG_ASM 0x53053053 /* ONCPU_RSEQ_SIG without the C suffix */
 
-/*
- * An id from oncpu_cs_id() is >= 0 and implies an initialized process. Any
- * other id (ONCPU_CS_UNAVAILABLE, -1, or an id from elsewhere before the
- * first oncpu call) must not reach a section: it would pass the id check
- * in fallback mode, or arm a section through offset 0 of the TCB.
- */
-ONCPU_INLINE int _oncpu_cs_id_usable(int id)
-{
-	return id >= 0 && _oncpu_process.rseq_offset != 0;
-}
-
 /* One assembly line per string, in columns: exempt from clang-format. */
 /* clang-format off */
 
