@@ -5,7 +5,8 @@
 # in the test programs), and that the test programs compile and link
 # against it. With ONCPU_INSPECT (a host oncpu-inspect), that tool must
 # list and validate the sections of liboncpu.so, of an object of
-# liboncpu.a and of a test program. Exit 77 (skipped) when no
+# liboncpu.a and of a test program, and the GDB extension (where gdb is
+# installed) must list the test program's sections. Exit 77 (skipped) when no
 # aarch64-linux-gnu-gcc is installed (Debian: apt-get install gcc-aarch64-linux-gnu).
 #	cross-aarch64.sh SOURCE_DIR BUILD_DIR [ONCPU_INSPECT]
 set -eu
@@ -79,5 +80,20 @@ if [ -n "$inspect" ]; then
 			{ cat "$build/inspect.out"; fail "oncpu-inspect $f: $n sections, $nok valid, $nsig with the arm64 signature"; }
 		echo "oncpu-inspect $(basename "$f"): $n aarch64 sections, all valid"
 	done
+	# The GDB extension (through oncpu-inspect) lists the same sections of
+	# the aarch64 program, in a host GDB that cannot run it.
+	if command -v gdb >/dev/null 2>&1 && gdb -nx -batch -ex "python import json" >/dev/null 2>&1; then
+		prog=$build/stress-counter
+		ONCPU_INSPECT=$inspect gdb -nx -batch -ex "source $src/gdb/oncpu.py" \
+			-ex "file $prog" -ex "info rseq all" > "$build/gdb.out" 2>&1 ||
+			{ cat "$build/gdb.out"; fail "gdb info rseq all $prog"; }
+		want=$($inspect "$prog" | grep -c "^  #")
+		got=$(grep -c " start 0x[0-9a-f]* post-commit 0x[0-9a-f]* abort 0x" "$build/gdb.out" || true)
+		[ "$got" = "$want" ] ||
+			{ cat "$build/gdb.out"; fail "gdb's info rseq all lists $got sections of $prog, oncpu-inspect $want"; }
+		echo "gdb info rseq all $(basename "$prog"): $got aarch64 sections"
+	else
+		echo "note: no gdb with python: the GDB extension is not checked on aarch64"
+	fi
 fi
 echo "aarch64 cross build OK: $(basename "$so"), $n objects in liboncpu.a, test programs link"
