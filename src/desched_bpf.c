@@ -17,7 +17,7 @@
  * lost (replaced by another process of that group): after the
  * thread blocked in the library, thread_check() compares the kernel's count
  * of its context switches with the switch-outs the programs wrote, and the
- * library registers again when the first advanced alone.
+ * library registers again when some switch went unwritten.
  *
  * probe() registers and arms a private block once, so a process whose
  * binary file has no arm uprobe (the loader never attached it, or the file
@@ -251,15 +251,16 @@ static uint64_t thread_ctxsw(void)
 	return (uint64_t)ru.ru_nvcsw + (uint64_t)ru.ru_nivcsw;
 }
 
-/* Remembers both counts. The kernel's is read first: every switch it
- * counts was written by the programs (before the thread ran again) if the
- * registration is armed. True when the kernel's advanced alone. */
+/* Remembers both counts; true when the kernel counted more switches since
+ * the last call than the programs wrote switch-outs (each switch of an
+ * armed thread is written before it runs again). The kernel's count is
+ * read first, so every switch it includes is in the second count too. */
 static bool switch_outs_missed(const struct _oncpu_desched_block *blk)
 {
 	uint64_t sw = thread_ctxsw();
 	uint64_t outs =
 	    __atomic_load_n(&blk->provider_data[ONCPU_BPF_PD_SWITCH_OUT], __ATOMIC_RELAXED);
-	bool missed = sw != tls_ctxsw && outs == tls_switch_outs;
+	bool missed = sw - tls_ctxsw > outs - tls_switch_outs;
 	tls_ctxsw = sw;
 	tls_switch_outs = outs;
 	return missed;

@@ -99,11 +99,15 @@ static TEST_UNUSED uint64_t bpftest_pd(const struct _oncpu_desched_block *b, int
 	return __atomic_load_n(&b->provider_data[i], __ATOMIC_RELAXED);
 }
 
-/* voluntary + nonvoluntary context switches of a thread, from /proc. */
-static TEST_UNUSED long bpftest_ctxsw(pid_t tid)
+/* voluntary + nonvoluntary context switches of a thread of this process
+ * (pid 0) or of process pid's main thread (tid = pid), from /proc. */
+static TEST_UNUSED long bpftest_ctxsw_of(pid_t pid, pid_t tid)
 {
 	char p[96], line[256];
-	snprintf(p, sizeof(p), "/proc/self/task/%d/status", (int)tid);
+	if (pid)
+		snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+	else
+		snprintf(p, sizeof(p), "/proc/self/task/%d/status", (int)tid);
 	FILE *f = fopen(p, "re");
 	CHECK(f != NULL);
 	long v = 0, n = 0, x;
@@ -115,6 +119,11 @@ static TEST_UNUSED long bpftest_ctxsw(pid_t tid)
 	}
 	fclose(f);
 	return v + n;
+}
+
+static TEST_UNUSED long bpftest_ctxsw(pid_t tid)
+{
+	return bpftest_ctxsw_of(0, tid);
 }
 
 static TEST_UNUSED uint64_t bpftest_now_ns(void)
