@@ -351,14 +351,14 @@ int oncpu_arm(struct oncpu_uregs *ctx)
 	}
 	struct _oncpu_desched_block *b = r->block;
 	__u64 uaddr = ONCPU_ARG1(ctx);
-	__u64 cookie = *(volatile __u64 *)&b->provider_data[ONCPU_BPF_PD_ARM];
+	__u64 nonce = *(volatile __u64 *)&b->provider_data[ONCPU_BPF_PD_ARM];
 	__u64 back = 0;
 
-	if (cookie == 0 || (cookie & 1) ||
+	if (nonce == 0 || (nonce & 1) ||
 	    bpf_probe_read_user(
 	        &back, sizeof(back),
 	        (void *)(uaddr + ONCPU_DESCHED_OFF_PROVIDER_DATA + 8 * ONCPU_BPF_PD_ARM)) != 0 ||
-	    back != cookie) {
+	    back != nonce) {
 		stat_add_atomic(ONCPU_BPF_STAT_ARM_REFUSED, 1);
 		/* Not the caller's memory: drop it (and its pin). */
 		bpf_task_storage_delete(&oncpu_reg, cur);
@@ -372,8 +372,8 @@ int oncpu_arm(struct oncpu_uregs *ctx)
 	}
 	a->elem = (__u64)r;
 	a->kaddr = (__u64)b;
-	a->nonce = cookie | 1;
-	*(volatile __u64 *)&b->provider_data[ONCPU_BPF_PD_ARM] = cookie | 1;
+	a->nonce = nonce | 1;
+	*(volatile __u64 *)&b->provider_data[ONCPU_BPF_PD_ARM] = nonce | 1;
 	stat_add_atomic(ONCPU_BPF_STAT_ARM_OK, 1);
 	return 0;
 }

@@ -31,7 +31,7 @@
  *   32    4     state         library: FREE / LIVE / GHOST
  *   36    4     next_free     library: free-list link (an index)
  *   40    24    (reserved)
- *   64    64    provider_data provider private (cookie, counters ...)
+ *   64    64    provider_data provider private (nonce, counters ...)
  *   128   256   words         user words: the only targets of user entries
  *   384   128   (reserved)
  *   512   512   entries[16]   struct rseq_desched_entry, the kernel's ABI:

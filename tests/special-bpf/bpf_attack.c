@@ -14,7 +14,7 @@
  *      thread it can see); the programs drop that never-armed registration
  *      after ONCPU_BPF_UNARMED_GRACE switch-outs of V1;
  *   2. replaces V2's own registration with another page of its own, whose
- *      arm word holds a guessed cookie;
+ *      arm word holds a guessed nonce;
  *   3. calls the arm function itself, with its own pages;
  *   4. registers its own block legitimately and then points its entries
  *      outside the allowed words (other memory of the block, misaligned,
@@ -30,6 +30,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 
 #include "bpftest.h"
 
@@ -46,6 +47,11 @@ struct victim {
 
 static void victim_main(int which, int cmd_r, int rep_w)
 {
+	/* Ends with the test, even when it fails (the pipes leak into both
+	 * victims, so their ends never read EOF). */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		_exit(1);
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	struct _oncpu_desched_block *b = NULL;
 	if (which == 2) {
@@ -135,7 +141,7 @@ static int reg_update_for(pid_t tid, void *block)
 }
 
 /* A page made to look like a registered block whose entries target every
- * word, and whose arm word holds a guessed cookie. */
+ * word, and whose arm word holds a guessed nonce. */
 static struct _oncpu_desched_block *fake_block(void)
 {
 	char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -725,7 +725,7 @@ static int prog_fd_stats(int pfd, struct prog_stats *out)
 	return 0;
 }
 
-/* A read-only fd: enough for status, and allowed by the 0444/0644 modes. */
+/* A read-only fd: enough for status, and allowed to root and the granted group. */
 static int obj_get_rdonly(const char *path)
 {
 	LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = BPF_F_RDONLY);
