@@ -36,7 +36,6 @@
 
 extern void _oncpu_desched_bpf_arm(void *block);
 
-#define PIDFD_THREAD_FLAG O_EXCL
 
 /* ---- victims: fork+exec of this program with argv[1] = "victim1|2" ---- */
 
@@ -114,30 +113,7 @@ static uint64_t victim_ask(struct victim *v, char c)
 
 static int reg_update_for(pid_t tid, void *block)
 {
-	char p[512];
-	snprintf(p, sizeof(p), "%s/%s", bpftest_pin_dir(), ONCPU_BPF_PIN_REG);
-	struct {
-		uint64_t pathname;
-		uint32_t bpf_fd, file_flags;
-	} get = {(uint64_t)(uintptr_t)p, 0, 1U << 4 /* BPF_F_WRONLY */};
-	int fd = (int)bpftest_sys(7 /* BPF_OBJ_GET */, &get, sizeof(get));
-	if (fd < 0)
-		return -errno;
-	int pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD_FLAG);
-	if (pidfd < 0) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	struct oncpu_bpf_reg_user v = {(uint64_t)(uintptr_t)block, 0};
-	struct {
-		uint32_t map_fd, pad;
-		uint64_t key, value, flags;
-	} up = {(uint32_t)fd, 0, (uint64_t)(uintptr_t)&pidfd, (uint64_t)(uintptr_t)&v, 0};
-	int r = bpftest_sys(2 /* BPF_MAP_UPDATE_ELEM */, &up, sizeof(up)) == 0 ? 0 : -errno;
-	close(pidfd);
-	close(fd);
-	return r;
+	return bpftest_reg_op(2 /* BPF_MAP_UPDATE_ELEM */, tid, block, 1U << 4 /* BPF_F_WRONLY */);
 }
 
 /* A page made to look like a registered block whose entries target every

@@ -25,32 +25,11 @@
 
 #include "bpftest.h"
 
-#define PIDFD_THREAD_FLAG O_EXCL
-
-/* reg[tid] = block (block NULL: delete; lookup: look up). 0 or -errno. */
+/* reg[tid]: look up, update to block, delete. 0 or -errno. */
 enum reg_cmd { REG_LOOKUP = 1, REG_UPDATE = 2, REG_DELETE = 3 };
 static int reg_op(enum reg_cmd cmd, pid_t tid, void *block)
 {
-	char p[512];
-	snprintf(p, sizeof(p), "%s/%s", bpftest_pin_dir(), ONCPU_BPF_PIN_REG);
-	struct {
-		uint64_t pathname;
-		uint32_t bpf_fd, file_flags;
-	} get = {(uint64_t)(uintptr_t)p, 0, 0};
-	int fd = (int)bpftest_sys(7 /* BPF_OBJ_GET */, &get, sizeof(get));
-	CHECK(fd >= 0);
-	int pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD_FLAG);
-	CHECK(pidfd >= 0);
-	struct oncpu_bpf_reg_user v = {(uint64_t)(uintptr_t)block, 0};
-	struct {
-		uint32_t map_fd, pad;
-		uint64_t key, value, flags;
-	} op = {(uint32_t)fd, 0, (uint64_t)(uintptr_t)&pidfd,
-	        cmd == REG_DELETE ? 0 : (uint64_t)(uintptr_t)&v, 0};
-	int r = bpftest_sys(cmd, &op, sizeof(op)) == 0 ? 0 : -errno;
-	close(pidfd);
-	close(fd);
-	return r;
+	return bpftest_reg_op(cmd, tid, block, 0);
 }
 
 /* A page that looks like a block with one entry on its on-CPU word. */
