@@ -270,18 +270,25 @@ static int bpf_thread_register(struct _oncpu_desched_block *blk)
 {
 	/* Entries are read from the block at every switch, so a registered
 	 * thread would need nothing here when they change; registering again
-	 * anyway repairs a registration that another process replaced (any
-	 * process may open a pidfd of this thread). A few microseconds. */
+	 * anyway repairs a registration that another process of the group
+	 * replaced. A few microseconds. */
 	pid_t tid = gettid_raw();
 	tls_blk = NULL;
 	/* An rseq area makes the kernel fire rseq_update on every return to
 	 * user space after a switch: the programs' backstop for a switch-in
 	 * that sched_switch did not show. Without rseq (refused) no backstop. */
 	oncpu_thread_init();
-	int r = reg_update(tid, blk);
-	if (r != 0)
-		return r;
-	if (!arm(blk)) {
+	/* Twice at most: the programs drop a registration whose thread was
+	 * switched out ONCPU_BPF_UNARMED_GRACE times before it armed (a very
+	 * busy machine), and the arm uprobe finds none then. */
+	bool armed = false;
+	for (int tries = 0; tries < 2 && !armed; tries++) {
+		int r = reg_update(tid, blk);
+		if (r != 0)
+			return r;
+		armed = arm(blk);
+	}
+	if (!armed) {
 		reg_update(tid, NULL);
 		return -ENOLINK;
 	}
