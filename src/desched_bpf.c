@@ -266,6 +266,23 @@ static bool switch_outs_missed(const struct _oncpu_desched_block *blk)
 	return missed;
 }
 
+/* reg[tid] = blk, armed; 0 or -errno (-ENOLINK: not armed, removed). Twice
+ * at most: the programs drop a registration whose thread was switched out
+ * ONCPU_BPF_UNARMED_GRACE times before it armed (a very busy machine), and
+ * the arm uprobe finds none then. */
+static int register_armed(pid_t tid, struct _oncpu_desched_block *blk)
+{
+	for (int tries = 0; tries < 2; tries++) {
+		int r = reg_update(tid, blk);
+		if (r != 0)
+			return r;
+		if (arm(blk))
+			return 0;
+	}
+	reg_update(tid, NULL);
+	return -ENOLINK;
+}
+
 static int bpf_thread_register(struct _oncpu_desched_block *blk)
 {
 	/* Entries are read from the block at every switch, so a registered
@@ -278,20 +295,9 @@ static int bpf_thread_register(struct _oncpu_desched_block *blk)
 	 * user space after a switch: the programs' backstop for a switch-in
 	 * that sched_switch did not show. Without rseq (refused) no backstop. */
 	oncpu_thread_init();
-	/* Twice at most: the programs drop a registration whose thread was
-	 * switched out ONCPU_BPF_UNARMED_GRACE times before it armed (a very
-	 * busy machine), and the arm uprobe finds none then. */
-	bool armed = false;
-	for (int tries = 0; tries < 2 && !armed; tries++) {
-		int r = reg_update(tid, blk);
-		if (r != 0)
-			return r;
-		armed = arm(blk);
-	}
-	if (!armed) {
-		reg_update(tid, NULL);
-		return -ENOLINK;
-	}
+	int r = register_armed(tid, blk);
+	if (r != 0)
+		return r;
 	tls_blk = blk;
 	tls_tid = tid;
 	switch_outs_missed(blk);
@@ -344,12 +350,10 @@ static int probe_once(void)
 	probe_blk.self = (uint64_t)(uintptr_t)&probe_blk;
 	probe_blk.nr_entries = 0;
 	pid_t tid = gettid_raw();
-	r = reg_update(tid, &probe_blk);
-	if (r != 0)
-		return r;
-	bool armed = arm(&probe_blk);
-	reg_update(tid, NULL);
-	return armed ? 0 : -ENOLINK;
+	r = register_armed(tid, &probe_blk);
+	if (r == 0)
+		reg_update(tid, NULL);
+	return r;
 }
 
 static int bpf_probe(void)
