@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # oncpu-bpfd as root trusts only what only root can change:
 #   1. load on a bpffs whose mode lacks search permission for others adds
-#      it, and unload restores the mode;
+#      it, and the unload of the last provider there restores the mode;
 #   2. attach refuses a library file owned by another user, and a root-owned
 #      file in a directory another user may write (it could be swapped);
 #   3. refresh refuses a recorded path whose file was replaced by another
@@ -28,6 +28,7 @@ top=$(mktemp -d /tmp/oncpu-bpfd-test-XXXXXX) || fail "mktemp"
 fs=$top/bpffs pin=$top/bpffs/oncpu
 cleanup() {
 	"$loader" --pin-dir "$pin" unload >/dev/null 2>&1
+	"$loader" --pin-dir "$pin-2" unload >/dev/null 2>&1
 	umount "$fs" 2>/dev/null
 	rm -rf "$top"
 }
@@ -43,7 +44,16 @@ mode=$(stat -c %a "$fs")
 "$loader" --pin-dir "$pin" unload || fail "unload"
 mode=$(stat -c %a "$fs")
 [ "$mode" = 700 ] || fail "unload: $fs has mode $mode, expected 700 restored"
-echo "1. bpffs mode 0700 -> 0711 while loaded -> 0700 after unload"
+# Two providers there: the mode comes back with the last one only.
+"$loader" --pin-dir "$pin" load --no-attach >/dev/null || fail "load again"
+"$loader" --pin-dir "$pin-2" load --no-attach >/dev/null || fail "load a second provider"
+"$loader" --pin-dir "$pin" unload >/dev/null || fail "unload the first"
+mode=$(stat -c %a "$fs")
+[ "$mode" = 711 ] || fail "unload with another provider left: mode $mode, expected 711"
+"$loader" --pin-dir "$pin-2" unload >/dev/null || fail "unload the second"
+mode=$(stat -c %a "$fs")
+[ "$mode" = 700 ] || fail "unload of the last provider: mode $mode, expected 700 restored"
+echo "1. bpffs mode 0700 -> 0711 while loaded -> 0700 after the last unload"
 "$loader" --pin-dir "$pin" load --no-attach >/dev/null || fail "load again"
 fi
 

@@ -159,10 +159,12 @@ static int other_providers(const char *parent, uint32_t *mode)
 		if (e->d_name[0] == '.')
 			continue;
 		snprintf(dir, sizeof(dir), "%s/%s", parent, e->d_name);
-		if (strcmp(dir, pin_dir) == 0 || !read_info(dir, &info))
+		char info_pin[PATH_MAX + 300];
+		snprintf(info_pin, sizeof(info_pin), "%s/%s", dir, ONCPU_BPF_PIN_INFO);
+		if (strcmp(dir, pin_dir) == 0 || !exists(info_pin))
 			continue;
-		n++;
-		if (info.parent_mode)
+		n++; /* a provider of any ABI still needs the search permission */
+		if (read_info(dir, &info) && info.parent_mode)
 			*mode = info.parent_mode;
 	}
 	if (d)
