@@ -304,6 +304,24 @@ static void depot_put_loose(struct cache *c, void *obj)
 
 /* ---- threads that run sections ---- */
 
+static void *alloc_locked(struct cache *c);
+static void free_locked(struct cache *c, void *obj);
+
+/* Copy what fits of m into the current slot's array under its lock (any
+ * thread); the rest stays in m. */
+static void refill_locked(struct cache *c, struct mag *m)
+{
+	int idx;
+	struct _oncpu_cache_slot *slot =
+	    _oncpu_ds_lock_current(c->pub._pcpu, LOCK_OFF, c->pub._mode, &c->pub._flags, &idx);
+	intptr_t n = DS_LOAD(&slot->count);
+	size_t k = (size_t)(c->pub._cap - n) < m->n ? (size_t)(c->pub._cap - n) : m->n;
+	memcpy(&_ONCPU_CACHE_OBJS(slot)[n], &m->objs[m->n - k], k * sizeof(void *));
+	m->n -= k;
+	DS_STORE(&slot->count, n + (intptr_t)k);
+	_oncpu_ds_unlock(&slot->lock);
+}
+
 /* Copy what fits of m into the current CPU's array; the rest stays in m. */
 static void refill_sections(struct cache *c, struct mag *m)
 {
@@ -324,8 +342,10 @@ static void refill_sections(struct cache *c, struct mag *m)
 			m->n -= (size_t)k;
 			return;
 		}
-		if (r == ONCPU_CS_CMPFAIL)
-			_oncpu_ds_wait(&slot->lock);
+		if (r == ONCPU_CS_CMPFAIL && _oncpu_ds_wait(&slot->lock)) {
+			refill_locked(c, m); /* parked */
+			return;
+		}
 	}
 }
 
@@ -343,8 +363,8 @@ static void *alloc_sections(struct cache *c)
 			                                         &obj, n - 1, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return (void *)obj;
-			if (r == ONCPU_CS_CMPFAIL)
-				_oncpu_ds_wait(&slot->lock);
+			if (r == ONCPU_CS_CMPFAIL && _oncpu_ds_wait(&slot->lock))
+				return alloc_locked(c); /* parked */
 			continue;
 		}
 		struct mag *m = depot_take(c);
@@ -392,8 +412,10 @@ static void free_sections(struct cache *c, void *obj)
 				return;
 			}
 		}
-		if (r == ONCPU_CS_CMPFAIL)
-			_oncpu_ds_wait(&slot->lock);
+		if (r == ONCPU_CS_CMPFAIL && _oncpu_ds_wait(&slot->lock)) {
+			free_locked(c, obj); /* parked */
+			break;
+		}
 	}
 	if (m)
 		depot_put(c, m);
@@ -419,13 +441,7 @@ static void *alloc_locked(struct cache *c)
 	if (!m)
 		return NULL;
 	void *obj = m->objs[--m->n];
-	slot = _oncpu_ds_lock_current(c->pub._pcpu, LOCK_OFF, c->pub._mode, &c->pub._flags, &idx);
-	n = DS_LOAD(&slot->count);
-	size_t k = (size_t)(c->pub._cap - n) < m->n ? (size_t)(c->pub._cap - n) : m->n;
-	memcpy(&_ONCPU_CACHE_OBJS(slot)[n], &m->objs[m->n - k], k * sizeof(void *));
-	m->n -= k;
-	DS_STORE(&slot->count, n + (intptr_t)k);
-	_oncpu_ds_unlock(&slot->lock);
+	refill_locked(c, m);
 	depot_put(c, m);
 	return obj;
 }

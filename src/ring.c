@@ -131,7 +131,8 @@ int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p)
 					errno = ENOBUFS;
 					return -1;
 				}
-				_oncpu_ds_wait(&slot->lock);
+				if (_oncpu_ds_wait(&slot->lock))
+					break; /* parked: the locked path */
 				continue;
 			}
 			int res = _oncpu_cs_cmpeq_cmpeq_trystore_store(
@@ -139,8 +140,8 @@ int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p)
 			    &array[tail & r->_mask], (intptr_t)p, tail + 1, cpu);
 			if (res == ONCPU_CS_COMMITTED)
 				return 0;
-			if (res == ONCPU_CS_CMPFAIL)
-				_oncpu_ds_wait(&slot->lock);
+			if (res == ONCPU_CS_CMPFAIL && _oncpu_ds_wait(&slot->lock))
+				break; /* parked: the locked path */
 		}
 	}
 	int idx;
@@ -173,8 +174,8 @@ void *_oncpu_ring_pop_slow(struct oncpu_ring *r)
 			    head + 1, cpu);
 			if (res == ONCPU_CS_COMMITTED)
 				return (void *)p;
-			if (res == ONCPU_CS_CMPFAIL)
-				_oncpu_ds_wait(&slot->lock);
+			if (res == ONCPU_CS_CMPFAIL && _oncpu_ds_wait(&slot->lock))
+				break; /* parked: the locked path */
 		}
 	}
 	int idx;
@@ -208,8 +209,8 @@ void *oncpu_ring_pop_cpu(struct oncpu_ring *r, int cpu)
 			    &p, head + 1, cpu);
 			if (res == ONCPU_CS_COMMITTED)
 				return (void *)p;
-			if (res == ONCPU_CS_CMPFAIL)
-				_oncpu_ds_wait(&slot->lock);
+			if (res == ONCPU_CS_CMPFAIL && _oncpu_ds_wait(&slot->lock))
+				break; /* parked: the locked path */
 		}
 	}
 	_oncpu_ds_lock_slot(r->_pcpu, LOCK_OFF, mode, &r->_flags, cpu);

@@ -49,17 +49,16 @@ static void backoff(unsigned *spins)
 		sched_yield();
 }
 
-void _oncpu_ds_lock(intptr_t *lock)
+intptr_t _oncpu_ds_lock(intptr_t *lock)
 {
 	unsigned spins = 0;
 	for (;;) {
-		intptr_t zero = 0;
+		intptr_t v = DS_LOAD(lock);
 		/* Sequentially consistent: the flag read that follows (3a) must
 		 * not move before the lock is visibly taken. */
-		if (DS_LOAD(lock) == 0 &&
-		    __atomic_compare_exchange_n(lock, &zero, 1, false, __ATOMIC_SEQ_CST,
-		                                __ATOMIC_RELAXED))
-			return;
+		if (!(v & DS_HELD) && __atomic_compare_exchange_n(lock, &v, v | DS_HELD, false,
+		                                                  __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+			return v;
 		backoff(&spins);
 	}
 }
@@ -67,14 +66,16 @@ void _oncpu_ds_lock(intptr_t *lock)
 void _oncpu_ds_unlock(intptr_t *lock)
 {
 	/* Release: the slot's new contents are visible before the lock is free. */
-	__atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(lock, DS_LOAD(lock) & ~DS_HELD, __ATOMIC_RELEASE);
 }
 
-void _oncpu_ds_wait(intptr_t *lock)
+bool _oncpu_ds_wait(intptr_t *lock)
 {
 	unsigned spins = 0;
-	while (__atomic_load_n(lock, __ATOMIC_ACQUIRE))
+	intptr_t v;
+	while ((v = __atomic_load_n(lock, __ATOMIC_ACQUIRE)) & DS_HELD)
 		backoff(&spins);
+	return v != 0;
 }
 
 static bool sections_used(const unsigned *flags)
@@ -167,19 +168,30 @@ bool _oncpu_ds_exclude_all(const unsigned *flags)
 	return !sections_used(flags) || mb_rseq(-1);
 }
 
-void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int *idx)
+/*
+ * Lock, as a thread without sections, the slot of the CPU it runs on (the
+ * slot's lock word was free and 0 when it took it, unless parked).
+ */
+static void *lock_current_cpu(void *pcpu, size_t lock_off, int mode, const unsigned *flags,
+                              int *idx)
 {
 	for (;;) {
 		int cpu = sched_getcpu();
 		int i = cpu >= 0 && cpu < _oncpu_ds_slots() ? cpu : 0;
 		char *slot = (char *)oncpu_ptr(pcpu, i);
 		intptr_t *lock = (intptr_t *)(slot + lock_off);
-		_oncpu_ds_lock(lock);
+		intptr_t was = _oncpu_ds_lock(lock);
 		*idx = i;
-		if (!sections_used(flags))
-			return slot; /* 3a */
+		if (was != 0 || !sections_used(flags)) {
+			/* Parked (4) or no sections (3a). A parked slot counts
+			 * from 0 again: a thread without sections uses it. */
+			if (was != 0)
+				DS_STORE(lock, DS_PARKED | DS_HELD);
+			return slot;
+		}
 		if (mode != _oncpu_mode_ONCPU_CPU) {
 			_oncpu_ds_exclude_slot(mode, flags, i); /* 3c */
+			DS_STORE(lock, DS_PARKED | DS_HELD);    /* 4 */
 			return slot;
 		}
 		if (sched_getcpu() == i)
@@ -194,11 +206,41 @@ void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsign
 	}
 }
 
+/* Lock, as a thread with sections, the slot of its id (a section found it
+ * parked; it may have been unparked since). */
+static void *lock_current_id(void *pcpu, size_t lock_off, int mode, int *idx)
+{
+	for (;;) {
+		int i = _oncpu_cs_id(mode);
+		char *slot = (char *)oncpu_ptr(pcpu, i);
+		intptr_t *lock = (intptr_t *)(slot + lock_off);
+		intptr_t was = _oncpu_ds_lock(lock);
+		*idx = i;
+		if (was != 0) {
+			/* Parked (4): count this operation; enough of them in a
+			 * row unpark the slot. */
+			intptr_t next = was + 2;
+			DS_STORE(lock, (next >= DS_PARKED + 2 * DS_UNPARK_AFTER ? 0 : next) | DS_HELD);
+			return slot;
+		}
+		if (_oncpu_cs_id(mode) == i)
+			return slot; /* 3b, either mode */
+		_oncpu_ds_unlock(lock);
+	}
+}
+
+void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int *idx)
+{
+	if (_oncpu_cs_id(mode) >= 0)
+		return lock_current_id(pcpu, lock_off, mode, idx);
+	return lock_current_cpu(pcpu, lock_off, mode, flags, idx);
+}
+
 void *_oncpu_ds_lock_slot(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int idx)
 {
 	char *slot = (char *)oncpu_ptr(pcpu, idx);
-	_oncpu_ds_lock((intptr_t *)(slot + lock_off));
-	_oncpu_ds_exclude_slot(mode, flags, idx);
+	if (_oncpu_ds_lock((intptr_t *)(slot + lock_off)) == 0)
+		_oncpu_ds_exclude_slot(mode, flags, idx);
 	return slot;
 }
 
@@ -357,8 +399,8 @@ void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n)
 			                                    (intptr_t)n, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return;
-			if (r == ONCPU_CS_CMPFAIL)
-				_oncpu_ds_wait(&slot->lock);
+			if (r == ONCPU_CS_CMPFAIL && _oncpu_ds_wait(&slot->lock))
+				break; /* parked: the locked path */
 		}
 	}
 	int idx;
@@ -389,7 +431,8 @@ struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s)
 			if (r == ONCPU_CS_CMPFAIL) {
 				if (DS_LOAD(&slot->head) == 0)
 					return NULL;
-				_oncpu_ds_wait(&slot->lock);
+				if (_oncpu_ds_wait(&slot->lock))
+					break; /* parked: the locked path */
 			}
 		}
 	}
@@ -423,7 +466,8 @@ struct oncpu_stack_node *oncpu_stack_pop_cpu(struct oncpu_stack *s, int cpu)
 			if (r == ONCPU_CS_CMPFAIL) {
 				if (DS_LOAD(&slot->head) == 0)
 					return NULL;
-				_oncpu_ds_wait(&slot->lock);
+				if (_oncpu_ds_wait(&slot->lock))
+					break; /* parked: the locked path */
 			}
 		}
 	}
@@ -470,16 +514,22 @@ struct oncpu_stack_node *oncpu_stack_drain(struct oncpu_stack *s)
 		}
 		return out;
 	}
-	/* Lock every non-empty slot, exclude sections from all at once. */
+	/* Lock every non-empty slot, exclude sections from all at once (from
+	 * those that were not parked: the first `unparked` of locked[]). */
+	int unparked = 0;
 	for (int cpu = 0; cpu < slots; cpu++) {
 		struct _oncpu_stack_slot *slot = slot_of(s, cpu);
 		if (DS_LOAD(&slot->head) == 0)
 			continue;
-		_oncpu_ds_lock(&slot->lock);
-		locked[k++] = cpu;
+		if (_oncpu_ds_lock(&slot->lock) == 0) {
+			locked[k++] = locked[unparked];
+			locked[unparked++] = cpu;
+		} else {
+			locked[k++] = cpu;
+		}
 	}
-	if (k && !_oncpu_ds_exclude_all(&s->_flags))
-		for (int i = 0; i < k; i++)
+	if (unparked && !_oncpu_ds_exclude_all(&s->_flags))
+		for (int i = 0; i < unparked; i++)
 			_oncpu_ds_exclude_slot(s->_mode, &s->_flags, locked[i]);
 	for (int i = 0; i < k; i++) {
 		struct _oncpu_stack_slot *slot = slot_of(s, locked[i]);
