@@ -56,8 +56,9 @@ intptr_t _oncpu_ds_lock(intptr_t *lock)
 		intptr_t v = DS_LOAD(lock);
 		/* Sequentially consistent: the flag read that follows (3a) must
 		 * not move before the lock is visibly taken. */
-		if (!(v & DS_HELD) && __atomic_compare_exchange_n(lock, &v, v | DS_HELD, false,
-		                                                  __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+		if (!(v & DS_HELD) &&
+		    __atomic_compare_exchange_n(lock, &v, v | DS_HELD, false, __ATOMIC_SEQ_CST,
+		                                __ATOMIC_RELAXED))
 			return v;
 		backoff(&spins);
 	}
@@ -220,7 +221,8 @@ static void *lock_current_id(void *pcpu, size_t lock_off, int mode, int *idx)
 			/* Parked (4): count this operation; enough of them in a
 			 * row unpark the slot. */
 			intptr_t next = was + 2;
-			DS_STORE(lock, (next >= DS_PARKED + 2 * DS_UNPARK_AFTER ? 0 : next) | DS_HELD);
+			DS_STORE(lock,
+			         (next >= DS_PARKED + 2 * DS_UNPARK_AFTER ? 0 : next) | DS_HELD);
 			return slot;
 		}
 		if (_oncpu_cs_id(mode) == i)
