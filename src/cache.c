@@ -330,6 +330,10 @@ static void refill_sections(struct cache *c, struct mag *m)
 	while (m->n > 0) {
 		int cpu = _oncpu_cs_id(mode);
 		struct _oncpu_cache_slot *slot = slot_of(c, cpu);
+		if (_oncpu_ds_parked(&slot->lock)) {
+			refill_locked(c, m);
+			return;
+		}
 		intptr_t n = DS_LOAD(&slot->count);
 		intptr_t k = cap - n < (intptr_t)m->n ? cap - n : (intptr_t)m->n;
 		if (k <= 0)
@@ -342,10 +346,6 @@ static void refill_sections(struct cache *c, struct mag *m)
 			m->n -= (size_t)k;
 			return;
 		}
-		if (r == ONCPU_CS_CMPFAIL && _oncpu_ds_wait(&slot->lock)) {
-			refill_locked(c, m); /* parked */
-			return;
-		}
 	}
 }
 
@@ -355,6 +355,8 @@ static void *alloc_sections(struct cache *c)
 	for (;;) {
 		int cpu = _oncpu_cs_id(mode);
 		struct _oncpu_cache_slot *slot = slot_of(c, cpu);
+		if (_oncpu_ds_parked(&slot->lock))
+			return alloc_locked(c);
 		intptr_t n = DS_LOAD(&slot->count);
 		if (n > 0) {
 			intptr_t obj;
@@ -363,8 +365,6 @@ static void *alloc_sections(struct cache *c)
 			                                         &obj, n - 1, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return (void *)obj;
-			if (r == ONCPU_CS_CMPFAIL && _oncpu_ds_wait(&slot->lock))
-				return alloc_locked(c); /* parked */
 			continue;
 		}
 		struct mag *m = depot_take(c);
@@ -385,6 +385,10 @@ static void free_sections(struct cache *c, void *obj)
 	for (;;) {
 		int cpu = _oncpu_cs_id(mode);
 		struct _oncpu_cache_slot *slot = slot_of(c, cpu);
+		if (_oncpu_ds_parked(&slot->lock)) {
+			free_locked(c, obj);
+			break;
+		}
 		intptr_t n = DS_LOAD(&slot->count);
 		int r;
 		if (n < cap) {
@@ -411,10 +415,6 @@ static void free_sections(struct cache *c, void *obj)
 				depot_put(c, m);
 				return;
 			}
-		}
-		if (r == ONCPU_CS_CMPFAIL && _oncpu_ds_wait(&slot->lock)) {
-			free_locked(c, obj); /* parked */
-			break;
 		}
 	}
 	if (m)

@@ -53,9 +53,10 @@ bool _oncpu_ds_sections(unsigned *flags, int mode);
 intptr_t _oncpu_ds_lock(intptr_t *lock);
 /* Release store of the held value without DS_HELD. */
 void _oncpu_ds_unlock(intptr_t *lock);
-/* A section found its slot's lock word non-zero: wait while it is held.
- * Returns true when the slot is parked: take the locked path instead. */
-bool _oncpu_ds_wait(intptr_t *lock);
+/* Before a section on a slot: wait while its lock word is held. Returns
+ * true when the slot is parked (take the locked path instead), false when
+ * sections may run on it. */
+bool _oncpu_ds_parked(intptr_t *lock);
 
 /*
  * Lock the slot this thread should use and exclude sections from it;

@@ -70,7 +70,7 @@ void _oncpu_ds_unlock(intptr_t *lock)
 	__atomic_store_n(lock, DS_LOAD(lock) & ~DS_HELD, __ATOMIC_RELEASE);
 }
 
-bool _oncpu_ds_wait(intptr_t *lock)
+bool _oncpu_ds_parked(intptr_t *lock)
 {
 	unsigned spins = 0;
 	intptr_t v;
@@ -176,9 +176,10 @@ bool _oncpu_ds_exclude_all(const unsigned *flags)
 static void *lock_current_cpu(void *pcpu, size_t lock_off, int mode, const unsigned *flags,
                               int *idx)
 {
+	int slots = _oncpu_ds_slots();
 	for (;;) {
 		int cpu = sched_getcpu();
-		int i = cpu >= 0 && cpu < _oncpu_ds_slots() ? cpu : 0;
+		int i = cpu >= 0 && cpu < slots ? cpu : 0;
 		char *slot = (char *)oncpu_ptr(pcpu, i);
 		intptr_t *lock = (intptr_t *)(slot + lock_off);
 		intptr_t was = _oncpu_ds_lock(lock);
@@ -198,7 +199,7 @@ static void *lock_current_cpu(void *pcpu, size_t lock_off, int mode, const unsig
 		if (sched_getcpu() == i)
 			return slot; /* 3b */
 		_oncpu_ds_unlock(lock);
-		if (cpu < 0 || cpu >= _oncpu_ds_slots()) {
+		if (cpu < 0 || cpu >= slots) {
 			/* No usable CPU number: exclusion by membarrier. */
 			_oncpu_ds_lock(lock);
 			_oncpu_ds_exclude_slot(mode, flags, i);
@@ -208,11 +209,10 @@ static void *lock_current_cpu(void *pcpu, size_t lock_off, int mode, const unsig
 }
 
 /* Lock, as a thread with sections, the slot of its id (a section found it
- * parked; it may have been unparked since). */
-static void *lock_current_id(void *pcpu, size_t lock_off, int mode, int *idx)
+ * parked; it may have been unparked since). id: its id a moment ago. */
+static void *lock_current_id(void *pcpu, size_t lock_off, int mode, int id, int *idx)
 {
-	for (;;) {
-		int i = _oncpu_cs_id(mode);
+	for (int i = id;; i = _oncpu_cs_id(mode)) {
 		char *slot = (char *)oncpu_ptr(pcpu, i);
 		intptr_t *lock = (intptr_t *)(slot + lock_off);
 		intptr_t was = _oncpu_ds_lock(lock);
@@ -233,8 +233,10 @@ static void *lock_current_id(void *pcpu, size_t lock_off, int mode, int *idx)
 
 void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int *idx)
 {
-	if (_oncpu_cs_id(mode) >= 0)
-		return lock_current_id(pcpu, lock_off, mode, idx);
+	/* Registered first: a thread without sections skips the slow call. */
+	int id = _oncpu_registered_cpu() >= 0 ? _oncpu_cs_id(mode) : -1;
+	if (id >= 0)
+		return lock_current_id(pcpu, lock_off, mode, id, idx);
 	return lock_current_cpu(pcpu, lock_off, mode, flags, idx);
 }
 
@@ -395,14 +397,14 @@ void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n)
 		for (;;) {
 			int cpu = _oncpu_cs_id(mode);
 			struct _oncpu_stack_slot *slot = slot_of(s, cpu);
+			if (_oncpu_ds_parked(&slot->lock))
+				break; /* the locked path */
 			intptr_t head = DS_LOAD(&slot->head);
 			n->next = (struct oncpu_stack_node *)head;
 			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->lock, 0, &slot->head, head,
 			                                    (intptr_t)n, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return;
-			if (r == ONCPU_CS_CMPFAIL && _oncpu_ds_wait(&slot->lock))
-				break; /* parked: the locked path */
 		}
 	}
 	int idx;
@@ -424,18 +426,16 @@ struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s)
 		for (;;) {
 			int cpu = _oncpu_cs_id(mode);
 			struct _oncpu_stack_slot *slot = slot_of(s, cpu);
+			if (_oncpu_ds_parked(&slot->lock))
+				break; /* the locked path */
 			intptr_t node;
 			int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
 			    mode, &slot->lock, 0, &slot->head, 0,
 			    (ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return (struct oncpu_stack_node *)node;
-			if (r == ONCPU_CS_CMPFAIL) {
-				if (DS_LOAD(&slot->head) == 0)
-					return NULL;
-				if (_oncpu_ds_wait(&slot->lock))
-					break; /* parked: the locked path */
-			}
+			if (r == ONCPU_CS_CMPFAIL && DS_LOAD(&slot->head) == 0)
+				return NULL;
 		}
 	}
 	int idx;
@@ -458,19 +458,15 @@ struct oncpu_stack_node *oncpu_stack_pop_cpu(struct oncpu_stack *s, int cpu)
 		return NULL; /* empty when read: a valid answer, and commits no memory */
 	if (_oncpu_ds_sections(&s->_flags, mode)) {
 		/* On that CPU now: one section, as long as the thread stays there. */
-		while (_oncpu_cs_id(mode) == cpu) {
+		while (_oncpu_cs_id(mode) == cpu && !_oncpu_ds_parked(&slot->lock)) {
 			intptr_t node;
 			int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
 			    mode, &slot->lock, 0, &slot->head, 0,
 			    (ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return (struct oncpu_stack_node *)node;
-			if (r == ONCPU_CS_CMPFAIL) {
-				if (DS_LOAD(&slot->head) == 0)
-					return NULL;
-				if (_oncpu_ds_wait(&slot->lock))
-					break; /* parked: the locked path */
-			}
+			if (r == ONCPU_CS_CMPFAIL && DS_LOAD(&slot->head) == 0)
+				return NULL;
 		}
 	}
 	_oncpu_ds_lock_slot(s->_pcpu, LOCK_OFF, mode, &s->_flags, cpu);
