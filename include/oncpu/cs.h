@@ -222,7 +222,7 @@ extern volatile long _oncpu_ds_aborts __attribute__((weak));
 /*
  * After a section on a slot guarded by `lock` (oncpu/stack.h) that did not
  * commit: true when the inline path should give up and take the slow path
- * (a compare failed and the lock is held). Otherwise it runs the section
+ * (a compare failed and the lock word is not 0: held or parked). Otherwise it runs the section
  * again: aborted, or the slot changed under it, or (ONCPU_CS_UNAVAILABLE)
  * its next id check sends it to the slow path.
  */
