@@ -319,7 +319,7 @@ static void refill_locked(struct cache *c, struct mag *m)
 	memcpy(&_ONCPU_CACHE_OBJS(slot)[n], &m->objs[m->n - k], k * sizeof(void *));
 	m->n -= k;
 	DS_STORE(&slot->count, n + (intptr_t)k);
-	_oncpu_ds_unlock(&slot->lock);
+	_oncpu_ds_unlock_current(&slot->lock);
 }
 
 /* Copy what fits of m into the current CPU's array; the rest stays in m. */
@@ -432,11 +432,11 @@ static void *alloc_locked(struct cache *c)
 	if (n > 0) {
 		void *obj = (void *)DS_LOAD(&_ONCPU_CACHE_OBJS(slot)[n - 1]);
 		DS_STORE(&slot->count, n - 1);
-		_oncpu_ds_unlock(&slot->lock);
+		_oncpu_ds_unlock_current(&slot->lock);
 		return obj;
 	}
 	/* Empty: refill without holding the slot lock across the depot. */
-	_oncpu_ds_unlock(&slot->lock);
+	_oncpu_ds_unlock_current(&slot->lock);
 	struct mag *m = depot_take(c);
 	if (!m)
 		return NULL;
@@ -457,13 +457,13 @@ static void free_locked(struct cache *c, void *obj)
 		if (n < c->pub._cap) {
 			DS_STORE(&_ONCPU_CACHE_OBJS(slot)[n], (intptr_t)obj);
 			DS_STORE(&slot->count, n + 1);
-			_oncpu_ds_unlock(&slot->lock);
+			_oncpu_ds_unlock_current(&slot->lock);
 			if (m)
 				depot_put(c, m);
 			return;
 		}
 		if (!m) {
-			_oncpu_ds_unlock(&slot->lock);
+			_oncpu_ds_unlock_current(&slot->lock);
 			if (!(m = depot_empty(c))) {
 				depot_put_loose(c, obj);
 				return;
@@ -473,7 +473,7 @@ static void free_locked(struct cache *c, void *obj)
 		size_t k = c->batch - 1;
 		memcpy(m->objs, &_ONCPU_CACHE_OBJS(slot)[n - (intptr_t)k], k * sizeof(void *));
 		DS_STORE(&slot->count, n - (intptr_t)k);
-		_oncpu_ds_unlock(&slot->lock);
+		_oncpu_ds_unlock_current(&slot->lock);
 		m->objs[k] = obj;
 		m->n = k + 1;
 		depot_put(c, m);

@@ -146,7 +146,7 @@ int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p)
 	struct _oncpu_ring_slot *slot =
 	    _oncpu_ds_lock_current(r->_pcpu, LOCK_OFF, mode, &r->_flags, &idx);
 	int ret = locked_push(r, slot, p);
-	_oncpu_ds_unlock(&slot->lock);
+	_oncpu_ds_unlock_current(&slot->lock);
 	return ret;
 }
 
@@ -180,7 +180,7 @@ void *_oncpu_ring_pop_slow(struct oncpu_ring *r)
 	struct _oncpu_ring_slot *slot =
 	    _oncpu_ds_lock_current(r->_pcpu, LOCK_OFF, mode, &r->_flags, &idx);
 	void *p = locked_pop(r, slot);
-	_oncpu_ds_unlock(&slot->lock);
+	_oncpu_ds_unlock_current(&slot->lock);
 	return p;
 }
 

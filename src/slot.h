@@ -54,8 +54,9 @@ intptr_t _oncpu_ds_lock(intptr_t *lock);
 /* Release store of the held value without DS_HELD. */
 void _oncpu_ds_unlock(intptr_t *lock);
 /* Before a section on a slot: wait while its lock word is held. Returns
- * true when the slot is parked (take the locked path instead), false when
- * sections may run on it. */
+ * true when the slot is parked or held by the code a signal handler
+ * interrupted (take the locked path instead), false when sections may run
+ * on it. */
 bool _oncpu_ds_parked(intptr_t *lock);
 
 /*
@@ -63,10 +64,12 @@ bool _oncpu_ds_parked(intptr_t *lock);
  * returns the slot (pcpu's instance), its lock held; *idx receives its
  * index. Threads without sections use the slot of the CPU they run on;
  * threads with sections (a section found the slot parked) the slot of
- * their id in `mode`.
+ * their id in `mode`; a signal handler whose thread holds that slot's lock
+ * another slot. Release with _oncpu_ds_unlock_current.
  */
 void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsigned *flags,
                              int *idx);
+void _oncpu_ds_unlock_current(intptr_t *lock);
 
 /* Lock slot idx (any CPU) and exclude sections from it. */
 void *_oncpu_ds_lock_slot(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int idx);

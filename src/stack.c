@@ -70,13 +70,59 @@ void _oncpu_ds_unlock(intptr_t *lock)
 	__atomic_store_n(lock, DS_LOAD(lock) & ~DS_HELD, __ATOMIC_RELEASE);
 }
 
+/*
+ * The lock words this thread holds, or is taking, through
+ * _oncpu_ds_lock_current, innermost last: one per operation, nested only
+ * when a signal handler interrupted one. A handler must not wait for a lock
+ * its own thread holds; it takes another slot. Entries past DS_NEST are
+ * counted, not recorded. Initial-exec TLS: no allocation in a handler.
+ */
+#define DS_NEST 4
+static __thread struct {
+	int n;
+	intptr_t *lock[DS_NEST];
+} mine __attribute__((tls_model("initial-exec")));
+
+/* A locked operation starts: its entry's index. */
+static int mine_enter(void)
+{
+	int e = mine.n;
+	mine.n = e + 1; /* first: a handler from here on sees the entry */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	return e;
+}
+
+/* Entry e is about to take lock; true when an operation of this thread
+ * that e interrupted holds or takes it. */
+static bool mine_taking(int e, intptr_t *lock)
+{
+	if (e < DS_NEST)
+		mine.lock[e] = lock;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	for (int i = 0; i < e && i < DS_NEST; i++)
+		if (mine.lock[i] == lock)
+			return true;
+	return false;
+}
+
 bool _oncpu_ds_parked(intptr_t *lock)
 {
 	unsigned spins = 0;
 	intptr_t v;
-	while ((v = __atomic_load_n(lock, __ATOMIC_ACQUIRE)) & DS_HELD)
+	while ((v = __atomic_load_n(lock, __ATOMIC_ACQUIRE)) & DS_HELD) {
+		for (int i = 0; i < mine.n && i < DS_NEST; i++)
+			if (mine.lock[i] == lock)
+				return true; /* held by the code this handler interrupted */
 		backoff(&spins);
+	}
 	return v != 0;
+}
+
+void _oncpu_ds_unlock_current(intptr_t *lock)
+{
+	_oncpu_ds_unlock(lock);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	mine.n--;
 }
 
 static bool sections_used(const unsigned *flags)
@@ -170,10 +216,31 @@ bool _oncpu_ds_exclude_all(const unsigned *flags)
 }
 
 /*
+ * Entry e of a signal handler whose own thread holds the slot it should
+ * use (avoid): lock another slot instead, with the exclusion step when
+ * sections may be in flight there.
+ */
+static void *lock_other(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int e,
+                        int avoid, int *idx)
+{
+	for (int j = 0; j < _oncpu_ds_slots(); j++) {
+		char *slot = (char *)oncpu_ptr(pcpu, j);
+		intptr_t *lock = (intptr_t *)(slot + lock_off);
+		if (j == avoid || mine_taking(e, lock))
+			continue;
+		if (_oncpu_ds_lock(lock) == 0)
+			_oncpu_ds_exclude_slot(mode, flags, j);
+		*idx = j;
+		return slot;
+	}
+	ONCPU_FATAL("signal handlers nested %d deep hold every slot of a stack, ring or cache", e);
+}
+
+/*
  * Lock, as a thread without sections, the slot of the CPU it runs on (the
  * slot's lock word was free and 0 when it took it, unless parked).
  */
-static void *lock_current_cpu(void *pcpu, size_t lock_off, int mode, const unsigned *flags,
+static void *lock_current_cpu(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int e,
                               int *idx)
 {
 	int slots = _oncpu_ds_slots();
@@ -182,6 +249,8 @@ static void *lock_current_cpu(void *pcpu, size_t lock_off, int mode, const unsig
 		int i = cpu >= 0 && cpu < slots ? cpu : 0;
 		char *slot = (char *)oncpu_ptr(pcpu, i);
 		intptr_t *lock = (intptr_t *)(slot + lock_off);
+		if (mine_taking(e, lock))
+			return lock_other(pcpu, lock_off, mode, flags, e, i, idx);
 		intptr_t was = _oncpu_ds_lock(lock);
 		*idx = i;
 		if (was != 0 || !sections_used(flags)) {
@@ -210,11 +279,14 @@ static void *lock_current_cpu(void *pcpu, size_t lock_off, int mode, const unsig
 
 /* Lock, as a thread with sections, the slot of its id (a section found it
  * parked; it may have been unparked since). id: its id a moment ago. */
-static void *lock_current_id(void *pcpu, size_t lock_off, int mode, int id, int *idx)
+static void *lock_current_id(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int e,
+                             int id, int *idx)
 {
 	for (int i = id;; i = _oncpu_cs_id(mode)) {
 		char *slot = (char *)oncpu_ptr(pcpu, i);
 		intptr_t *lock = (intptr_t *)(slot + lock_off);
+		if (mine_taking(e, lock))
+			return lock_other(pcpu, lock_off, mode, flags, e, i, idx);
 		intptr_t was = _oncpu_ds_lock(lock);
 		*idx = i;
 		if (was != 0) {
@@ -233,11 +305,12 @@ static void *lock_current_id(void *pcpu, size_t lock_off, int mode, int id, int 
 
 void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int *idx)
 {
+	int e = mine_enter();
 	/* Registered first: a thread without sections skips the slow call. */
 	int id = _oncpu_registered_cpu() >= 0 ? _oncpu_cs_id(mode) : -1;
 	if (id >= 0)
-		return lock_current_id(pcpu, lock_off, mode, id, idx);
-	return lock_current_cpu(pcpu, lock_off, mode, flags, idx);
+		return lock_current_id(pcpu, lock_off, mode, flags, e, id, idx);
+	return lock_current_cpu(pcpu, lock_off, mode, flags, e, idx);
 }
 
 void *_oncpu_ds_lock_slot(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int idx)
@@ -412,7 +485,7 @@ void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n)
 	    _oncpu_ds_lock_current(s->_pcpu, LOCK_OFF, mode, &s->_flags, &idx);
 	n->next = (struct oncpu_stack_node *)DS_LOAD(&slot->head);
 	DS_STORE(&slot->head, (intptr_t)n);
-	_oncpu_ds_unlock(&slot->lock);
+	_oncpu_ds_unlock_current(&slot->lock);
 }
 
 struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s)
@@ -442,7 +515,7 @@ struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s)
 	struct _oncpu_stack_slot *slot =
 	    _oncpu_ds_lock_current(s->_pcpu, LOCK_OFF, mode, &s->_flags, &idx);
 	struct oncpu_stack_node *n = locked_pop(slot);
-	_oncpu_ds_unlock(&slot->lock);
+	_oncpu_ds_unlock_current(&slot->lock);
 	return n;
 }
 
