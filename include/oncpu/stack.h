@@ -110,9 +110,9 @@
  * async-signal-safe, on parked lists (4) too: a handler whose thread holds
  * the lock of the list it should use takes another list. In fallback mode
  * a handler's push or pop likewise never waits for its own thread. pop_cpu
- * and drain use a spinning lock: a signal handler that calls into a stack
- * whose lock the interrupted pop_cpu or drain of the same thread holds
- * waits forever.
+ * and drain spin on the locks of the lists they name: called from a signal
+ * handler whose thread holds one of those (in any call on the stack), they
+ * wait forever.
  *
  * fork(): the child may use every stack, ring and cache of the parent. Lock
  * words held by other threads at the fork (which do not exist in the child)
