@@ -38,6 +38,20 @@ ONCPU_INLINE int _oncpu_cs_id_usable(int id)
 	return id >= 0 && _oncpu_process.rseq_offset != 0;
 }
 
+/*
+ * What an id-taking section that reached its abort handler answers. A
+ * thread that is not registered (fallback mode, or not yet: its first
+ * oncpu call registers it) gets there too: the ids of an area the kernel
+ * does not update read as negative (thread.c), so no usable id passes the
+ * check. Telling the two apart only here, without a call, keeps the
+ * committing path and its frame as they were.
+ */
+ONCPU_INLINE int _oncpu_cs_aborted(void)
+{
+	return ONCPU_LIKELY(_oncpu_registered_cpu() >= 0) ? ONCPU_CS_ABORTED
+	                                                  : ONCPU_CS_UNAVAILABLE;
+}
+
 /* One assembly line per string, in columns: exempt from clang-format. */
 /* clang-format off */
 
@@ -172,7 +186,7 @@ ONCPU_INLINE int _oncpu_cs_add(int mode, intptr_t *v, intptr_t count, int id)
 		: abort);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 }
 
 /*
@@ -229,7 +243,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_store(int mode, intptr_t *v, intptr_t expect, i
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -264,7 +278,7 @@ ONCPU_INLINE int _oncpu_cs_cmpne_load_off_store(int mode, intptr_t *v, intptr_t 
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -299,7 +313,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_trystore_store(int mode, int mo, intptr_t *v, i
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -336,7 +350,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_memcpy_store(int mode, int mo, intptr_t *v, int
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -365,7 +379,7 @@ ONCPU_INLINE int _oncpu_cs_deref_off_add(int mode, intptr_t *ptr, ptrdiff_t off,
 		: abort);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 }
 
 /*
@@ -408,7 +422,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *g, intptr_t gex
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -445,7 +459,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpne_load_off_store(int mode, intptr_t *g, int
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -483,7 +497,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -520,7 +534,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *g, intptr_
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -565,7 +579,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
