@@ -355,7 +355,7 @@ static void sig_handler(int signo)
 static void *sig_fallback_thread(void *arg)
 {
 	(void)arg;
-	sig.ok = test_leave_rseq() && pin(sig.cpu);
+	sig.ok = test_leave_rseq() && test_pinned(sig.cpu);
 	struct oncpu_stack_node *mine = &sig.items[1].link;
 	while (sig.ok && !atomic_load(&sig.stop)) {
 		oncpu_stack_push(sig.s, mine);
@@ -376,7 +376,7 @@ static void *sig_fallback_thread(void *arg)
 static void *sig_sender_thread(void *arg)
 {
 	(void)arg;
-	CHECK(pin(sig.cpu == 0 ? 1 : 0));
+	CHECK(test_pinned(sig.cpu == 0 ? 1 : 0));
 	while (!atomic_load(&sig.stop)) {
 		pthread_kill(sig.main_thread, SIGUSR1);
 		for (volatile int i = 0; i < 2000; i++)
@@ -388,14 +388,14 @@ static void *sig_sender_thread(void *arg)
 static void test_signal_on_parked_list(void)
 {
 	CHECK(sig.s = oncpu_stack_new_flags(ONCPU_STACK_VCPU));
-	CHECK(pin(0));
+	CHECK(test_pinned(0));
 	sig.cpu = oncpu_vcpu();
-	if (ncpus < 2 || sig.cpu >= ncpus || !pin(sig.cpu)) {
+	if (ncpus < 2 || sig.cpu >= ncpus || !test_pinned(sig.cpu)) {
 		printf("unit.stack: needs CPUs 0 and 1 and vcpu %d one of them: signal test "
 		       "skipped\n",
 		       sig.cpu);
 		oncpu_stack_free(sig.s);
-		unpin();
+		test_unpin();
 		return;
 	}
 	struct sigaction sa = {.sa_handler = sig_handler}, old;
@@ -429,7 +429,7 @@ static void test_signal_on_parked_list(void)
 	CHECK_MSG(count == 3, "%d of 3 nodes on the stack", count);
 	printf("unit.stack: %ld signals handled on a parked list\n", atomic_load(&sig.handled));
 	CHECK(atomic_load(&sig.handled) > 0);
-	unpin();
+	test_unpin();
 	oncpu_stack_free(sig.s);
 }
 
