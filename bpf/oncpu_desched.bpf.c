@@ -15,7 +15,11 @@
  *     on-CPU word or user words is refused and counted.
  *   - Registration is authenticated in the thread's own context (the arm
  *     uprobe, see oncpu_bpf.h): a registration made for another thread is
- *     never armed and never written.
+ *     never armed and never written, and one never armed is dropped after
+ *     ONCPU_BPF_UNARMED_GRACE switch-outs of its thread.
+ *   - A map update from user space runs no program, and the kernel checks
+ *     no permission on the task a pidfd key names: who may write the reg
+ *     map at all is the pin's mode (oncpu-bpfd load --group).
  *
  * Programs:
  *   oncpu_switch       tp_btf/sched_switch: prev's values, next's resume values
@@ -32,10 +36,10 @@
  * registered) and at most ONCPU_DESCHED_BLOCK_ENTRIES writes.
  *
  * Built with clang's BPF target (clang 19: older ones drop the uptr tag) and
- * no vmlinux.h: the programs pass kernel pointers to helpers and read one
- * field (task_struct.bpf_storage, through a CO-RE relocation), so no kernel
- * structure layout is compiled in; the tracepoints' argument types come
- * from the running kernel's BTF at load time.
+ * no vmlinux.h: the programs pass kernel pointers to helpers and read a few
+ * fields (through CO-RE relocations), so no kernel structure layout is
+ * compiled in; the tracepoints' argument types come from the running
+ * kernel's BTF at load time.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -47,12 +51,14 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-/* The one kernel field read directly (CO-RE: relocated at load time): a
- * task without any task-local storage cannot be registered, and most
- * tasks have none, so the helpers are skipped for them. */
+/* The kernel fields read (CO-RE: relocated at load time). bpf_storage: a
+ * task without any task-local storage cannot be registered, and most tasks
+ * have none, so the helpers are skipped for them. flags: PF_KTHREAD. */
 struct task_struct {
 	void *bpf_storage;
+	unsigned int flags;
 } __attribute__((preserve_access_index));
+#define ONCPU_PF_KTHREAD 0x00200000 /* include/linux/sched.h */
 
 #define __oncpu_uptr __attribute__((btf_type_tag("uptr")))
 
@@ -71,8 +77,10 @@ struct oncpu_uregs {
 #error "oncpu_desched.bpf.c: define __TARGET_ARCH_x86 or __TARGET_ARCH_arm64"
 #endif
 
+/* struct oncpu_bpf_reg_user, as the programs see it. */
 struct oncpu_bpf_reg {
 	struct _oncpu_desched_block __oncpu_uptr *block;
+	__u64 strikes;
 };
 /* Makes clang emit the block's full BTF (a tagged pointer alone gives a
  * forward declaration, and the kernel needs the size to pin it). */
@@ -137,12 +145,16 @@ static __always_inline int may_be_registered(struct task_struct *t)
 	return !bpf_core_field_exists(t->bpf_storage) || t->bpf_storage;
 }
 
-/* The armed block of task t, or NULL (not registered, or not armed). */
-static __always_inline struct _oncpu_desched_block *armed_block(struct task_struct *t)
+/* The armed block of task t, or NULL (not registered, or not armed). When
+ * reg is not NULL, *reg is set to t's registration, armed or not. */
+static __always_inline struct _oncpu_desched_block *armed_block(struct task_struct *t,
+                                                                struct oncpu_bpf_reg **reg)
 {
 	if (!may_be_registered(t))
 		return 0;
 	struct oncpu_bpf_reg *r = bpf_task_storage_get(&oncpu_reg, t, 0, 0);
+	if (reg)
+		*reg = r;
 	if (!r)
 		return 0;
 	struct _oncpu_desched_block *b = r->block;
@@ -150,13 +162,29 @@ static __always_inline struct _oncpu_desched_block *armed_block(struct task_stru
 		return 0;
 	struct oncpu_bpf_auth *a = bpf_task_storage_get(&oncpu_auth, t, 0, 0);
 	/* Armed means: this very element, with this very page, was verified
-	 * by the arm program running as t. A new registration (by t or by
-	 * anybody holding a pidfd of t) is a new element: unarmed. */
-	if (!a || a->elem != (__u64)r || a->kaddr != (__u64)b) {
+	 * by the arm program running as t, and the page still holds the
+	 * nonce it armed (a page and an element that were freed and reused
+	 * for someone else's registration do not hold it). A new registration
+	 * is a new element: unarmed. */
+	if (!a || a->elem != (__u64)r || a->kaddr != (__u64)b || !(a->nonce & 1) ||
+	    *(volatile __u64 *)&b->provider_data[ONCPU_BPF_PD_ARM] != a->nonce) {
 		stat_add(ONCPU_BPF_STAT_UNARMED, 1);
 		return 0;
 	}
 	return b;
+}
+
+/* A switch-out of t, whose registration r is not armed: one strike; past
+ * the grace, the registration (and the pin of its page) is dropped. A
+ * kernel thread never registers itself: dropped at once. */
+static __always_inline void strike_unarmed(struct task_struct *t, struct oncpu_bpf_reg *r)
+{
+	if (r->strikes < ONCPU_BPF_UNARMED_GRACE && !(t->flags & ONCPU_PF_KTHREAD)) {
+		r->strikes++;
+		return;
+	}
+	if (bpf_task_storage_delete(&oncpu_reg, t) == 0)
+		stat_add(ONCPU_BPF_STAT_DROPPED, 1);
 }
 
 /* A target is the on-CPU word or the user words, naturally aligned. */
@@ -227,16 +255,19 @@ int oncpu_switch(__u64 *ctx)
 	 *          struct task_struct *next, unsigned int prev_state) */
 	struct task_struct *prev = (struct task_struct *)ctx[1];
 	struct task_struct *next = (struct task_struct *)ctx[2];
+	struct oncpu_bpf_reg *r = 0;
 	struct _oncpu_desched_block *b;
 
-	b = armed_block(prev);
+	b = armed_block(prev, &r);
 	if (b) {
 		__u32 w = write_entries(b, 0);
 		b->provider_data[ONCPU_BPF_PD_SWITCH_OUT]++;
 		stat_add(ONCPU_BPF_STAT_SWITCH_OUT, 1);
 		stat_add(ONCPU_BPF_STAT_WRITES, w);
+	} else if (r) {
+		strike_unarmed(prev, r);
 	}
-	b = armed_block(next);
+	b = armed_block(next, 0);
 	if (b) {
 		if (*(volatile __u32 *)&b->oncpu == ONCPU_DESCHED_WORD_ON)
 			stat_add(ONCPU_BPF_STAT_MISSED_OUT, 1);
@@ -262,7 +293,7 @@ int oncpu_resume(__u64 *ctx)
 	struct oncpu_bpf_reg *r = bpf_task_storage_get(&oncpu_reg, t, 0, 0);
 	if (!r || !r->block || *(volatile __u32 *)&r->block->oncpu != ONCPU_DESCHED_WORD_OFF)
 		return 0;
-	struct _oncpu_desched_block *b = armed_block(t);
+	struct _oncpu_desched_block *b = armed_block(t, 0);
 	if (b && *(volatile __u32 *)&b->oncpu == ONCPU_DESCHED_WORD_OFF) {
 		__u32 w = write_entries(b, 1);
 		b->provider_data[ONCPU_BPF_PD_REPAIRED]++;
@@ -280,7 +311,7 @@ int oncpu_exit(__u64 *ctx)
 	struct task_struct *t = (struct task_struct *)ctx[0];
 	if (!may_be_registered(t))
 		return 0;
-	struct _oncpu_desched_block *b = armed_block(t);
+	struct _oncpu_desched_block *b = armed_block(t, 0);
 	if (b)
 		stat_add(ONCPU_BPF_STAT_WRITES, write_entries(b, 0));
 	if (bpf_task_storage_delete(&oncpu_reg, t) == 0)
@@ -303,8 +334,8 @@ int oncpu_exec(__u64 *ctx)
 }
 
 /* Entry of _oncpu_desched_bpf_arm(block), as the calling thread, which has
- * just stored a fresh random cookie (even, non-zero) in its block's arm word.
- * The pinned page is the caller's block only if the cookie reads the same
+ * just stored a fresh random nonce (even, non-zero) in its block's arm word.
+ * The pinned page is the caller's block only if the nonce reads the same
  * through the kernel mapping of the pinned page and through the caller's
  * own address space at the address it passed. Nothing is written into a
  * block that fails the check: a registration made by another process for
@@ -320,14 +351,14 @@ int oncpu_arm(struct oncpu_uregs *ctx)
 	}
 	struct _oncpu_desched_block *b = r->block;
 	__u64 uaddr = ONCPU_ARG1(ctx);
-	__u64 cookie = *(volatile __u64 *)&b->provider_data[ONCPU_BPF_PD_ARM];
+	__u64 nonce = *(volatile __u64 *)&b->provider_data[ONCPU_BPF_PD_ARM];
 	__u64 back = 0;
 
-	if (cookie == 0 || (cookie & 1) ||
+	if (nonce == 0 || (nonce & 1) ||
 	    bpf_probe_read_user(
 	        &back, sizeof(back),
 	        (void *)(uaddr + ONCPU_DESCHED_OFF_PROVIDER_DATA + 8 * ONCPU_BPF_PD_ARM)) != 0 ||
-	    back != cookie) {
+	    back != nonce) {
 		stat_add_atomic(ONCPU_BPF_STAT_ARM_REFUSED, 1);
 		/* Not the caller's memory: drop it (and its pin). */
 		bpf_task_storage_delete(&oncpu_reg, cur);
@@ -341,7 +372,8 @@ int oncpu_arm(struct oncpu_uregs *ctx)
 	}
 	a->elem = (__u64)r;
 	a->kaddr = (__u64)b;
-	*(volatile __u64 *)&b->provider_data[ONCPU_BPF_PD_ARM] = cookie | 1;
+	a->nonce = nonce | 1;
+	*(volatile __u64 *)&b->provider_data[ONCPU_BPF_PD_ARM] = nonce | 1;
 	stat_add_atomic(ONCPU_BPF_STAT_ARM_OK, 1);
 	return 0;
 }

@@ -304,6 +304,24 @@ static void depot_put_loose(struct cache *c, void *obj)
 
 /* ---- threads that run sections ---- */
 
+static void *alloc_locked(struct cache *c);
+static void free_locked(struct cache *c, void *obj);
+
+/* Copy what fits of m into the current slot's array under its lock (any
+ * thread); the rest stays in m. */
+static void refill_locked(struct cache *c, struct mag *m)
+{
+	int idx;
+	struct _oncpu_cache_slot *slot =
+	    _oncpu_ds_lock_current(c->pub._pcpu, LOCK_OFF, c->pub._mode, &c->pub._flags, &idx);
+	intptr_t n = DS_LOAD(&slot->count);
+	size_t k = (size_t)(c->pub._cap - n) < m->n ? (size_t)(c->pub._cap - n) : m->n;
+	memcpy(&_ONCPU_CACHE_OBJS(slot)[n], &m->objs[m->n - k], k * sizeof(void *));
+	m->n -= k;
+	DS_STORE(&slot->count, n + (intptr_t)k);
+	_oncpu_ds_unlock_current(&slot->lock);
+}
+
 /* Copy what fits of m into the current CPU's array; the rest stays in m. */
 static void refill_sections(struct cache *c, struct mag *m)
 {
@@ -312,6 +330,10 @@ static void refill_sections(struct cache *c, struct mag *m)
 	while (m->n > 0) {
 		int cpu = _oncpu_cs_id(mode);
 		struct _oncpu_cache_slot *slot = slot_of(c, cpu);
+		if (_oncpu_ds_parked(&slot->lock)) {
+			refill_locked(c, m);
+			return;
+		}
 		intptr_t n = DS_LOAD(&slot->count);
 		intptr_t k = cap - n < (intptr_t)m->n ? cap - n : (intptr_t)m->n;
 		if (k <= 0)
@@ -324,8 +346,6 @@ static void refill_sections(struct cache *c, struct mag *m)
 			m->n -= (size_t)k;
 			return;
 		}
-		if (r == ONCPU_CS_CMPFAIL)
-			_oncpu_ds_wait(&slot->lock);
 	}
 }
 
@@ -335,6 +355,8 @@ static void *alloc_sections(struct cache *c)
 	for (;;) {
 		int cpu = _oncpu_cs_id(mode);
 		struct _oncpu_cache_slot *slot = slot_of(c, cpu);
+		if (_oncpu_ds_parked(&slot->lock))
+			return alloc_locked(c);
 		intptr_t n = DS_LOAD(&slot->count);
 		if (n > 0) {
 			intptr_t obj;
@@ -343,8 +365,6 @@ static void *alloc_sections(struct cache *c)
 			                                         &obj, n - 1, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return (void *)obj;
-			if (r == ONCPU_CS_CMPFAIL)
-				_oncpu_ds_wait(&slot->lock);
 			continue;
 		}
 		struct mag *m = depot_take(c);
@@ -365,6 +385,10 @@ static void free_sections(struct cache *c, void *obj)
 	for (;;) {
 		int cpu = _oncpu_cs_id(mode);
 		struct _oncpu_cache_slot *slot = slot_of(c, cpu);
+		if (_oncpu_ds_parked(&slot->lock)) {
+			free_locked(c, obj);
+			break;
+		}
 		intptr_t n = DS_LOAD(&slot->count);
 		int r;
 		if (n < cap) {
@@ -392,8 +416,6 @@ static void free_sections(struct cache *c, void *obj)
 				return;
 			}
 		}
-		if (r == ONCPU_CS_CMPFAIL)
-			_oncpu_ds_wait(&slot->lock);
 	}
 	if (m)
 		depot_put(c, m);
@@ -410,22 +432,16 @@ static void *alloc_locked(struct cache *c)
 	if (n > 0) {
 		void *obj = (void *)DS_LOAD(&_ONCPU_CACHE_OBJS(slot)[n - 1]);
 		DS_STORE(&slot->count, n - 1);
-		_oncpu_ds_unlock(&slot->lock);
+		_oncpu_ds_unlock_current(&slot->lock);
 		return obj;
 	}
 	/* Empty: refill without holding the slot lock across the depot. */
-	_oncpu_ds_unlock(&slot->lock);
+	_oncpu_ds_unlock_current(&slot->lock);
 	struct mag *m = depot_take(c);
 	if (!m)
 		return NULL;
 	void *obj = m->objs[--m->n];
-	slot = _oncpu_ds_lock_current(c->pub._pcpu, LOCK_OFF, c->pub._mode, &c->pub._flags, &idx);
-	n = DS_LOAD(&slot->count);
-	size_t k = (size_t)(c->pub._cap - n) < m->n ? (size_t)(c->pub._cap - n) : m->n;
-	memcpy(&_ONCPU_CACHE_OBJS(slot)[n], &m->objs[m->n - k], k * sizeof(void *));
-	m->n -= k;
-	DS_STORE(&slot->count, n + (intptr_t)k);
-	_oncpu_ds_unlock(&slot->lock);
+	refill_locked(c, m);
 	depot_put(c, m);
 	return obj;
 }
@@ -441,13 +457,13 @@ static void free_locked(struct cache *c, void *obj)
 		if (n < c->pub._cap) {
 			DS_STORE(&_ONCPU_CACHE_OBJS(slot)[n], (intptr_t)obj);
 			DS_STORE(&slot->count, n + 1);
-			_oncpu_ds_unlock(&slot->lock);
+			_oncpu_ds_unlock_current(&slot->lock);
 			if (m)
 				depot_put(c, m);
 			return;
 		}
 		if (!m) {
-			_oncpu_ds_unlock(&slot->lock);
+			_oncpu_ds_unlock_current(&slot->lock);
 			if (!(m = depot_empty(c))) {
 				depot_put_loose(c, obj);
 				return;
@@ -457,7 +473,7 @@ static void free_locked(struct cache *c, void *obj)
 		size_t k = c->batch - 1;
 		memcpy(m->objs, &_ONCPU_CACHE_OBJS(slot)[n - (intptr_t)k], k * sizeof(void *));
 		DS_STORE(&slot->count, n - (intptr_t)k);
-		_oncpu_ds_unlock(&slot->lock);
+		_oncpu_ds_unlock_current(&slot->lock);
 		m->objs[k] = obj;
 		m->n = k + 1;
 		depot_put(c, m);

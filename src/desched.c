@@ -3,7 +3,8 @@
  * desched.c - deschedule notification: the block pool, provider selection,
  * per-thread registration, tokens and the fork handling.
  *
- * Pool: blocks live in 64 KiB chunks mapped on demand and never unmapped,
+ * Pool: blocks live in 64 KiB chunks mapped on demand (never in a huge
+ * page: MADV_NOHUGEPAGE) and never unmapped,
  * so an index read from a lock word or a token always names mapped memory
  * of the right type (type-stable memory). A block is taken from a lock-free
  * free list (a Treiber stack of indices whose head carries an ABA tag) or
@@ -120,6 +121,10 @@ static struct _oncpu_desched_block *pool_fresh(void)
 		                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (mem == MAP_FAILED)
 			return NULL;
+		/* Never in a transparent huge page: a provider that pins a
+		 * block (bpf) would pin the whole 2 MiB. Fails only where the
+		 * kernel has no huge pages. */
+		madvise(mem, CHUNK_BYTES, MADV_NOHUGEPAGE);
 		struct _oncpu_desched_block *expect = NULL;
 		/* Release: the zeroed chunk is published whole. A loser never
 		 * published its chunk, so unmapping it is safe. */
@@ -249,6 +254,16 @@ static struct _oncpu_desched_block *block_self_slow(void)
 	_oncpu_desched_self_index = blk->index;
 	pthread_setspecific(exit_key, blk);
 	return blk;
+}
+
+void _oncpu_desched_recheck(void)
+{
+	struct _oncpu_desched_block *blk = tls_block;
+	const struct _oncpu_desched_provider *p = __atomic_load_n(&active, __ATOMIC_ACQUIRE);
+	if (!blk || !p || !p->thread_check || blk->provider != p->id)
+		return;
+	if (p->thread_check(blk) != 0)
+		block_register(blk, p);
 }
 
 struct _oncpu_desched_block *_oncpu_desched_block_self(void)

@@ -12,6 +12,13 @@
  * thread, which checks that the pinned page is this thread's block and only
  * then arms the registration (the protocol is in bpf/oncpu_bpf.h).
  *
+ * Only root and the group that the administrator gave to `oncpu-bpfd load
+ * --group` may open the reg map for writing. A registration can still be
+ * lost (replaced by another process of that group): after the
+ * thread blocked in the library, thread_check() compares the kernel's count
+ * of its context switches with the switch-outs the programs wrote, and the
+ * library registers again when some switch went unwritten.
+ *
  * probe() registers and arms a private block once, so a process whose
  * binary file has no arm uprobe (the loader never attached it, or the file
  * was replaced by an upgrade: a uprobe belongs to an inode) falls back to
@@ -20,7 +27,8 @@
  *   EPROTO     the loaded programs were built for another block layout/ABI
  *   ENOLINK    the arm uprobe did not run: this binary file is not attached
  *              (run `oncpu-bpfd attach FILE`)
- *   EACCES     the pinned maps' modes do not let this user register
+ *   EACCES     the pinned maps' modes do not let this user register (not
+ *              root nor in the group of oncpu-bpfd load --group)
  *   other      from bpf(2) or pidfd_open(2) (ENOSYS: kernel before 6.9)
  * With ONCPU_DESCHED_PROVIDER=bpf the reason is printed on stderr.
  * ONCPU_BPF_PIN_DIR overrides the pin directory (ignored in setuid programs).
@@ -34,6 +42,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -99,6 +108,9 @@ static struct {
  * thread has another tid and registers anew). */
 static __thread struct _oncpu_desched_block *tls_blk __attribute__((tls_model("initial-exec")));
 static __thread pid_t tls_tid __attribute__((tls_model("initial-exec")));
+/* At this thread's last check: the kernel's count of its context switches
+ * and the switch-outs the programs wrote into its block. */
+static __thread uint64_t tls_ctxsw, tls_switch_outs;
 
 static long sys_bpf(int cmd, void *attr, unsigned int size)
 {
@@ -199,8 +211,8 @@ static int reg_update(pid_t tid, struct _oncpu_desched_block *blk)
 	return r;
 }
 
-/* A cookie nobody else can predict: even and non-zero. */
-static uint64_t arm_cookie(void)
+/* A nonce nobody else can predict: even and non-zero. */
+static uint64_t arm_nonce(void)
 {
 	static uint64_t counter;
 	uint64_t c = 0;
@@ -224,34 +236,79 @@ static uint64_t arm_cookie(void)
 static bool arm(struct _oncpu_desched_block *blk)
 {
 	volatile uint64_t *w = (volatile uint64_t *)&blk->provider_data[ONCPU_BPF_PD_ARM];
-	uint64_t cookie = arm_cookie();
-	*w = cookie;
+	uint64_t nonce = arm_nonce();
+	*w = nonce;
 	_oncpu_desched_bpf_arm(blk);
-	return *w == (cookie | 1);
+	return *w == (nonce | 1);
+}
+
+/* Voluntary and involuntary context switches of the calling thread. */
+static uint64_t thread_ctxsw(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_THREAD, &ru) != 0)
+		return 0;
+	return (uint64_t)ru.ru_nvcsw + (uint64_t)ru.ru_nivcsw;
+}
+
+/* Remembers both counts; true when the kernel counted more switches since
+ * the last call than the programs wrote switch-outs (each switch of an
+ * armed thread is written before it runs again). The kernel's count is
+ * read first, so every switch it includes is in the second count too. */
+static bool switch_outs_missed(const struct _oncpu_desched_block *blk)
+{
+	uint64_t sw = thread_ctxsw();
+	uint64_t outs =
+	    __atomic_load_n(&blk->provider_data[ONCPU_BPF_PD_SWITCH_OUT], __ATOMIC_RELAXED);
+	bool missed = sw - tls_ctxsw > outs - tls_switch_outs;
+	tls_ctxsw = sw;
+	tls_switch_outs = outs;
+	return missed;
+}
+
+/* reg[tid] = blk, armed; 0 or -errno (-ENOLINK: not armed, removed). Twice
+ * at most: the programs drop a registration whose thread was switched out
+ * ONCPU_BPF_UNARMED_GRACE times before it armed (a very busy machine), and
+ * the arm uprobe finds none then. */
+static int register_armed(pid_t tid, struct _oncpu_desched_block *blk)
+{
+	for (int tries = 0; tries < 2; tries++) {
+		int r = reg_update(tid, blk);
+		if (r != 0)
+			return r;
+		if (arm(blk))
+			return 0;
+	}
+	reg_update(tid, NULL);
+	return -ENOLINK;
 }
 
 static int bpf_thread_register(struct _oncpu_desched_block *blk)
 {
 	/* Entries are read from the block at every switch, so a registered
 	 * thread would need nothing here when they change; registering again
-	 * anyway repairs a registration that another process replaced (any
-	 * process may open a pidfd of this thread). A few microseconds. */
+	 * anyway repairs a registration that another process of the group
+	 * replaced. A few microseconds. */
 	pid_t tid = gettid_raw();
 	tls_blk = NULL;
 	/* An rseq area makes the kernel fire rseq_update on every return to
 	 * user space after a switch: the programs' backstop for a switch-in
 	 * that sched_switch did not show. Without rseq (refused) no backstop. */
 	oncpu_thread_init();
-	int r = reg_update(tid, blk);
+	int r = register_armed(tid, blk);
 	if (r != 0)
 		return r;
-	if (!arm(blk)) {
-		reg_update(tid, NULL);
-		return -ENOLINK;
-	}
 	tls_blk = blk;
 	tls_tid = tid;
+	switch_outs_missed(blk);
 	return 0;
+}
+
+static int bpf_thread_check(struct _oncpu_desched_block *blk)
+{
+	if (tls_blk != blk || tls_tid != gettid_raw())
+		return 0;
+	return switch_outs_missed(blk) ? -ENOLINK : 0;
 }
 
 static int bpf_thread_unregister(struct _oncpu_desched_block *blk)
@@ -294,12 +351,10 @@ static int probe_once(void)
 	probe_blk.self = (uint64_t)(uintptr_t)&probe_blk;
 	probe_blk.nr_entries = 0;
 	pid_t tid = gettid_raw();
-	r = reg_update(tid, &probe_blk);
-	if (r != 0)
-		return r;
-	bool armed = arm(&probe_blk);
-	reg_update(tid, NULL);
-	return armed ? 0 : -ENOLINK;
+	r = register_armed(tid, &probe_blk);
+	if (r == 0)
+		reg_update(tid, NULL);
+	return r;
 }
 
 static int bpf_probe(void)
@@ -328,6 +383,7 @@ const struct _oncpu_desched_provider _oncpu_desched_provider_bpf = {
     .probe = bpf_probe,
     .thread_register = bpf_thread_register,
     .thread_unregister = bpf_thread_unregister,
+    .thread_check = bpf_thread_check,
     /* A task-storage entry is not copied by fork(): register anew (the
      * tid check in bpf_thread_register sees the child's new tid). */
     .atfork_child = NULL,

@@ -31,7 +31,7 @@
  *   32    4     state         library: FREE / LIVE / GHOST (never reused)
  *   36    4     next_free     library: free-list link (an index)
  *   40    24    (reserved)
- *   64    64    provider_data provider private (cookie, counters ...)
+ *   64    64    provider_data provider private (nonce, counters ...)
  *   128   256   words         user words: the only targets of user entries
  *   384   128   (reserved)
  *   512   512   entries[16]   struct rseq_desched_entry, the kernel's ABI:
@@ -158,6 +158,11 @@ _Static_assert(ONCPU_DESCHED_BLOCK_SIZE <= 4096 && (4096 % ONCPU_DESCHED_BLOCK_S
  *                           pthread key destructor) and on explicit
  *                           unregistration of every entry including the
  *                           on-CPU word (not in normal use).
+ *   thread_check(blk)       optional: 0 while the provider still writes blk
+ *                           for the calling thread, -errno when it found the
+ *                           registration lost (then the library registers
+ *                           again, or marks the thread untracked). Called
+ *                           after the thread blocked in the library.
  *   atfork_child(blk)       optional (NULL: thread_register is called): in
  *                           the child after fork(), for the one thread
  *                           there, with blk as the parent registered it.
@@ -172,6 +177,7 @@ struct _oncpu_desched_provider {
 	int (*probe)(void);
 	int (*thread_register)(struct _oncpu_desched_block *blk);
 	int (*thread_unregister)(struct _oncpu_desched_block *blk);
+	int (*thread_check)(struct _oncpu_desched_block *blk);
 	int (*atfork_child)(struct _oncpu_desched_block *blk);
 };
 
@@ -218,6 +224,10 @@ extern __thread _oncpu_u32 _oncpu_desched_self_index
 /* Incremented in every fork child (by desched.c's atfork handler): state
  * tagged with an older value was copied from the parent. */
 extern _oncpu_u32 _oncpu_fork_generation __attribute__((visibility("hidden")));
+/* After the calling thread blocked (it was switched out, or should have
+ * been): when the provider lost its registration, registers it again, or
+ * makes its on-CPU word say untracked. Not async-signal-safe. */
+void _oncpu_desched_recheck(void) __attribute__((visibility("hidden")));
 /* The active provider (selected on first call). */
 const struct _oncpu_desched_provider *_oncpu_desched_active(void)
     __attribute__((visibility("hidden")));

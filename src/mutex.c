@@ -450,6 +450,9 @@ static void lock_slow(oncpu_mutex_t *m)
 			struct timespec ts = {0, ONCPU_MUTEX_STARVATION_NS};
 			long r = futex(&m->_state, FUTEX_WAIT_PRIVATE, s, &ts);
 			slept = true;
+			/* A lost registration would freeze this thread's on-CPU
+			 * word for its waiters: the provider checks it here. */
+			_oncpu_desched_recheck();
 			if (r == 0) {
 				/* Woken: no longer in flight; look at the lock (and
 				 * spin if its owner runs), then set WAITERS again. */

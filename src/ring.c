@@ -122,6 +122,8 @@ int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p)
 			intptr_t *array = array_of(r, slot);
 			if (!array)
 				return -1;
+			if (_oncpu_ds_parked(&slot->lock))
+				break; /* the locked path */
 			intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
 			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
 			if (tail - head >= r->_cap) {
@@ -131,7 +133,6 @@ int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p)
 					errno = ENOBUFS;
 					return -1;
 				}
-				_oncpu_ds_wait(&slot->lock);
 				continue;
 			}
 			int res = _oncpu_cs_cmpeq_cmpeq_trystore_store(
@@ -139,15 +140,13 @@ int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p)
 			    &array[tail & r->_mask], (intptr_t)p, tail + 1, cpu);
 			if (res == ONCPU_CS_COMMITTED)
 				return 0;
-			if (res == ONCPU_CS_CMPFAIL)
-				_oncpu_ds_wait(&slot->lock);
 		}
 	}
 	int idx;
 	struct _oncpu_ring_slot *slot =
 	    _oncpu_ds_lock_current(r->_pcpu, LOCK_OFF, mode, &r->_flags, &idx);
 	int ret = locked_push(r, slot, p);
-	_oncpu_ds_unlock(&slot->lock);
+	_oncpu_ds_unlock_current(&slot->lock);
 	return ret;
 }
 
@@ -162,6 +161,8 @@ void *_oncpu_ring_pop_slow(struct oncpu_ring *r)
 		for (;;) {
 			int cpu = _oncpu_cs_id(mode);
 			struct _oncpu_ring_slot *slot = oncpu_ptr(r->_pcpu, cpu);
+			if (_oncpu_ds_parked(&slot->lock))
+				break; /* the locked path */
 			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
 			intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
 			if (head == tail)
@@ -173,15 +174,13 @@ void *_oncpu_ring_pop_slow(struct oncpu_ring *r)
 			    head + 1, cpu);
 			if (res == ONCPU_CS_COMMITTED)
 				return (void *)p;
-			if (res == ONCPU_CS_CMPFAIL)
-				_oncpu_ds_wait(&slot->lock);
 		}
 	}
 	int idx;
 	struct _oncpu_ring_slot *slot =
 	    _oncpu_ds_lock_current(r->_pcpu, LOCK_OFF, mode, &r->_flags, &idx);
 	void *p = locked_pop(r, slot);
-	_oncpu_ds_unlock(&slot->lock);
+	_oncpu_ds_unlock_current(&slot->lock);
 	return p;
 }
 
@@ -197,7 +196,7 @@ void *oncpu_ring_pop_cpu(struct oncpu_ring *r, int cpu)
 	    __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE))
 		return NULL; /* empty when read; commits no memory on unused CPUs */
 	if (_oncpu_ds_sections(&r->_flags, mode)) {
-		while (_oncpu_cs_id(mode) == cpu) {
+		while (_oncpu_cs_id(mode) == cpu && !_oncpu_ds_parked(&slot->lock)) {
 			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
 			intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
 			if (head == tail)
@@ -208,8 +207,6 @@ void *oncpu_ring_pop_cpu(struct oncpu_ring *r, int cpu)
 			    &p, head + 1, cpu);
 			if (res == ONCPU_CS_COMMITTED)
 				return (void *)p;
-			if (res == ONCPU_CS_CMPFAIL)
-				_oncpu_ds_wait(&slot->lock);
 		}
 	}
 	_oncpu_ds_lock_slot(r->_pcpu, LOCK_OFF, mode, &r->_flags, cpu);

@@ -31,20 +31,45 @@ ONCPU_STATIC_ASSERT(_ONCPU_CACHE_SECTIONS == DS_SECTIONS, "cache flag");
  */
 bool _oncpu_ds_sections(unsigned *flags, int mode);
 
-/* The lock word: CAS 0 -> 1 (sequentially consistent, see stack.h),
- * spinning then yielding while it is held; release store of 0. */
-void _oncpu_ds_lock(intptr_t *lock);
+/*
+ * Lock word values (the protocol is in <oncpu/stack.h>, step 4 for parking):
+ *   0          free: sections may commit on the slot
+ *   even > 0   free and parked: every section fails its guard compare, so
+ *              threads with sections take the lock too and a holder needs no
+ *              exclusion step; the value counts the operations that threads
+ *              with sections did under it since a thread without sections
+ *              last did one (DS_PARKED + 2 * count)
+ *   odd        held; unlocking stores the value without DS_HELD, which the
+ *              holder may change meanwhile (park, count, unpark)
+ */
+#define DS_HELD   ((intptr_t)1)
+#define DS_PARKED ((intptr_t)2)
+/* Operations by threads with sections that unpark a parked slot. */
+#define DS_UNPARK_AFTER 1024
+
+/* Take the lock word: CAS of a free value v to v | DS_HELD (sequentially
+ * consistent, see stack.h), spinning then yielding while it is held.
+ * Returns v: 0 when sections may still be in flight (exclusion needed). */
+intptr_t _oncpu_ds_lock(intptr_t *lock);
+/* Release store of the held value without DS_HELD. */
 void _oncpu_ds_unlock(intptr_t *lock);
-/* Wait until the lock word reads 0 (a section found its slot locked). */
-void _oncpu_ds_wait(intptr_t *lock);
+/* Before a section on a slot: wait while its lock word is held. Returns
+ * true when the slot is parked or held by the code a signal handler
+ * interrupted (take the locked path instead), false when sections may run
+ * on it. */
+bool _oncpu_ds_parked(intptr_t *lock);
 
 /*
- * Lock the slot of the CPU this thread runs on and exclude sections from it;
- * returns the slot (pcpu's instance), its lock held. For threads without
- * sections. *idx receives the slot's index.
+ * Lock the slot this thread should use and exclude sections from it;
+ * returns the slot (pcpu's instance), its lock held; *idx receives its
+ * index. Threads without sections use the slot of the CPU they run on;
+ * threads with sections (a section found the slot parked) the slot of
+ * their id in `mode`; a signal handler whose thread holds that slot's lock
+ * another slot. Release with _oncpu_ds_unlock_current.
  */
 void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsigned *flags,
                              int *idx);
+void _oncpu_ds_unlock_current(intptr_t *lock);
 
 /* Lock slot idx (any CPU) and exclude sections from it. */
 void *_oncpu_ds_lock_slot(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int idx);

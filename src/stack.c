@@ -40,17 +40,17 @@ static void backoff(unsigned *spins)
 		sched_yield();
 }
 
-void _oncpu_ds_lock(intptr_t *lock)
+intptr_t _oncpu_ds_lock(intptr_t *lock)
 {
 	unsigned spins = 0;
 	for (;;) {
-		intptr_t zero = 0;
+		intptr_t v = DS_LOAD(lock);
 		/* Sequentially consistent: the flag read that follows (3a) must
 		 * not move before the lock is visibly taken. */
-		if (DS_LOAD(lock) == 0 &&
-		    __atomic_compare_exchange_n(lock, &zero, 1, false, __ATOMIC_SEQ_CST,
+		if (!(v & DS_HELD) &&
+		    __atomic_compare_exchange_n(lock, &v, v | DS_HELD, false, __ATOMIC_SEQ_CST,
 		                                __ATOMIC_RELAXED))
-			return;
+			return v;
 		backoff(&spins);
 	}
 }
@@ -58,14 +58,62 @@ void _oncpu_ds_lock(intptr_t *lock)
 void _oncpu_ds_unlock(intptr_t *lock)
 {
 	/* Release: the slot's new contents are visible before the lock is free. */
-	__atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(lock, DS_LOAD(lock) & ~DS_HELD, __ATOMIC_RELEASE);
 }
 
-void _oncpu_ds_wait(intptr_t *lock)
+/*
+ * The lock words this thread holds, or is taking, through
+ * _oncpu_ds_lock_current, innermost last: one per operation, nested only
+ * when a signal handler interrupted one. A handler must not wait for a lock
+ * its own thread holds; it takes another slot. Entries past DS_NEST are
+ * counted, not recorded. Initial-exec TLS: no allocation in a handler.
+ */
+#define DS_NEST 4
+static __thread struct {
+	int n;
+	intptr_t *lock[DS_NEST];
+} mine __attribute__((tls_model("initial-exec")));
+
+/* A locked operation starts: its entry's index. */
+static int mine_enter(void)
+{
+	int e = mine.n;
+	mine.n = e + 1; /* first: a handler from here on sees the entry */
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	return e;
+}
+
+/* Entry e is about to take lock; true when an operation of this thread
+ * that e interrupted holds or takes it. */
+static bool mine_taking(int e, intptr_t *lock)
+{
+	if (e < DS_NEST)
+		mine.lock[e] = lock;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	for (int i = 0; i < e && i < DS_NEST; i++)
+		if (mine.lock[i] == lock)
+			return true;
+	return false;
+}
+
+bool _oncpu_ds_parked(intptr_t *lock)
 {
 	unsigned spins = 0;
-	while (__atomic_load_n(lock, __ATOMIC_ACQUIRE))
+	intptr_t v;
+	while ((v = __atomic_load_n(lock, __ATOMIC_ACQUIRE)) & DS_HELD) {
+		for (int i = 0; i < mine.n && i < DS_NEST; i++)
+			if (mine.lock[i] == lock)
+				return true; /* held by the code this handler interrupted */
 		backoff(&spins);
+	}
+	return v != 0;
+}
+
+void _oncpu_ds_unlock_current(intptr_t *lock)
+{
+	_oncpu_ds_unlock(lock);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	mine.n--;
 }
 
 static bool sections_used(const unsigned *flags)
@@ -158,25 +206,60 @@ bool _oncpu_ds_exclude_all(const unsigned *flags)
 	return !sections_used(flags) || mb_rseq(-1);
 }
 
-void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int *idx)
+/*
+ * Entry e of a signal handler whose own thread holds the slot it should
+ * use (avoid): lock another slot instead, with the exclusion step when
+ * sections may be in flight there.
+ */
+static void *lock_other(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int e,
+                        int avoid, int *idx)
 {
+	for (int j = 0; j < _oncpu_ds_slots(); j++) {
+		char *slot = (char *)oncpu_ptr(pcpu, j);
+		intptr_t *lock = (intptr_t *)(slot + lock_off);
+		if (j == avoid || mine_taking(e, lock))
+			continue;
+		if (_oncpu_ds_lock(lock) == 0)
+			_oncpu_ds_exclude_slot(mode, flags, j);
+		*idx = j;
+		return slot;
+	}
+	ONCPU_FATAL("signal handlers nested %d deep hold every slot of a stack, ring or cache", e);
+}
+
+/*
+ * Lock, as a thread without sections, the slot of the CPU it runs on (the
+ * slot's lock word was free and 0 when it took it, unless parked).
+ */
+static void *lock_current_cpu(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int e,
+                              int *idx)
+{
+	int slots = _oncpu_ds_slots();
 	for (;;) {
 		int cpu = sched_getcpu();
-		int i = cpu >= 0 && cpu < _oncpu_ds_slots() ? cpu : 0;
+		int i = cpu >= 0 && cpu < slots ? cpu : 0;
 		char *slot = (char *)oncpu_ptr(pcpu, i);
 		intptr_t *lock = (intptr_t *)(slot + lock_off);
-		_oncpu_ds_lock(lock);
+		if (mine_taking(e, lock))
+			return lock_other(pcpu, lock_off, mode, flags, e, i, idx);
+		intptr_t was = _oncpu_ds_lock(lock);
 		*idx = i;
-		if (!sections_used(flags))
-			return slot; /* 3a */
+		if (was != 0 || !sections_used(flags)) {
+			/* Parked (4) or no sections (3a). A parked slot counts
+			 * from 0 again: a thread without sections uses it. */
+			if (was != 0)
+				DS_STORE(lock, DS_PARKED | DS_HELD);
+			return slot;
+		}
 		if (mode != _oncpu_mode_ONCPU_CPU) {
 			_oncpu_ds_exclude_slot(mode, flags, i); /* 3c */
+			DS_STORE(lock, DS_PARKED | DS_HELD);    /* 4 */
 			return slot;
 		}
 		if (sched_getcpu() == i)
 			return slot; /* 3b */
 		_oncpu_ds_unlock(lock);
-		if (cpu < 0 || cpu >= _oncpu_ds_slots()) {
+		if (cpu < 0 || cpu >= slots) {
 			/* No usable CPU number: exclusion by membarrier. */
 			_oncpu_ds_lock(lock);
 			_oncpu_ds_exclude_slot(mode, flags, i);
@@ -185,11 +268,47 @@ void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsign
 	}
 }
 
+/* Lock, as a thread with sections, the slot of its id (a section found it
+ * parked; it may have been unparked since). id: its id a moment ago. */
+static void *lock_current_id(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int e,
+                             int id, int *idx)
+{
+	for (int i = id;; i = _oncpu_cs_id(mode)) {
+		char *slot = (char *)oncpu_ptr(pcpu, i);
+		intptr_t *lock = (intptr_t *)(slot + lock_off);
+		if (mine_taking(e, lock))
+			return lock_other(pcpu, lock_off, mode, flags, e, i, idx);
+		intptr_t was = _oncpu_ds_lock(lock);
+		*idx = i;
+		if (was != 0) {
+			/* Parked (4): count this operation; enough of them in a
+			 * row unpark the slot. */
+			intptr_t next = was + 2;
+			DS_STORE(lock,
+			         (next >= DS_PARKED + 2 * DS_UNPARK_AFTER ? 0 : next) | DS_HELD);
+			return slot;
+		}
+		if (_oncpu_cs_id(mode) == i)
+			return slot; /* 3b, either mode */
+		_oncpu_ds_unlock(lock);
+	}
+}
+
+void *_oncpu_ds_lock_current(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int *idx)
+{
+	int e = mine_enter();
+	/* Registered first: a thread without sections skips the slow call. */
+	int id = _oncpu_registered_cpu() >= 0 ? _oncpu_cs_id(mode) : -1;
+	if (id >= 0)
+		return lock_current_id(pcpu, lock_off, mode, flags, e, id, idx);
+	return lock_current_cpu(pcpu, lock_off, mode, flags, e, idx);
+}
+
 void *_oncpu_ds_lock_slot(void *pcpu, size_t lock_off, int mode, const unsigned *flags, int idx)
 {
 	char *slot = (char *)oncpu_ptr(pcpu, idx);
-	_oncpu_ds_lock((intptr_t *)(slot + lock_off));
-	_oncpu_ds_exclude_slot(mode, flags, idx);
+	if (_oncpu_ds_lock((intptr_t *)(slot + lock_off)) == 0)
+		_oncpu_ds_exclude_slot(mode, flags, idx);
 	return slot;
 }
 
@@ -342,14 +461,14 @@ void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n)
 		for (;;) {
 			int cpu = _oncpu_cs_id(mode);
 			struct _oncpu_stack_slot *slot = slot_of(s, cpu);
+			if (_oncpu_ds_parked(&slot->lock))
+				break; /* the locked path */
 			intptr_t head = DS_LOAD(&slot->head);
 			n->next = (struct oncpu_stack_node *)head;
 			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->lock, 0, &slot->head, head,
 			                                    (intptr_t)n, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return;
-			if (r == ONCPU_CS_CMPFAIL)
-				_oncpu_ds_wait(&slot->lock);
 		}
 	}
 	int idx;
@@ -357,7 +476,7 @@ void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n)
 	    _oncpu_ds_lock_current(s->_pcpu, LOCK_OFF, mode, &s->_flags, &idx);
 	n->next = (struct oncpu_stack_node *)DS_LOAD(&slot->head);
 	DS_STORE(&slot->head, (intptr_t)n);
-	_oncpu_ds_unlock(&slot->lock);
+	_oncpu_ds_unlock_current(&slot->lock);
 }
 
 struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s)
@@ -371,24 +490,23 @@ struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s)
 		for (;;) {
 			int cpu = _oncpu_cs_id(mode);
 			struct _oncpu_stack_slot *slot = slot_of(s, cpu);
+			if (_oncpu_ds_parked(&slot->lock))
+				break; /* the locked path */
 			intptr_t node;
 			int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
 			    mode, &slot->lock, 0, &slot->head, 0,
 			    (ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return (struct oncpu_stack_node *)node;
-			if (r == ONCPU_CS_CMPFAIL) {
-				if (DS_LOAD(&slot->head) == 0)
-					return NULL;
-				_oncpu_ds_wait(&slot->lock);
-			}
+			if (r == ONCPU_CS_CMPFAIL && DS_LOAD(&slot->head) == 0)
+				return NULL;
 		}
 	}
 	int idx;
 	struct _oncpu_stack_slot *slot =
 	    _oncpu_ds_lock_current(s->_pcpu, LOCK_OFF, mode, &s->_flags, &idx);
 	struct oncpu_stack_node *n = locked_pop(slot);
-	_oncpu_ds_unlock(&slot->lock);
+	_oncpu_ds_unlock_current(&slot->lock);
 	return n;
 }
 
@@ -404,18 +522,15 @@ struct oncpu_stack_node *oncpu_stack_pop_cpu(struct oncpu_stack *s, int cpu)
 		return NULL; /* empty when read: a valid answer, and commits no memory */
 	if (_oncpu_ds_sections(&s->_flags, mode)) {
 		/* On that CPU now: one section, as long as the thread stays there. */
-		while (_oncpu_cs_id(mode) == cpu) {
+		while (_oncpu_cs_id(mode) == cpu && !_oncpu_ds_parked(&slot->lock)) {
 			intptr_t node;
 			int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
 			    mode, &slot->lock, 0, &slot->head, 0,
 			    (ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
 			if (r == ONCPU_CS_COMMITTED)
 				return (struct oncpu_stack_node *)node;
-			if (r == ONCPU_CS_CMPFAIL) {
-				if (DS_LOAD(&slot->head) == 0)
-					return NULL;
-				_oncpu_ds_wait(&slot->lock);
-			}
+			if (r == ONCPU_CS_CMPFAIL && DS_LOAD(&slot->head) == 0)
+				return NULL;
 		}
 	}
 	_oncpu_ds_lock_slot(s->_pcpu, LOCK_OFF, mode, &s->_flags, cpu);
@@ -461,16 +576,22 @@ struct oncpu_stack_node *oncpu_stack_drain(struct oncpu_stack *s)
 		}
 		return out;
 	}
-	/* Lock every non-empty slot, exclude sections from all at once. */
+	/* Lock every non-empty slot, exclude sections from all at once (from
+	 * those that were not parked: the first `unparked` of locked[]). */
+	int unparked = 0;
 	for (int cpu = 0; cpu < slots; cpu++) {
 		struct _oncpu_stack_slot *slot = slot_of(s, cpu);
 		if (DS_LOAD(&slot->head) == 0)
 			continue;
-		_oncpu_ds_lock(&slot->lock);
-		locked[k++] = cpu;
+		if (_oncpu_ds_lock(&slot->lock) == 0) {
+			locked[k++] = locked[unparked];
+			locked[unparked++] = cpu;
+		} else {
+			locked[k++] = cpu;
+		}
 	}
-	if (k && !_oncpu_ds_exclude_all(&s->_flags))
-		for (int i = 0; i < k; i++)
+	if (unparked && !_oncpu_ds_exclude_all(&s->_flags))
+		for (int i = 0; i < unparked; i++)
 			_oncpu_ds_exclude_slot(s->_mode, &s->_flags, locked[i]);
 	for (int i = 0; i < k; i++) {
 		struct _oncpu_stack_slot *slot = slot_of(s, locked[i]);

@@ -48,8 +48,16 @@ struct own_thread {
 	int state;
 } __attribute__((aligned(32)));
 
+/*
+ * The mm_cid of an area the kernel does not update: read as an int it is
+ * negative, so it matches no id that a section accepts (cpu_id is negative
+ * there already), and a section on an unregistered thread fails its id
+ * check in either indexing mode (see _oncpu_cs_aborted).
+ */
+#define MM_CID_UNREGISTERED UINT32_MAX
+
 static __thread struct own_thread own __attribute__((tls_model("initial-exec"))) = {
-    .area = {.cpu_id = ONCPU_RSEQ_CPU_ID_UNINITIALIZED},
+    .area = {.cpu_id = ONCPU_RSEQ_CPU_ID_UNINITIALIZED, .mm_cid = MM_CID_UNREGISTERED},
 };
 
 static struct {
@@ -158,6 +166,7 @@ static void thread_exit(void *unused)
 		rseq_syscall(&own.area, ONCPU_RSEQ_LEGACY_SIZE, ONCPU_RSEQ_FLAG_UNREGISTER);
 		own.state = OWN_UNTRIED;
 		own.area.cpu_id = ONCPU_RSEQ_CPU_ID_UNINITIALIZED;
+		own.area.mm_cid = MM_CID_UNREGISTERED; /* the kernel left 0 */
 	}
 }
 
@@ -227,7 +236,12 @@ static int thread_register(void)
 	_oncpu_process_init();
 	if (proc.mode == ONCPU_REG_OWN)
 		return register_own();
-	return area_id(ONCPU_RSEQ_OFF_CPU_ID) >= 0 ? 0 : -ENOSYS;
+	if (area_id(ONCPU_RSEQ_OFF_CPU_ID) >= 0)
+		return 0;
+	/* The C library's registration failed on this thread: its area keeps
+	 * whatever mm_cid an earlier thread or zeroing left there. */
+	this_area()->mm_cid = MM_CID_UNREGISTERED;
+	return -ENOSYS;
 }
 
 bool _oncpu_thread_ready_slow(void)

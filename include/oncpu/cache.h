@@ -30,8 +30,9 @@
  * at most about T arrays filled instead of one on every CPU it ever ran on,
  * so fewer objects sit idle and a thread that migrates keeps its array; the
  * price is arrays whose cache lines move between CPUs and, in a process
- * where some threads cannot run sections, a membarrier per operation of
- * those threads (oncpu/stack.h describes the protocol). Where the kernel
+ * where some threads cannot run sections, arrays that run locked for every
+ * thread while those threads use them (parked; oncpu/stack.h describes the
+ * protocol). Where the kernel
  * has no mm_cid (before 6.3) both modes behave alike.
  *
  * Fallback mode and mixed processes: threads without sections take the
@@ -93,7 +94,7 @@ struct oncpu_cache {
 /* One CPU's array: objs[0, count) are free objects, objs[count-1] the top. */
 struct _oncpu_cache_slot {
 	intptr_t count;
-	intptr_t lock; /* 0, or 1 while a thread without a section holds it */
+	intptr_t lock; /* 0: free; odd: held; even: parked (src/slot.h) */
 	               /* followed by void *objs[M] */
 };
 #define _ONCPU_CACHE_OBJS(slot) ((intptr_t *)((struct _oncpu_cache_slot *)(slot) + 1))

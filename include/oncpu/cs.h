@@ -32,8 +32,10 @@
  * Results: ONCPU_CS_COMMITTED (0); ONCPU_CS_CMPFAIL (1, nothing written);
  * ONCPU_CS_ABORTED (-1, nothing committed; try-stores may have happened;
  * retry with a fresh id); ONCPU_CS_UNAVAILABLE (-2, this thread cannot run
- * sections: fallback mode, or no rseq assembly for the architecture; also
- * the answer to a negative id, e.g. an unchecked ONCPU_CS_UNAVAILABLE).
+ * sections: fallback mode, or no rseq assembly for the architecture; the
+ * answer of every operation in such a thread whatever its id, and never
+ * ONCPU_CS_ABORTED there; also the answer to a negative id, e.g. an
+ * unchecked ONCPU_CS_UNAVAILABLE).
  *
  * The operations, in pseudo-code (id: the expected current id; the kernel
  * aborts the section when the thread's id differs from it):
@@ -152,6 +154,19 @@ ONCPU_INLINE int _oncpu_cs_id_usable(int id)
 	return id >= 0 && _oncpu_process.rseq_offset != 0;
 }
 
+/*
+ * What an id-taking section that reached its abort handler answers. A
+ * thread that is not registered (fallback mode, or not yet: its first
+ * oncpu call registers it) gets there too: the ids of an area the kernel
+ * does not update read as negative (thread.c), so no usable id passes the
+ * check. Telling the two apart only here, without a call, keeps the
+ * committing path and its frame as they were.
+ */
+ONCPU_INLINE int _oncpu_cs_aborted(void)
+{
+	return ONCPU_LIKELY(_oncpu_registered_cpu() >= 0) ? ONCPU_CS_ABORTED : ONCPU_CS_UNAVAILABLE;
+}
+
 /* The operations: the architecture header's second stage. */
 #define _ONCPU_ARCH_SECTIONS 1
 #include <oncpu/arch.h>
@@ -227,7 +242,7 @@ extern volatile long _oncpu_ds_aborts __attribute__((weak));
 /*
  * After a section on a slot guarded by `lock` (oncpu/stack.h) that did not
  * commit: true when the inline path should give up and take the slow path
- * (a compare failed and the lock is held). Otherwise it runs the section
+ * (a compare failed and the lock word is not 0: held or parked). Otherwise it runs the section
  * again: aborted, or the slot changed under it, or (ONCPU_CS_UNAVAILABLE)
  * its next id check sends it to the slow path.
  */

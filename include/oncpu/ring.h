@@ -24,10 +24,10 @@
  * Indexing, chosen at creation: by CPU (default), or ONCPU_RING_VCPU: by
  * virtual CPU (mm_cid). With vCPU indexing a process with few threads
  * allocates few arrays and a consumer finds what was pushed under its vcpu
- * wherever it now runs; a ring's cache lines may move between CPUs, and
- * threads without sections in a mixed process pay a membarrier per
- * operation. The trade-off and the fallback protocol are those of
- * oncpu/stack.h.
+ * wherever it now runs; a ring's cache lines may move between CPUs, and in
+ * a mixed process the rings that threads without sections use run locked
+ * for every thread for a while (parked). The trade-off and the fallback
+ * protocol are those of oncpu/stack.h.
  *
  * Fallback mode and mixed processes: as in oncpu/stack.h, every mix of
  * threads with and without sections is supported; threads without sections
@@ -69,7 +69,7 @@ struct oncpu_ring {
 struct _oncpu_ring_slot {
 	intptr_t head;   /* pops so far */
 	intptr_t tail;   /* pushes so far */
-	intptr_t lock;   /* 0, or 1 while a thread without a section holds it */
+	intptr_t lock;   /* 0: free; odd: held; even: parked (src/slot.h) */
 	intptr_t *array; /* NULL until the first push here; then fixed */
 };
 

@@ -26,8 +26,9 @@
  *                     pops find nodes more often and fewer nodes sit stranded
  *                     on CPUs the process left. The price: a list may be
  *                     written from different CPUs over time (its cache lines
- *                     move), and threads without sections in a mixed process
- *                     pay a membarrier system call per operation (below).
+ *                     move), and in a mixed process the lists that threads
+ *                     without sections use run locked for every thread for
+ *                     a while ("parked", step 4 below).
  *                     Where the kernel has no mm_cid (before 6.3) vcpu is the
  *                     cpu and both modes behave alike.
  *
@@ -72,14 +73,32 @@
  *         CPU for a moment (sched_setaffinity), which proves exclusion as in
  *         (b); vCPU indexing has no such proof and reports the problem and
  *         aborts the process rather than risk a lost node.
+ *   4. Parking (vCPU indexing): a thread without sections that paid the
+ *      process-wide membarrier of (c) releases the lock word as "parked", a
+ *      free value other than 0. Every section fails its compare with 0 on
+ *      it, so while a slot stays parked no section can be in flight there
+ *      and later holders skip the exclusion step; threads with sections
+ *      that find their slot parked take the lock word too (compare-and-swap,
+ *      no system call). The slot stays parked while threads without
+ *      sections keep using it; DS_UNPARK_AFTER (src/slot.h) operations in a
+ *      row by threads with sections release it as 0 again, after which the
+ *      next holder excludes as in 3. So the membarrier is paid at most once
+ *      per parking, not once per operation. A thread with sections that
+ *      holds the lock of its own id's slot excludes like (b): after taking
+ *      the lock it reads its id again, and if that is still the slot, no
+ *      other running thread has that id (the kernel gives concurrently
+ *      running threads distinct mm_cids and changes a thread's only when it
+ *      is switched, which aborts its section), so every section in flight
+ *      on the slot was preempted and aborts.
  *
  * Supported mixes: every one. A process where every thread runs sections,
  * one where none does, and one where some threads run sections and others
  * cannot (for any reason above, including a per-thread seccomp filter or a
  * foreign rseq area on a single thread) all keep every node exactly once.
- * Costs in the mixed case: fallback threads pay (b) with CPU indexing and a
- * membarrier per operation with vCPU indexing; sections that meet a held lock
- * wait for it (spinning, then sched_yield).
+ * Costs in the mixed case: fallback threads pay (b) with CPU indexing; with
+ * vCPU indexing every thread pays a compare-and-swap per operation on the
+ * parked slots (4), and a membarrier once per parking; sections that meet a
+ * held lock wait for it (spinning, then sched_yield).
  *
  * Concurrency: push, pop, pop_cpu and drain may run concurrently with each
  * other from any threads. drain returns every node that was on a list when
@@ -88,9 +107,12 @@
  * the same stack.
  *
  * Signals: in a thread that runs sections, push and pop are
- * async-signal-safe. The locked path is a spinning lock: a signal handler
- * that calls into a stack whose lock the interrupted code of the same thread
- * holds (fallback mode, pop_cpu, drain) waits forever.
+ * async-signal-safe, on parked lists (4) too: a handler whose thread holds
+ * the lock of the list it should use takes another list. In fallback mode
+ * a handler's push or pop likewise never waits for its own thread. pop_cpu
+ * and drain spin on the locks of the lists they name: called from a signal
+ * handler whose thread holds one of those (in any call on the stack), they
+ * wait forever.
  *
  * fork(): the child may use every stack, ring and cache of the parent. Lock
  * words held by other threads at the fork (which do not exist in the child)
@@ -132,7 +154,7 @@ struct oncpu_stack {
  * fallback threads and pop_cpu/drain only. */
 struct _oncpu_stack_slot {
 	intptr_t head; /* struct oncpu_stack_node *, 0 when empty */
-	intptr_t lock; /* 0, or 1 while a thread without a section holds it */
+	intptr_t lock; /* 0: free; odd: held; even: parked (src/slot.h) */
 };
 
 /*

@@ -4,12 +4,17 @@
  * report the scheduling of, another process's memory or threads.
  *
  * Two victim processes run (as root): V1 never uses oncpu; V2 uses it and is
- * registered and armed. The attacker (this process, after dropping to user
- * nobody with no capabilities) does all that the pinned maps let anybody do:
+ * registered and armed.
+ *   0. A user outside the group that oncpu-bpfd load --group granted (user
+ *      nobody, no groups) can neither write the reg map nor read the stats
+ *      map, and its threads run untracked.
+ * The attacker (this process, after dropping to user nobody, member of that
+ * group, with no capabilities) does all that the pinned maps let it do:
  *   1. registers a page of its own for V1's thread (pidfd_open works on any
- *      thread it can see, and the reg map is writable by all);
+ *      thread it can see); the programs drop that never-armed registration
+ *      after ONCPU_BPF_UNARMED_GRACE switch-outs of V1;
  *   2. replaces V2's own registration with another page of its own, whose
- *      arm word holds a guessed cookie;
+ *      arm word holds a guessed nonce;
  *   3. calls the arm function itself, with its own pages;
  *   4. registers its own block legitimately and then points its entries
  *      outside the allowed words (other memory of the block, misaligned,
@@ -25,12 +30,12 @@
 #include <grp.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 
 #include "bpftest.h"
 
 extern void _oncpu_desched_bpf_arm(void *block);
 
-#define PIDFD_THREAD_FLAG O_EXCL
 
 /* ---- victims: fork+exec of this program with argv[1] = "victim1|2" ---- */
 
@@ -41,6 +46,11 @@ struct victim {
 
 static void victim_main(int which, int cmd_r, int rep_w)
 {
+	/* Ends with the test, even when it fails (the pipes leak into both
+	 * victims, so their ends never read EOF). */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		_exit(1);
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 	struct _oncpu_desched_block *b = NULL;
 	if (which == 2) {
@@ -103,34 +113,11 @@ static uint64_t victim_ask(struct victim *v, char c)
 
 static int reg_update_for(pid_t tid, void *block)
 {
-	char p[512];
-	snprintf(p, sizeof(p), "%s/%s", bpftest_pin_dir(), ONCPU_BPF_PIN_REG);
-	struct {
-		uint64_t pathname;
-		uint32_t bpf_fd, file_flags;
-	} get = {(uint64_t)(uintptr_t)p, 0, 1U << 4 /* BPF_F_WRONLY */};
-	int fd = (int)bpftest_sys(7 /* BPF_OBJ_GET */, &get, sizeof(get));
-	if (fd < 0)
-		return -errno;
-	int pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD_FLAG);
-	if (pidfd < 0) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	uint64_t v = (uint64_t)(uintptr_t)block;
-	struct {
-		uint32_t map_fd, pad;
-		uint64_t key, value, flags;
-	} up = {(uint32_t)fd, 0, (uint64_t)(uintptr_t)&pidfd, (uint64_t)(uintptr_t)&v, 0};
-	int r = bpftest_sys(2 /* BPF_MAP_UPDATE_ELEM */, &up, sizeof(up)) == 0 ? 0 : -errno;
-	close(pidfd);
-	close(fd);
-	return r;
+	return bpftest_reg_op(2 /* BPF_MAP_UPDATE_ELEM */, tid, block, 1U << 4 /* BPF_F_WRONLY */);
 }
 
 /* A page made to look like a registered block whose entries target every
- * word, and whose arm word holds a guessed cookie. */
+ * word, and whose arm word holds a guessed nonce. */
 static struct _oncpu_desched_block *fake_block(void)
 {
 	char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -152,9 +139,12 @@ static struct _oncpu_desched_block *fake_block(void)
 	return b;
 }
 
-static void drop_privileges(void)
+/* To user nobody; a member of the registering group when `member`. */
+static void drop_privileges(bool member)
 {
-	CHECK(setgroups(0, NULL) == 0);
+	gid_t g = (gid_t)atoi(getenv("ONCPU_TEST_BPF_GID") ? getenv("ONCPU_TEST_BPF_GID") : "0");
+	CHECK_MSG(g != 0, "ONCPU_TEST_BPF_GID is not set (the fixture's group)");
+	CHECK(member ? setgroups(1, &g) == 0 : setgroups(0, NULL) == 0);
 	CHECK(setresgid(65534, 65534, 65534) == 0);
 	CHECK(setresuid(65534, 65534, 65534) == 0);
 	CHECK(geteuid() == 65534);
@@ -217,6 +207,48 @@ static void bounds(void)
 	       (unsigned long long)(bad1 - bad0));
 }
 
+/* BPF_OBJ_GET of a pin: 0 when it opened, else -errno. */
+static int pin_open(const char *name, uint32_t flags)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", bpftest_pin_dir(), name);
+	struct {
+		uint64_t pathname;
+		uint32_t bpf_fd, file_flags;
+	} get = {(uint64_t)(uintptr_t)p, 0, flags};
+	int fd = (int)bpftest_sys(7 /* BPF_OBJ_GET */, &get, sizeof(get));
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}
+
+/* 0. A user outside the group, in a child process. */
+static void outsider(void)
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		drop_privileges(false);
+		int r = pin_open(ONCPU_BPF_PIN_REG, 1U << 4 /* BPF_F_WRONLY */);
+		CHECK_MSG(r == -EACCES, "an outsider opened the reg map for writing (%s)",
+		          r ? strerror(-r) : "allowed");
+		r = pin_open(ONCPU_BPF_PIN_STATS, 1U << 3 /* BPF_F_RDONLY */);
+		CHECK_MSG(r == -EACCES, "an outsider opened the stats map (%s)",
+		          r ? strerror(-r) : "allowed");
+		CHECK_MSG(strcmp(oncpu_desched_provider(), "bpf") != 0, "outsider's provider %s",
+		          oncpu_desched_provider());
+		printf("0. user outside the group: reg and stats refused (EACCES), provider %s\n",
+		       oncpu_desched_provider());
+		fflush(stdout);
+		_exit(0);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid);
+	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "outsider: %s", test_status_str(st));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && strncmp(argv[1], "victim", 6) == 0) {
@@ -230,8 +262,10 @@ int main(int argc, char **argv)
 	usleep(50000);
 	CHECK_MSG(victim_ask(&v2, 'c') > v2_out0, "victim 2 is not tracked before the attack");
 
-	drop_privileges();
-	printf("attacker: uid %d, no capabilities; victims: pids %d (no oncpu) and %d (oncpu, "
+	outsider();
+	drop_privileges(true);
+	printf("attacker: uid %d, group member, no capabilities; victims: pids %d (no oncpu) and "
+	       "%d (oncpu, "
 	       "armed)\n",
 	       (int)geteuid(), (int)v1.pid, (int)v2.pid);
 	CHECK_MSG(strcmp(oncpu_desched_provider(), "bpf") == 0, "provider %s",
@@ -243,6 +277,7 @@ int main(int argc, char **argv)
 	memcpy(snap2, f2, 4096);
 	long long unarmed0 = bpftest_stat(ONCPU_BPF_STAT_UNARMED);
 	long long noreg0 = bpftest_stat(ONCPU_BPF_STAT_ARM_NOREG);
+	long long dropped0 = bpftest_stat(ONCPU_BPF_STAT_DROPPED);
 
 	/* 1. and 2.: the registrations are accepted (anybody may write the
 	 * map), but never armed. */
@@ -259,21 +294,24 @@ int main(int argc, char **argv)
 	uint64_t v2_out2 = victim_ask(&v2, 'c');
 	long long unarmed = bpftest_stat(ONCPU_BPF_STAT_UNARMED) - unarmed0;
 	long long noreg = bpftest_stat(ONCPU_BPF_STAT_ARM_NOREG) - noreg0;
+	long long dropped = bpftest_stat(ONCPU_BPF_STAT_DROPPED) - dropped0;
 
 	CHECK_MSG(memcmp(snap1, f1, 4096) == 0,
 	          "the attacker's page registered for victim 1 was written");
 	CHECK_MSG(memcmp(snap2, f2, 4096) == 0,
 	          "the attacker's page registered for victim 2 was written");
 	printf("1. page registered for victim 1's thread: unchanged; the victims' switches "
-	       "seen unarmed: %lld\n",
-	       unarmed);
+	       "seen unarmed: %lld; never-armed registrations dropped: %lld\n",
+	       unarmed, dropped);
 	printf("2. page registered over victim 2's registration: unchanged; victim 2's "
 	       "switch-outs written meanwhile: %llu (its notifications stop: a slowdown)\n",
 	       (unsigned long long)(v2_out2 - v2_out1));
 	printf("3. arm calls by the attacker: refused for lack of its own registration (%lld)\n",
 	       noreg);
-	CHECK(unarmed > 10);
+	CHECK(unarmed >= ONCPU_BPF_UNARMED_GRACE);
 	CHECK(noreg >= 2);
+	CHECK_MSG(dropped >= 2, "the registrations planted on both victims were not dropped (%lld)",
+	          dropped);
 	CHECK_MSG(v2_out2 - v2_out1 <= 1, "victim 2's own block was written %llu times",
 	          (unsigned long long)(v2_out2 - v2_out1));
 

@@ -86,6 +86,38 @@ static TEST_UNUSED long long bpftest_stat(enum oncpu_bpf_stat which)
 	return sum;
 }
 
+/* BPF_MAP_LOOKUP_ELEM (1), UPDATE_ELEM (2) or DELETE_ELEM (3) of thread
+ * tid's registration (value {block, 0}), through the reg pin opened with
+ * open_flags (BPF_F_RDONLY/WRONLY, or 0). 0 or -errno. */
+static TEST_UNUSED int bpftest_reg_op(int cmd, pid_t tid, void *block, uint32_t open_flags)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", bpftest_pin_dir(), ONCPU_BPF_PIN_REG);
+	struct {
+		uint64_t pathname;
+		uint32_t bpf_fd, file_flags;
+	} get = {(uint64_t)(uintptr_t)p, 0, open_flags};
+	int fd = (int)bpftest_sys(7 /* BPF_OBJ_GET */, &get, sizeof(get));
+	if (fd < 0)
+		return -errno;
+	int pidfd = (int)syscall(SYS_pidfd_open, tid, O_EXCL /* PIDFD_THREAD */);
+	if (pidfd < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	struct oncpu_bpf_reg_user v = {(uint64_t)(uintptr_t)block, 0};
+	struct {
+		uint32_t map_fd, pad;
+		uint64_t key, value, flags;
+	} op = {(uint32_t)fd, 0, (uint64_t)(uintptr_t)&pidfd,
+	        cmd == 3 ? 0 : (uint64_t)(uintptr_t)&v, 0};
+	int r = bpftest_sys(cmd, &op, sizeof(op)) == 0 ? 0 : -errno;
+	close(pidfd);
+	close(fd);
+	return r;
+}
+
 /* The calling thread's block (registering it on first use). */
 static TEST_UNUSED struct _oncpu_desched_block *bpftest_block(void)
 {
@@ -99,11 +131,15 @@ static TEST_UNUSED uint64_t bpftest_pd(const struct _oncpu_desched_block *b, int
 	return __atomic_load_n(&b->provider_data[i], __ATOMIC_RELAXED);
 }
 
-/* voluntary + nonvoluntary context switches of a thread, from /proc. */
-static TEST_UNUSED long bpftest_ctxsw(pid_t tid)
+/* voluntary + nonvoluntary context switches of a thread of this process
+ * (pid 0) or of process pid's main thread (tid = pid), from /proc. */
+static TEST_UNUSED long bpftest_ctxsw_of(pid_t pid, pid_t tid)
 {
 	char p[96], line[256];
-	snprintf(p, sizeof(p), "/proc/self/task/%d/status", (int)tid);
+	if (pid)
+		snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+	else
+		snprintf(p, sizeof(p), "/proc/self/task/%d/status", (int)tid);
 	FILE *f = fopen(p, "re");
 	CHECK(f != NULL);
 	long v = 0, n = 0, x;
@@ -115,6 +151,11 @@ static TEST_UNUSED long bpftest_ctxsw(pid_t tid)
 	}
 	fclose(f);
 	return v + n;
+}
+
+static TEST_UNUSED long bpftest_ctxsw(pid_t tid)
+{
+	return bpftest_ctxsw_of(0, tid);
 }
 
 static TEST_UNUSED uint64_t bpftest_now_ns(void)

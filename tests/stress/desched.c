@@ -66,7 +66,8 @@ static void *short_lived(void *arg)
 	     .flags = ONCPU_DESCHED_F_RESUME},
 	};
 	int r = oncpu_desched_register(e, 2);
-	CHECK(tracked ? r == 0 : r == -1 && errno == ENOTSUP);
+	CHECK_MSG(tracked ? r == 0 : r == -1 && errno == ENOTSUP, "register: %d (%s)", r,
+	          r ? strerror(errno) : "ok");
 	int st = oncpu_desched_state(me);
 	CHECK(st == (tracked ? ONCPU_DESCHED_ON_CPU : ONCPU_DESCHED_UNTRACKED));
 	s->token = me;

@@ -125,14 +125,14 @@ static void ds_churn(uint64_t *seed)
 }
 
 /*
- * Worker start: threads with index % 4 == 3 become fallback threads in the
- * rseq modes (mixed), all threads are fallback threads in the fallback
- * modes. Checks that the thread runs the mode it should.
+ * Worker start: threads with index % every == every - 1 become fallback
+ * threads in the rseq modes (mixed), all threads are fallback threads in
+ * the fallback modes. Checks that the thread runs the mode it should.
  */
-static bool ds_worker_start(int tid)
+static bool ds_worker_start_mixed(int tid, int every)
 {
 	bool fallback = !test_expect_rseq();
-	if (!fallback && tid % 4 == 3) {
+	if (!fallback && tid % every == every - 1) {
 		CHECK_MSG(test_leave_rseq(), "thread %d: could not leave rseq (mode %s)", tid,
 		          test_mode());
 		fallback = true;
@@ -141,6 +141,12 @@ static bool ds_worker_start(int tid)
 	          oncpu_rseq_active() ? "active" : "inactive", fallback ? "inactive" : "active");
 	atomic_fetch_add(fallback ? &ds.fallback_threads : &ds.rseq_threads, 1);
 	return fallback;
+}
+
+/* Every fourth thread a fallback thread in the rseq modes. */
+static TEST_UNUSED bool ds_worker_start(int tid)
+{
+	return ds_worker_start_mixed(tid, 4);
 }
 
 static void ds_init(int argc, char **argv)

@@ -3,8 +3,9 @@
  * desched_bpf.c - the bpf provider falls back cleanly where its programs are
  * not loaded (no root needed; runs in every mode): the provider is "none",
  * registration says ENOTSUP, the on-CPU state is "untracked", the mutex
- * works, and the uprobe target is exported and harmless to call. The
- * provider itself is tested as root in tests/special-bpf.
+ * works, and the uprobe target is exported and harmless to call. Blocks
+ * never sit in a transparent huge page (a provider that pins one would pin
+ * 2 MiB). The provider itself is tested as root in tests/special-bpf.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -14,6 +15,28 @@
 #include <oncpu/mutex.h>
 
 #include "testutil.h"
+
+/* The VmFlags line of the mapping that contains p, from /proc/self/smaps. */
+static void vm_flags(const void *p, char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	CHECK(f != NULL);
+	char line[512];
+	bool inside = false;
+	out[0] = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' '))
+			inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+		else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+			snprintf(out, len, "%s", line + 8);
+			break;
+		}
+	}
+	fclose(f);
+	CHECK_MSG(out[0], "no VmFlags for %p in /proc/self/smaps", p);
+}
 
 int main(int argc, char **argv)
 {
@@ -31,6 +54,10 @@ int main(int argc, char **argv)
 
 	uint64_t *w = oncpu_desched_words();
 	CHECK(w != NULL);
+	char flags[512];
+	vm_flags(w, flags, sizeof(flags));
+	CHECK_MSG(strstr(flags, " nh") != NULL, "the block pool may use huge pages (VmFlags:%s)",
+	          flags);
 	struct oncpu_desched_entry e = {.addr = &w[0], .value = 1, .size = 8};
 	CHECK_ERRNO(oncpu_desched_register(&e, 1), ENOTSUP);
 	CHECK(oncpu_desched_unregister() == 0);

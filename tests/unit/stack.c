@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -322,6 +323,116 @@ static void test_mixed(unsigned flags)
 	oncpu_stack_free(m.s);
 }
 
+/*
+ * A signal handler that uses a vCPU stack while the thread it interrupted,
+ * one with sections, holds the lock of its list: the list stays parked
+ * (oncpu/stack.h, step 4) because a thread without rseq keeps using it, so
+ * the interrupted push or pop takes the lock word. The handler must not
+ * wait for its own thread (it uses another list); a watchdog alarm fails
+ * the test if it does.
+ */
+static struct {
+	struct oncpu_stack *s;
+	struct item items[4]; /* main thread, thread without rseq, spare, handler */
+	atomic_bool stop, lost;
+	atomic_long handled;
+	pthread_t main_thread;
+	int cpu;
+	bool ok;
+} sig;
+
+/* Pushes its own node and pops it back: nothing else runs on this CPU
+ * meanwhile, and push and pop of the handler pick the same list. */
+static void sig_handler(int signo)
+{
+	(void)signo;
+	oncpu_stack_push(sig.s, &sig.items[3].link);
+	if (oncpu_stack_pop(sig.s) != &sig.items[3].link)
+		atomic_store(&sig.lost, true);
+	atomic_fetch_add(&sig.handled, 1);
+}
+
+static void *sig_fallback_thread(void *arg)
+{
+	(void)arg;
+	sig.ok = test_leave_rseq() && test_pinned(sig.cpu);
+	struct oncpu_stack_node *mine = &sig.items[1].link;
+	while (sig.ok && !atomic_load(&sig.stop)) {
+		oncpu_stack_push(sig.s, mine);
+		mine = oncpu_stack_pop(sig.s);
+		if (!mine) /* the main thread took it: use the spare it left */
+			mine = oncpu_stack_pop_cpu(sig.s, sig.cpu);
+		if (!mine)
+			for (struct oncpu_stack_node *l = oncpu_stack_drain(sig.s); l; l = l->next)
+				mine = l; /* one of them; the rest is lost to the count */
+		CHECK(mine);
+		sched_yield(); /* to the main thread, on the same CPU */
+	}
+	oncpu_stack_push(sig.s, mine);
+	return NULL;
+}
+
+/* On another CPU: signals that land anywhere in the main thread's loop. */
+static void *sig_sender_thread(void *arg)
+{
+	(void)arg;
+	CHECK(test_pinned(sig.cpu == 0 ? 1 : 0));
+	while (!atomic_load(&sig.stop)) {
+		pthread_kill(sig.main_thread, SIGUSR1);
+		for (volatile int i = 0; i < 2000; i++)
+			;
+	}
+	return NULL;
+}
+
+static void test_signal_on_parked_list(void)
+{
+	CHECK(sig.s = oncpu_stack_new_flags(ONCPU_STACK_VCPU));
+	CHECK(test_pinned(0));
+	sig.cpu = oncpu_vcpu();
+	if (ncpus < 2 || sig.cpu >= ncpus || !test_pinned(sig.cpu)) {
+		printf("unit.stack: needs CPUs 0 and 1 and vcpu %d one of them: signal test "
+		       "skipped\n",
+		       sig.cpu);
+		oncpu_stack_free(sig.s);
+		test_unpin();
+		return;
+	}
+	struct sigaction sa = {.sa_handler = sig_handler}, old;
+	CHECK(sigaction(SIGUSR1, &sa, &old) == 0);
+	alarm(60); /* a handler waiting for its own thread never returns */
+	oncpu_stack_push(sig.s, &sig.items[2].link);
+	struct oncpu_stack_node *mine = &sig.items[0].link;
+	sig.main_thread = pthread_self();
+	pthread_t t, sender;
+	CHECK(pthread_create(&t, NULL, sig_fallback_thread, NULL) == 0);
+	CHECK(pthread_create(&sender, NULL, sig_sender_thread, NULL) == 0);
+	for (long i = 0; atomic_load(&sig.handled) < 20000 && i < 100000000; i++) {
+		oncpu_stack_push(sig.s, mine);
+		while (!(mine = oncpu_stack_pop(sig.s)))
+			for (int c = 0; c < POSSIBLE && !mine; c++)
+				mine = oncpu_stack_pop_cpu(sig.s, c);
+		if (i % 256 == 0)
+			sched_yield(); /* the thread without rseq keeps the list parked */
+	}
+	atomic_store(&sig.stop, true);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK(pthread_join(sender, NULL) == 0);
+	alarm(0);
+	CHECK(sigaction(SIGUSR1, &old, NULL) == 0);
+	CHECK_MSG(sig.ok, "the helper thread could not leave rseq or run on CPU %d", sig.cpu);
+	CHECK_MSG(!atomic_load(&sig.lost), "a handler did not pop the node it pushed");
+	oncpu_stack_push(sig.s, mine);
+	int count = 0;
+	for (struct oncpu_stack_node *n = oncpu_stack_drain(sig.s); n; n = n->next)
+		count++;
+	CHECK_MSG(count == 3, "%d of 3 nodes on the stack", count);
+	printf("unit.stack: %ld signals handled on a parked list\n", atomic_load(&sig.handled));
+	CHECK(atomic_load(&sig.handled) > 0);
+	test_unpin();
+	oncpu_stack_free(sig.s);
+}
+
 int main(void)
 {
 	char buf[16];
@@ -344,6 +455,7 @@ int main(void)
 		test_guard_first();
 		test_mixed(0);
 		test_mixed(ONCPU_STACK_VCPU);
+		test_signal_on_parked_list();
 	}
 	printf("unit.stack [%s]: ok\n", test_mode());
 	return 0;

@@ -9,6 +9,9 @@
  *   cache.mimalloc  mi_malloc + mi_free from libmimalloc.so.2
  *   cache.jemalloc  malloc + free from libjemalloc.so.2 (Debian's build has
  *                   no je_ prefix; je_malloc is tried first for other builds)
+ *   cache.vcpu      cache.oncpu with one array per virtual CPU
+ *   cache.vcpu_mixed  cache.vcpu with every second thread without rseq
+ *                   (mixed.h)
  * mimalloc and jemalloc are loaded with dlopen when the case runs, so
  * neither liboncpu nor oncpu-bench depends on them; a missing library makes
  * the case "skipped" (Debian: apt-get install libmimalloc2.0 libjemalloc2).
@@ -23,6 +26,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +36,7 @@
 #include <oncpu.h>
 
 #include "bench.h"
+#include "mixed.h"
 
 #define OBJECT_SIZE        48
 #define STATIC_TLS_TUNABLE "glibc.rtld.optional_static_tls=8192"
@@ -91,6 +96,7 @@ struct cache_ctx {
 	int threads;
 	struct per_thread *pt;
 	struct oncpu_cache *cache;
+	atomic_int mixed_failed; /* vcpu_mixed */
 	void *(*alloc)(size_t);
 	void (*release)(void *);
 	void *dl;
@@ -130,15 +136,30 @@ static void ctx_free(struct cache_ctx *c)
 			bad++;                                                                     \
 	} while (0)
 
-static void *setup_oncpu(int threads)
+static void *setup_cache(const char *name, int threads, unsigned flags)
 {
-	struct cache_ctx *c = ctx_new("cache.oncpu", threads);
-	if (c && !(c->cache = oncpu_cache_new(OBJECT_SIZE, 0))) {
-		perror("cache.oncpu: oncpu_cache_new");
+	struct cache_ctx *c = ctx_new(name, threads);
+	if (c && !(c->cache = oncpu_cache_new_flags(OBJECT_SIZE, 0, flags))) {
+		fprintf(stderr, "%s: oncpu_cache_new_flags: %s\n", name, strerror(errno));
 		ctx_free(c);
 		return NULL;
 	}
 	return c;
+}
+
+static void *setup_oncpu(int threads)
+{
+	return setup_cache("cache.oncpu", threads, 0);
+}
+
+static void *setup_vcpu(int threads)
+{
+	return setup_cache("cache.vcpu", threads, ONCPU_CACHE_VCPU);
+}
+
+static void *setup_vcpu_mixed(int threads)
+{
+	return setup_cache("cache.vcpu_mixed", threads, ONCPU_CACHE_VCPU);
 }
 
 static void run_oncpu(void *ctx, int tid, long iters)
@@ -154,6 +175,14 @@ static void run_oncpu(void *ctx, int tid, long iters)
 		BENCH_BARRIER();
 	}
 	c->pt[tid].bad = bad;
+}
+
+static void run_mixed(void *ctx, int tid, long iters)
+{
+	struct cache_ctx *c = ctx;
+	mixed_thread_start(tid, &c->mixed_failed);
+	run_oncpu(ctx, tid, iters);
+	mixed_rejoin();
 }
 
 /* Library allocators through function pointers (malloc, mimalloc, jemalloc). */
@@ -241,6 +270,8 @@ static int teardown(void *ctx)
 	if (bad)
 		fprintf(stderr, "%s: %ld objects were handed to two threads at once\n", c->name,
 		        bad);
+	if (mixed_check(c->name, &c->mixed_failed) != 0)
+		bad++;
 	if (c->cache)
 		oncpu_cache_destroy(c->cache);
 	ctx_free(c);
@@ -261,6 +292,8 @@ static const char *info_oncpu(void *ctx)
 
 const struct bench_case bench_cache[] = {
     {"cache.oncpu", BENCH_THREADS_1_AND_CPUS, setup_oncpu, run_oncpu, teardown, info_oncpu},
+    {"cache.vcpu", BENCH_THREADS_CPUS_AND_4X, setup_vcpu, run_oncpu, teardown, NULL},
+    {"cache.vcpu_mixed", BENCH_THREADS_CPUS_AND_4X, setup_vcpu_mixed, run_mixed, teardown, NULL},
     {"cache.malloc", BENCH_THREADS_1_AND_CPUS, setup_malloc, run_fn, teardown, NULL},
     {"cache.mimalloc", BENCH_THREADS_1_AND_CPUS, setup_mimalloc, run_fn, teardown, NULL},
     {"cache.jemalloc", BENCH_THREADS_1_AND_CPUS, setup_jemalloc, run_fn, teardown, NULL},

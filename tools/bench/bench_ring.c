@@ -7,6 +7,9 @@
  *   ring.oncpu  oncpu_ring_push + oncpu_ring_pop: one rseq section each,
  *               1024 pointers per CPU
  *   ring.mutex  one ring of 1024 pointers per thread under a pthread mutex
+ *   ring.vcpu   ring.oncpu with one ring per virtual CPU
+ *   ring.vcpu_mixed  ring.vcpu with every second thread without rseq
+ *               (mixed.h)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,6 +23,7 @@
 #include <oncpu.h>
 
 #include "bench.h"
+#include "mixed.h"
 
 #define CAPACITY 1024
 
@@ -32,6 +36,7 @@ struct ring_ctx {
 	int threads;
 	struct per_thread *pt;
 	struct oncpu_ring *ring;                           /* oncpu */
+	atomic_int mixed_failed;                           /* vcpu_mixed */
 	pthread_mutex_t lock __attribute__((aligned(64))); /* mutex */
 	size_t head, tail, cap;
 	void **array;
@@ -61,16 +66,31 @@ static void *token(int tid, long i)
 	return (void *)(((uintptr_t)(tid + 1) << 32) | ((uintptr_t)i & 0xffffffff) | 1);
 }
 
-static void *setup_oncpu(int threads)
+static void *setup_ring(const char *name, int threads, unsigned flags)
 {
-	struct ring_ctx *c = ctx_new("ring.oncpu", threads);
-	if (c && !(c->ring = oncpu_ring_new(CAPACITY))) {
-		perror("ring.oncpu: oncpu_ring_new");
+	struct ring_ctx *c = ctx_new(name, threads);
+	if (c && !(c->ring = oncpu_ring_new_flags(CAPACITY, flags))) {
+		fprintf(stderr, "%s: oncpu_ring_new_flags: %s\n", name, strerror(errno));
 		free(c->pt);
 		free(c);
 		return NULL;
 	}
 	return c;
+}
+
+static void *setup_oncpu(int threads)
+{
+	return setup_ring("ring.oncpu", threads, 0);
+}
+
+static void *setup_vcpu(int threads)
+{
+	return setup_ring("ring.vcpu", threads, ONCPU_RING_VCPU);
+}
+
+static void *setup_vcpu_mixed(int threads)
+{
+	return setup_ring("ring.vcpu_mixed", threads, ONCPU_RING_VCPU);
 }
 
 static void run_oncpu(void *ctx, int tid, long iters)
@@ -93,6 +113,14 @@ static void run_oncpu(void *ctx, int tid, long iters)
 	p->pushed = pushed;
 	p->popped = popped;
 	p->full = full;
+}
+
+static void run_mixed(void *ctx, int tid, long iters)
+{
+	struct ring_ctx *c = ctx;
+	mixed_thread_start(tid, &c->mixed_failed);
+	run_oncpu(ctx, tid, iters);
+	mixed_rejoin();
 }
 
 static void *setup_mutex(int threads)
@@ -171,6 +199,8 @@ static int teardown(void *ctx)
 		        left, bad ? ", and a pointer that was never pushed" : "");
 		bad = 1;
 	}
+	if (mixed_check(c->name, &c->mixed_failed) != 0)
+		bad = 1;
 	pthread_mutex_destroy(&c->lock);
 	free(c->pt);
 	free(c);
@@ -180,5 +210,7 @@ static int teardown(void *ctx)
 const struct bench_case bench_ring[] = {
     {"ring.oncpu", BENCH_THREADS_1_AND_CPUS, setup_oncpu, run_oncpu, teardown, NULL},
     {"ring.mutex", BENCH_THREADS_1_AND_CPUS, setup_mutex, run_mutex, teardown, NULL},
+    {"ring.vcpu", BENCH_THREADS_CPUS_AND_4X, setup_vcpu, run_oncpu, teardown, NULL},
+    {"ring.vcpu_mixed", BENCH_THREADS_CPUS_AND_4X, setup_vcpu_mixed, run_mixed, teardown, NULL},
     {NULL, 0, NULL, NULL, NULL, NULL},
 };

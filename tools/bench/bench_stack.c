@@ -10,8 +10,12 @@
  *   stack.treiber  one lock-free list, top = {pointer, 64-bit tag} swapped by
  *                  a 16-byte compare-and-swap (x86-64 cmpxchg16b; elsewhere a
  *                  48-bit pointer with a 16-bit tag in one word)
+ *   stack.vcpu     stack.oncpu with one list per virtual CPU
+ *   stack.vcpu_mixed  stack.vcpu with every second thread without rseq
+ *                  (mixed.h)
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,6 +26,7 @@
 #include <oncpu.h>
 
 #include "bench.h"
+#include "mixed.h"
 
 #define SPARES 256 /* per thread: replacements when a pop finds another CPU's list empty */
 
@@ -47,6 +52,7 @@ struct stack_ctx {
 	struct node *nodes;
 	struct per_thread *pt;
 	struct oncpu_stack *stack;                         /* oncpu */
+	atomic_int mixed_failed;                           /* vcpu_mixed */
 	pthread_mutex_t lock __attribute__((aligned(64))); /* mutex */
 	struct node *head;
 	struct tagged top __attribute__((aligned(64))); /* treiber */
@@ -101,17 +107,32 @@ static struct node *replacement(struct stack_ctx *c, int tid)
 
 /* ---- oncpu ---- */
 
-static void *setup_oncpu(int threads)
+static void *setup_stack(const char *name, int threads, unsigned flags)
 {
-	struct stack_ctx *c = ctx_new("stack.oncpu", threads);
-	if (c && !(c->stack = oncpu_stack_new())) {
-		perror("stack.oncpu: oncpu_stack_new");
+	struct stack_ctx *c = ctx_new(name, threads);
+	if (c && !(c->stack = oncpu_stack_new_flags(flags))) {
+		fprintf(stderr, "%s: oncpu_stack_new_flags: %s\n", name, strerror(errno));
 		free(c->nodes);
 		free(c->pt);
 		free(c);
 		return NULL;
 	}
 	return c;
+}
+
+static void *setup_oncpu(int threads)
+{
+	return setup_stack("stack.oncpu", threads, 0);
+}
+
+static void *setup_vcpu(int threads)
+{
+	return setup_stack("stack.vcpu", threads, ONCPU_STACK_VCPU);
+}
+
+static void *setup_vcpu_mixed(int threads)
+{
+	return setup_stack("stack.vcpu_mixed", threads, ONCPU_STACK_VCPU);
 }
 
 static void run_oncpu(void *ctx, int tid, long iters)
@@ -127,6 +148,14 @@ static void run_oncpu(void *ctx, int tid, long iters)
 		BENCH_BARRIER();
 	}
 	c->pt[tid].held = n;
+}
+
+static void run_mixed(void *ctx, int tid, long iters)
+{
+	struct stack_ctx *c = ctx;
+	mixed_thread_start(tid, &c->mixed_failed);
+	run_oncpu(ctx, tid, iters);
+	mixed_rejoin();
 }
 
 /* ---- mutex ---- */
@@ -268,6 +297,8 @@ static int teardown(void *ctx)
 		bad |= seen[i] != 1;
 	if (bad)
 		fprintf(stderr, "%s: a node was lost or is on the list twice\n", c->name);
+	if (mixed_check(c->name, &c->mixed_failed) != 0)
+		bad = 1;
 	free(seen);
 	if (c->stack)
 		oncpu_stack_free(c->stack);
@@ -282,5 +313,7 @@ const struct bench_case bench_stack[] = {
     {"stack.oncpu", BENCH_THREADS_1_AND_CPUS, setup_oncpu, run_oncpu, teardown, NULL},
     {"stack.mutex", BENCH_THREADS_1_AND_CPUS, setup_mutex, run_mutex, teardown, NULL},
     {"stack.treiber", BENCH_THREADS_1_AND_CPUS, setup_treiber, run_treiber, teardown, NULL},
+    {"stack.vcpu", BENCH_THREADS_CPUS_AND_4X, setup_vcpu, run_oncpu, teardown, NULL},
+    {"stack.vcpu_mixed", BENCH_THREADS_CPUS_AND_4X, setup_vcpu_mixed, run_mixed, teardown, NULL},
     {NULL, 0, NULL, NULL, NULL, NULL},
 };

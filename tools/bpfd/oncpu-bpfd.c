@@ -4,9 +4,10 @@
  * deschedule-notification provider (bpf/oncpu_desched.bpf.c), and reports
  * their state and cost. Run once as root (CAP_BPF, CAP_PERFMON and, for the
  * uprobe, CAP_SYS_ADMIN); the programs stay loaded, pinned under a bpffs
- * directory, after it exits. Using them needs no privilege.
+ * directory, after it exits. Registering threads is for root and the
+ * members of the group given to load --group (the pins' modes).
  *
- *   oncpu-bpfd load    [--pin-dir DIR] [--library FILE]...
+ *   oncpu-bpfd load    [--pin-dir DIR] [--group NAME|GID] [--library FILE]...
  *   oncpu-bpfd attach  [--pin-dir DIR] FILE...
  *   oncpu-bpfd refresh [--pin-dir DIR] [--prune]
  *   oncpu-bpfd unload  [--pin-dir DIR]
@@ -20,6 +21,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -118,15 +120,64 @@ static bool exists(const char *path)
 
 /* ---- the pin directory ---- */
 
-/* The directory must be on a bpffs; /sys/fs/bpf is mounted when it is not. */
-static void ensure_bpffs(void)
+/* The pin directory's parent. */
+static void parent_of_pin_dir(char *parent, size_t len)
 {
-	char parent[PATH_MAX];
-	snprintf(parent, sizeof(parent), "%s", pin_dir);
+	snprintf(parent, len, "%s", pin_dir);
 	char *slash = strrchr(parent, '/');
 	if (!slash || slash == parent)
 		die("%s: the pin directory must be a subdirectory of a bpffs mount", pin_dir);
 	*slash = 0;
+}
+
+/* The info of the provider pinned in directory dir, or false. */
+static bool read_info(const char *dir, struct oncpu_bpf_info *info)
+{
+	char p[PATH_MAX + 16];
+	snprintf(p, sizeof(p), "%s/%s", dir, ONCPU_BPF_PIN_INFO);
+	int fd = bpf_obj_get(p);
+	uint32_t key = 0;
+	memset(info, 0, sizeof(*info));
+	bool ok = fd >= 0 && bpf_map_lookup_elem(fd, &key, info) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok && info->abi == ONCPU_BPF_ABI;
+}
+
+/* How many providers other than ours are pinned under parent; *mode: the
+ * parent_mode one of them recorded (the mode before the first of them
+ * changed it), or 0. */
+static int other_providers(const char *parent, uint32_t *mode)
+{
+	DIR *d = opendir(parent);
+	int n = 0;
+	struct dirent *e;
+	*mode = 0;
+	while (d && (e = readdir(d))) {
+		char dir[PATH_MAX + 256];
+		struct oncpu_bpf_info info;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(dir, sizeof(dir), "%s/%s", parent, e->d_name);
+		char info_pin[PATH_MAX + 300];
+		snprintf(info_pin, sizeof(info_pin), "%s/%s", dir, ONCPU_BPF_PIN_INFO);
+		if (strcmp(dir, pin_dir) == 0 || !exists(info_pin))
+			continue;
+		n++; /* a provider of any ABI still needs the search permission */
+		if (read_info(dir, &info) && info.parent_mode)
+			*mode = info.parent_mode;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* The directory must be on a bpffs; /sys/fs/bpf is mounted when it is not.
+ * Returns the mode of the parent before oncpu changed it (0: unchanged). */
+static uint32_t ensure_bpffs(void)
+{
+	char parent[PATH_MAX];
+	parent_of_pin_dir(parent, sizeof(parent));
 	struct statfs fs;
 	if (statfs(parent, &fs) != 0)
 		die("%s: %s", parent, strerror(errno));
@@ -137,15 +188,20 @@ static void ensure_bpffs(void)
 			die("mount -t bpf bpf %s: %s", parent, strerror(errno));
 		printf("mounted bpffs at %s\n", parent);
 	}
-	/* Ordinary processes must be able to reach the pins (systemd mounts
-	 * /sys/fs/bpf with mode 0700): add search permission, never listing. */
+	/* Registering processes must be able to reach the pins (systemd mounts
+	 * /sys/fs/bpf with mode 0700): add search permission, never listing;
+	 * the mode before is restored when the last provider there unloads. */
 	struct stat st;
 	if (stat(parent, &st) == 0 && (st.st_mode & 0011) != 0011) {
 		if (chmod(parent, (st.st_mode & 07777) | 0011) != 0)
 			die("chmod %s: %s", parent, strerror(errno));
 		printf("%s: added search permission for others (mode %04o)\n", parent,
 		       (st.st_mode & 07777) | 0011);
+		return (uint32_t)(st.st_mode & 07777);
 	}
+	uint32_t before;
+	other_providers(parent, &before);
+	return before;
 }
 
 static void set_mode(const char *path, mode_t mode)
@@ -253,26 +309,75 @@ static void link_name(char *buf, size_t len, uint64_t dev, uint64_t ino)
 	snprintf(buf, len, "arm-%" PRIx64 "-%" PRIu64, dev, ino);
 }
 
-/* Attaches the arm uprobe to the file at `path` (its current inode), unless
- * that inode is attached already. 0, or -1 after a message. */
-static int attach_file(struct oncpu_desched *s, const char *path)
+/* Whether root may trust what st describes: owned by root, writable by
+ * nobody else; a directory writable by others only with the sticky bit
+ * (as /tmp: others cannot replace root's entries there). */
+static bool trusted(const struct stat *st, bool dir)
 {
-	/* Record the path as given (absolute): a refresh after an upgrade
-	 * follows a symbolic link such as liboncpu.so.0 to the new file. */
+	if (st->st_uid != 0)
+		return false;
+	if (dir)
+		return S_ISDIR(st->st_mode) && (!(st->st_mode & 0022) || (st->st_mode & S_ISVTX));
+	return S_ISREG(st->st_mode) && !(st->st_mode & 0022);
+}
+
+/* Opens the binary file at path (symbolic links resolved first) for root
+ * to parse and probe: every directory from / down and the file itself must
+ * be trusted(), and each is opened with O_NOFOLLOW relative to the one
+ * checked before, so the file checked is the file opened. fd (its fstat in
+ * *st) or -1 after a message. */
+static int open_trusted(const char *path, struct stat *st)
+{
 	char real[PATH_MAX];
-	struct stat st;
-	if (path[0] == '/')
-		snprintf(real, sizeof(real), "%s", path);
-	else if (!realpath(path, real))
-		real[0] = 0;
-	if (!real[0] || stat(real, &st) != 0) {
+	if (!realpath(path, real)) {
 		fprintf(stderr, "oncpu-bpfd: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	if (strlen(real) >= sizeof(((struct oncpu_bpf_file *)0)->path)) {
-		fprintf(stderr, "oncpu-bpfd: %s: path too long\n", real);
+	int dfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	char *name = real + 1, *slash;
+	const char *why = NULL;
+	if (dfd < 0 || fstat(dfd, st) != 0)
+		why = strerror(errno);
+	else if (!trusted(st, true))
+		why = "/ is not owned by root or is writable by others";
+	while (!why && (slash = strchr(name, '/'))) {
+		*slash = 0;
+		int nfd = openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (nfd < 0 || fstat(nfd, st) != 0)
+			why = strerror(errno);
+		else if (!trusted(st, true))
+			why =
+			    "a directory on the way is not owned by root or is writable by others";
+		close(dfd);
+		dfd = nfd;
+		*slash = '/';
+		name = slash + 1;
+	}
+	int fd = -1;
+	if (!why) {
+		fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, st) != 0)
+			why = strerror(errno);
+		else if (!trusted(st, false))
+			why = "not a regular file owned by root and writable by root only";
+	}
+	if (dfd >= 0)
+		close(dfd);
+	if (why) {
+		fprintf(stderr, "oncpu-bpfd: %s (%s): refused: %s\n", path, real, why);
+		if (fd >= 0)
+			close(fd);
 		return -1;
 	}
+	return fd;
+}
+
+/* Attaches the arm uprobe to the binary file open as file_fd (fstat in
+ * fst), recorded under the path `real`, unless its inode is attached
+ * already. 0, or -1 after a message. */
+static int attach_fd(struct oncpu_desched *s, const char *real, int file_fd, const struct stat *fst)
+{
+	struct stat st = *fst;
 	struct file_slot slots[ONCPU_BPF_MAX_FILES];
 	int n = read_files(slots);
 	uint32_t free_key = UINT32_MAX;
@@ -293,8 +398,12 @@ static int attach_file(struct oncpu_desched *s, const char *path)
 		return -1;
 	}
 	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = ONCPU_BPF_ARM_SYMBOL);
+	/* libbpf reads the symbols, and the kernel resolves the probe's
+	 * inode, through the descriptor: the file checked. */
+	char via_fd[64];
+	snprintf(via_fd, sizeof(via_fd), "/proc/self/fd/%d", file_fd);
 	struct bpf_link *link =
-	    bpf_program__attach_uprobe_opts(s->progs.oncpu_arm, -1, real, 0, &uo);
+	    bpf_program__attach_uprobe_opts(s->progs.oncpu_arm, -1, via_fd, 0, &uo);
 	if (!link) {
 		fprintf(stderr,
 		        "oncpu-bpfd: attach the arm uprobe to %s: %s (is it liboncpu, or "
@@ -315,9 +424,58 @@ static int attach_file(struct oncpu_desched *s, const char *path)
 	return 0;
 }
 
+/* Attaches the arm uprobe to the file at `path` (its current inode), unless
+ * that inode is attached already; the file is opened once (open_trusted)
+ * and parsed and probed through that descriptor. 0, or -1 after a message. */
+static int attach_file(struct oncpu_desched *s, const char *path)
+{
+	/* Record the path as given (absolute): a refresh after an upgrade
+	 * follows a symbolic link such as liboncpu.so.0 to the new file. */
+	char real[PATH_MAX];
+	struct stat st;
+	if (path[0] == '/')
+		snprintf(real, sizeof(real), "%s", path);
+	else if (!realpath(path, real)) {
+		fprintf(stderr, "oncpu-bpfd: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (strlen(real) >= sizeof(((struct oncpu_bpf_file *)0)->path)) {
+		fprintf(stderr, "oncpu-bpfd: %s: path too long\n", real);
+		return -1;
+	}
+	int fd = open_trusted(real, &st);
+	if (fd < 0)
+		return -1;
+	int r = attach_fd(s, real, fd, &st);
+	close(fd);
+	return r;
+}
+
 /* ---- commands ---- */
 
-static int cmd_load(char **libs, int nlibs, bool no_attach)
+/* The gid named by NAME or a number; dies when there is none. */
+static gid_t parse_group(const char *name)
+{
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(name, &end, 10);
+	if (*name && !*end && !errno && n < (unsigned long)(gid_t)-1)
+		return (gid_t)n;
+	struct group *g = getgrnam(name);
+	if (!g)
+		die("--group %s: no such group", name);
+	return g->gr_gid;
+}
+
+/* A pin that root may write and `group` (if any) may use as `gmode`. */
+static void set_access(const char *path, const char *group, mode_t gmode)
+{
+	if (group && chown(path, 0, parse_group(group)) != 0)
+		die("chown %s: %s", path, strerror(errno));
+	set_mode(path, 0600 | (group ? gmode : 0));
+}
+
+static int cmd_load(char **libs, int nlibs, bool no_attach, const char *group)
 {
 	struct utsname u;
 	if (uname(&u) == 0) {
@@ -330,7 +488,9 @@ static int cmd_load(char **libs, int nlibs, bool no_attach)
 	}
 	if (!exists("/sys/kernel/btf/vmlinux"))
 		die("/sys/kernel/btf/vmlinux is missing: the kernel needs CONFIG_DEBUG_INFO_BTF");
-	ensure_bpffs();
+	if (group)
+		parse_group(group); /* before anything changes */
+	uint32_t parent_mode = ensure_bpffs();
 	if (mkdir(pin_dir, 0755) != 0 && errno != EEXIST)
 		die("mkdir %s: %s", pin_dir, strerror(errno));
 	char links[PATH_MAX];
@@ -347,6 +507,7 @@ static int cmd_load(char **libs, int nlibs, bool no_attach)
 		    .abi = ONCPU_BPF_ABI,
 		    .block_size = ONCPU_DESCHED_BLOCK_SIZE,
 		    .loaded_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec,
+		    .parent_mode = parent_mode,
 		};
 		uint32_t key = 0;
 		int fd = bpf_map__fd(s->maps.oncpu_info);
@@ -368,12 +529,13 @@ static int cmd_load(char **libs, int nlibs, bool no_attach)
 	set_mode(pin_dir, 0755);
 	set_mode(links, 0700);
 	set_mode(pin_path(ONCPU_BPF_PIN_INFO), 0444);
-	set_mode(pin_path(ONCPU_BPF_PIN_REG), 0622);
+	/* Who may register (the pins were created 0600). */
+	set_access(pin_path(ONCPU_BPF_PIN_REG), group, 0020);
 	set_mode(pin_path(ONCPU_BPF_PIN_AUTH), 0600);
-	set_mode(pin_path(ONCPU_BPF_PIN_STATS), 0644);
+	set_access(pin_path(ONCPU_BPF_PIN_STATS), group, 0040);
 	set_mode(pin_path(ONCPU_BPF_PIN_FILES), 0600);
-	printf("%s provider at %s (ABI %d)\n", fresh ? "loaded" : "reloaded", pin_dir,
-	       ONCPU_BPF_ABI);
+	printf("%s provider at %s (ABI %d); registration: %s%s\n", fresh ? "loaded" : "reloaded",
+	       pin_dir, ONCPU_BPF_ABI, group ? "root and group " : "root only", group ? group : "");
 
 	int failed = 0;
 	if (nlibs == 0 && !no_attach) {
@@ -483,6 +645,9 @@ static int cmd_unload(void)
 		printf("not loaded at %s\n", pin_dir);
 		return 0;
 	}
+	struct oncpu_bpf_info info;
+	if (!read_info(pin_dir, &info))
+		info.parent_mode = 0;
 	char links[PATH_MAX];
 	snprintf(links, sizeof(links), "%s/%s", pin_dir, ONCPU_BPF_PIN_LINKS);
 	DIR *d = opendir(links);
@@ -507,6 +672,15 @@ static int cmd_unload(void)
 	if (rmdir(pin_dir) != 0)
 		die("rmdir %s: %s", pin_dir, strerror(errno));
 	printf("unloaded %s\n", pin_dir);
+	/* The last provider under the parent restores its mode. */
+	char parent[PATH_MAX];
+	uint32_t other_mode;
+	parent_of_pin_dir(parent, sizeof(parent));
+	if (other_providers(parent, &other_mode) == 0 && info.parent_mode) {
+		if (chmod(parent, info.parent_mode) != 0)
+			die("chmod %s: %s", parent, strerror(errno));
+		printf("%s: mode %04o restored\n", parent, info.parent_mode);
+	}
 	return 0;
 }
 
@@ -553,7 +727,7 @@ static int prog_fd_stats(int pfd, struct prog_stats *out)
 	return 0;
 }
 
-/* A read-only fd: enough for status, and allowed by the 0444/0644 modes. */
+/* A read-only fd: enough for status, and allowed to root and the granted group. */
 static int obj_get_rdonly(const char *path)
 {
 	LIBBPF_OPTS(bpf_obj_get_opts, o, .file_flags = BPF_F_RDONLY);
@@ -802,9 +976,10 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: oncpu-bpfd [-v] [--pin-dir DIR] COMMAND\n"
-	        "  load [--library FILE]... [--no-attach]\n"
+	        "  load [--group NAME|GID] [--library FILE]... [--no-attach]\n"
 	        "                             load and pin the provider, attach the arm uprobe\n"
-	        "                             (default file: %s)\n"
+	        "                             (default file: %s); registering is for root\n"
+	        "                             and, with --group, that group's members\n"
 	        "  attach FILE...             attach the arm uprobe to more binary files\n"
 	        "  refresh [--prune]          re-attach files that were replaced (upgrades);\n"
 	        "                             --prune drops old inodes no process maps\n"
@@ -849,12 +1024,15 @@ int main(int argc, char **argv)
 	char *files[256];
 	int nfiles = 0;
 	bool prune = false, registered = false, no_attach = false;
+	const char *group = NULL;
 	double seconds = 2.0;
 	for (int k = 0; k < nrest; k++) {
 		if (strcmp(rest[k], "--pin-dir") == 0 && k + 1 < nrest)
 			pin_dir = rest[++k];
 		else if (strcmp(rest[k], "--library") == 0 && k + 1 < nrest && nfiles < 256)
 			files[nfiles++] = rest[++k];
+		else if (strcmp(rest[k], "--group") == 0 && k + 1 < nrest)
+			group = rest[++k];
 		else if (strcmp(rest[k], "--no-attach") == 0)
 			no_attach = true;
 		else if (strcmp(rest[k], "--prune") == 0)
@@ -873,7 +1051,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (strcmp(cmd, "load") == 0)
-		return cmd_load(files, nfiles, no_attach);
+		return cmd_load(files, nfiles, no_attach, group);
 	if (strcmp(cmd, "attach") == 0)
 		return cmd_attach(files, nfiles);
 	if (strcmp(cmd, "refresh") == 0)

@@ -258,7 +258,7 @@ ONCPU_INLINE int _oncpu_cs_add(int mode, intptr_t *v, intptr_t count, int id)
 		: abort);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 }
 
 /* *(base + id * ONCPU_PERCPU_STRIDE) += count, the id read inside the section. */
@@ -310,7 +310,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_store(int mode, intptr_t *v, intptr_t expect, i
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -345,7 +345,7 @@ ONCPU_INLINE int _oncpu_cs_cmpne_load_off_store(int mode, intptr_t *v, intptr_t 
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -383,7 +383,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_trystore_store(int mode, int mo, intptr_t *v, i
 			     : _ONCPU_CMPEQ_TRYSTORE_STORE_OPERANDS);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -423,7 +423,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_memcpy_store(int mode, int mo, intptr_t *v, int
 			     : _ONCPU_CMPEQ_MEMCPY_STORE_OPERANDS);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -453,7 +453,7 @@ ONCPU_INLINE int _oncpu_cs_deref_off_add(int mode, intptr_t *ptr, ptrdiff_t off,
 		: abort);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 }
 
 /* Guarded operations: the guard (ldar) right after the id check. */
@@ -482,7 +482,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *g, intptr_t gex
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -518,7 +518,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpne_load_off_store(int mode, intptr_t *g, int
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -560,7 +560,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t
 			     : _ONCPU_CMPEQ_CMPEQ_TRYSTORE_STORE_OPERANDS);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -596,7 +596,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *g, intptr_
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -637,7 +637,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *
 			     : _ONCPU_CMPEQ_CMPEQ_MEMCPY_STORE_OPERANDS);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }

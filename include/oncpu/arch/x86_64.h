@@ -207,7 +207,7 @@ ONCPU_INLINE int _oncpu_cs_add(int mode, intptr_t *v, intptr_t count, int id)
 		: abort);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 }
 
 /*
@@ -264,7 +264,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_store(int mode, intptr_t *v, intptr_t expect, i
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -299,7 +299,7 @@ ONCPU_INLINE int _oncpu_cs_cmpne_load_off_store(int mode, intptr_t *v, intptr_t 
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -334,7 +334,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_trystore_store(int mode, int mo, intptr_t *v, i
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -371,7 +371,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_memcpy_store(int mode, int mo, intptr_t *v, int
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -400,7 +400,7 @@ ONCPU_INLINE int _oncpu_cs_deref_off_add(int mode, intptr_t *ptr, ptrdiff_t off,
 		: abort);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 }
 
 /*
@@ -443,7 +443,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *g, intptr_t gex
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -480,7 +480,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpne_load_off_store(int mode, intptr_t *g, int
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -518,7 +518,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -555,7 +555,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *g, intptr_
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
@@ -600,7 +600,7 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *
 		: abort, cmpfail);
 	return ONCPU_CS_COMMITTED;
 abort:
-	return ONCPU_CS_ABORTED;
+	return _oncpu_cs_aborted();
 cmpfail:
 	return ONCPU_CS_CMPFAIL;
 }
