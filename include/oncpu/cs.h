@@ -171,6 +171,22 @@ ONCPU_INLINE int _oncpu_cs_aborted(void)
 #define _ONCPU_ARCH_SECTIONS 1
 #include <oncpu/arch.h>
 
+/* The per-CPU array operations check that the process is initialized; the
+ * architecture's _init variants leave that out (see oncpu/arch/generic.h). */
+ONCPU_INLINE int _oncpu_cs_percpu_array_pop(int mode, void *base, intptr_t *load)
+{
+	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))
+		return ONCPU_CS_UNAVAILABLE;
+	return _oncpu_cs_percpu_array_pop_init(mode, base, load);
+}
+
+ONCPU_INLINE int _oncpu_cs_percpu_array_push(int mode, void *base, intptr_t cap, intptr_t v)
+{
+	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))
+		return ONCPU_CS_UNAVAILABLE;
+	return _oncpu_cs_percpu_array_push_init(mode, base, cap, v);
+}
+
 #define oncpu_cs_id(mode)                      _oncpu_cs_id(_ONCPU_MODE(mode))
 #define oncpu_cs_add(mode, v, count, id)       _oncpu_cs_add(_ONCPU_MODE(mode), v, count, id)
 #define oncpu_cs_percpu_add(mode, base, count) _oncpu_cs_percpu_add(_ONCPU_MODE(mode), base, count)

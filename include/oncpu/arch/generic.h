@@ -25,7 +25,11 @@
  * that oncpu/cs.h specifies in pseudo-code, in both indexing modes (the
  * id read from _oncpu_id_offset(mode)) and, where an operation takes one,
  * both memory orders (release: every earlier store is visible before the
- * commit). Each section
+ * commit); the per-CPU array operations as _oncpu_cs_percpu_array_pop_init
+ * and _push_init, which oncpu/cs.h wraps with the check that the process
+ * is initialized. An id-taking operation answers _oncpu_cs_aborted() from
+ * its abort handler and ONCPU_CS_UNAVAILABLE, without a section, for an
+ * id that fails _oncpu_cs_id_usable() (both in oncpu/cs.h). Each section
  *   - stores its descriptor's address into rseq_cs (tp + rseq_offset + 8)
  *     before its first instruction, and clears rseq_cs on every exit
  *     (commit, compare failure, abort, not registered): no descriptor
@@ -179,23 +183,15 @@ ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *
 	return ONCPU_CS_UNAVAILABLE;
 }
 
-ONCPU_INLINE int _oncpu_cs_percpu_array_pop(int mode, void *base, intptr_t *load)
+ONCPU_INLINE int _oncpu_cs_percpu_array_pop_init(int mode, void *base, intptr_t *load)
 {
 	(void)mode, (void)base, (void)load;
 	return ONCPU_CS_UNAVAILABLE;
 }
-ONCPU_INLINE int _oncpu_cs_percpu_array_push(int mode, void *base, intptr_t cap, intptr_t v)
+ONCPU_INLINE int _oncpu_cs_percpu_array_push_init(int mode, void *base, intptr_t cap, intptr_t v)
 {
 	(void)mode, (void)base, (void)cap, (void)v;
 	return ONCPU_CS_UNAVAILABLE;
-}
-ONCPU_INLINE int _oncpu_cs_percpu_array_pop_init(int mode, void *base, intptr_t *load)
-{
-	return _oncpu_cs_percpu_array_pop(mode, base, load);
-}
-ONCPU_INLINE int _oncpu_cs_percpu_array_push_init(int mode, void *base, intptr_t cap, intptr_t v)
-{
-	return _oncpu_cs_percpu_array_push(mode, base, cap, v);
 }
 
 #endif /* stage 2 */

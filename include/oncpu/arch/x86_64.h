@@ -721,20 +721,6 @@ unavailable:
 	return ONCPU_CS_UNAVAILABLE;
 }
 
-ONCPU_INLINE int _oncpu_cs_percpu_array_pop(int mode, void *base, intptr_t *load)
-{
-	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))
-		return ONCPU_CS_UNAVAILABLE;
-	return _oncpu_cs_percpu_array_pop_init(mode, base, load);
-}
-
-ONCPU_INLINE int _oncpu_cs_percpu_array_push(int mode, void *base, intptr_t cap, intptr_t v)
-{
-	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))
-		return ONCPU_CS_UNAVAILABLE;
-	return _oncpu_cs_percpu_array_push_init(mode, base, cap, v);
-}
-
 /* clang-format on */
 
 #endif /* stage 2 */
