@@ -328,9 +328,11 @@ static void test_mixed(unsigned flags)
  * one with sections, holds the lock of its list: the list stays parked
  * (oncpu/stack.h, step 4) because a thread without rseq keeps using it, so
  * the interrupted push or pop takes the lock word. The handler must not
- * wait for its own thread (it uses another list); a watchdog alarm fails
- * the test if it does.
+ * wait for its own thread (it uses another list); a watchdog fails the
+ * test if it does: no signal handled for SIG_WATCHDOG_S seconds (a count,
+ * not a deadline for all of them: an emulated CPU handles them slowly).
  */
+#define SIG_WATCHDOG_S 20
 static struct {
 	struct oncpu_stack *s;
 	struct item items[4]; /* main thread, thread without rseq, spare, handler */
@@ -372,6 +374,22 @@ static void *sig_fallback_thread(void *arg)
 	return NULL;
 }
 
+/* SIGALRM: fails the test when no handler returned since the last alarm. */
+static void sig_watchdog(int signo)
+{
+	static long last = -1;
+	(void)signo;
+	long now = atomic_load(&sig.handled);
+	if (now == last) {
+		static const char msg[] = "unit.stack: a watchdog period without a handled "
+		                          "signal: a handler waits for its own thread\n";
+		(void)!write(2, msg, sizeof(msg) - 1);
+		_exit(1);
+	}
+	last = now;
+	alarm(SIG_WATCHDOG_S);
+}
+
 /* On another CPU: signals that land anywhere in the main thread's loop. */
 static void *sig_sender_thread(void *arg)
 {
@@ -400,7 +418,9 @@ static void test_signal_on_parked_list(void)
 	}
 	struct sigaction sa = {.sa_handler = sig_handler}, old;
 	CHECK(sigaction(SIGUSR1, &sa, &old) == 0);
-	alarm(60); /* a handler waiting for its own thread never returns */
+	struct sigaction wd = {.sa_handler = sig_watchdog}, old_wd;
+	CHECK(sigaction(SIGALRM, &wd, &old_wd) == 0);
+	alarm(SIG_WATCHDOG_S);
 	oncpu_stack_push(sig.s, &sig.items[2].link);
 	struct oncpu_stack_node *mine = &sig.items[0].link;
 	sig.main_thread = pthread_self();
@@ -419,6 +439,7 @@ static void test_signal_on_parked_list(void)
 	CHECK(pthread_join(t, NULL) == 0);
 	CHECK(pthread_join(sender, NULL) == 0);
 	alarm(0);
+	CHECK(sigaction(SIGALRM, &old_wd, NULL) == 0);
 	CHECK(sigaction(SIGUSR1, &old, NULL) == 0);
 	CHECK_MSG(sig.ok, "the helper thread could not leave rseq or run on CPU %d", sig.cpu);
 	CHECK_MSG(!atomic_load(&sig.lost), "a handler did not pop the node it pushed");
