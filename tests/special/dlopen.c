@@ -108,11 +108,11 @@ int main(int argc, char **argv)
 	SYM(counter_new, "oncpu_counter_new");
 	SYM(counter_add, "oncpu_counter_add");
 	SYM(counter_sum, "oncpu_counter_sum");
-	SYM(counter_free, "oncpu_counter_free");
+	SYM(counter_free, "oncpu_counter_destroy");
 	SYM(cpu, "oncpu_cpu");
 	SYM(vcpu, "oncpu_vcpu");
 	SYM(cpu_count, "oncpu_cpu_count");
-	SYM(rseq_active, "oncpu_rseq_active");
+	SYM(rseq_active, "oncpu_thread_rseq_active");
 	SYM(thread_init, "oncpu_thread_init");
 	SYM(thread_registration, "oncpu_thread_registration");
 	SYM(version, "oncpu_version");

@@ -33,8 +33,8 @@ static void test_basic(void)
 	CHECK(oncpu_counter_sum(c) == 0);
 	oncpu_counter_add(c, LONG_MIN);
 	CHECK(oncpu_counter_sum(c) == LONG_MIN);
-	oncpu_counter_free(c);
-	oncpu_counter_free(NULL);
+	oncpu_counter_destroy(c);
+	oncpu_counter_destroy(NULL);
 }
 
 /* Adds on every CPU land somewhere the sum sees; counters are independent. */
@@ -63,7 +63,7 @@ static void test_every_cpu(void)
 	for (int i = 0; i < N; i++)
 		CHECK(oncpu_counter_sum(c[i]) == expect[i]);
 	/* freeing one leaves the others alone */
-	oncpu_counter_free(c[2]);
+	oncpu_counter_destroy(c[2]);
 	for (int i = 0; i < N; i++)
 		if (i != 2)
 			CHECK(oncpu_counter_sum(c[i]) == expect[i]);
@@ -71,7 +71,7 @@ static void test_every_cpu(void)
 	c[2] = oncpu_counter_new();
 	CHECK(c[2] && oncpu_counter_sum(c[2]) == 0);
 	for (int i = 0; i < N; i++)
-		oncpu_counter_free(c[i]);
+		oncpu_counter_destroy(c[i]);
 }
 
 /* Reused memory starts at zero, also where a fallback slot was written. */
@@ -87,7 +87,7 @@ static void test_reuse(void)
 			oncpu_counter_add(c, 12345 + round);
 		}
 		test_unpin();
-		oncpu_counter_free(c);
+		oncpu_counter_destroy(c);
 	}
 }
 
@@ -121,7 +121,7 @@ static void test_threads(void)
 		CHECK(pthread_join(t[i], NULL) == 0);
 	CHECK_MSG(oncpu_counter_sum(shared) == expect, "sum %ld, expected %ld",
 	          oncpu_counter_sum(shared), expect);
-	oncpu_counter_free(shared);
+	oncpu_counter_destroy(shared);
 }
 
 /* The exported oncpu_counter_add (for dlsym and FFI) is the same operation. */
@@ -139,7 +139,7 @@ static void test_exported(void)
 		oncpu_counter_add(c, 1);
 	}
 	CHECK(oncpu_counter_sum(c) == 3000);
-	oncpu_counter_free(c);
+	oncpu_counter_destroy(c);
 	for (int k = 0; k < test_allowed_count(); k++) {
 		int cpu = test_allowed_nth(k);
 		CHECK(test_pin(cpu) == 0);
@@ -167,9 +167,9 @@ static void *mix_thread(void *arg)
 	static __thread struct test_rseq_area area;
 	if (foreign) {
 		CHECK(test_raw_rseq(&area, 0) == 0);
-		CHECK(!oncpu_rseq_active());
+		CHECK(!oncpu_thread_rseq_active());
 	} else {
-		CHECK(oncpu_rseq_active());
+		CHECK(oncpu_thread_rseq_active());
 	}
 	pthread_barrier_wait(&mix_barrier);
 	for (int i = 0; i < MIX_ADDS; i++)
@@ -194,7 +194,7 @@ static void test_mixed_paths(void)
 	CHECK_MSG(oncpu_counter_sum(mixed) == (long)MIX_THREADS * MIX_ADDS, "sum %ld",
 	          oncpu_counter_sum(mixed));
 	pthread_barrier_destroy(&mix_barrier);
-	oncpu_counter_free(mixed);
+	oncpu_counter_destroy(mixed);
 }
 
 /* A sum taken while adds run lies between the sums before and after. */
@@ -227,14 +227,14 @@ static void test_sum_while_adding(void)
 	__atomic_store_n(&reading, 0, __ATOMIC_RELEASE);
 	CHECK(pthread_join(r, NULL) == 0);
 	CHECK(oncpu_counter_sum(shared) == (long)THREADS * ADDS);
-	oncpu_counter_free(shared);
+	oncpu_counter_destroy(shared);
 }
 
 int main(void)
 {
 	test_allowed_cpus();
 	test_basic();
-	CHECK(oncpu_rseq_active() == test_expect_rseq());
+	CHECK(oncpu_thread_rseq_active() == test_expect_rseq());
 	test_every_cpu();
 	test_reuse();
 	test_threads();
