@@ -149,6 +149,49 @@ static void test_exported(void)
 	test_unpin();
 }
 
+/* A NULL counter (oncpu(7)): destroy ignores it; add (inline and exported)
+ * and sum cannot report an error, so they report it and abort, on every CPU
+ * (the inline section would otherwise write at NULL + cpu * stride). */
+static struct oncpu_counter *volatile null_counter;
+
+static void add_null(void *cpu)
+{
+	CHECK(test_pin((int)(intptr_t)cpu) == 0);
+	oncpu_counter_add(null_counter, 1);
+}
+
+static void add_null_exported(void *cpu)
+{
+	CHECK(test_pin((int)(intptr_t)cpu) == 0);
+	oncpu_counter_add_exported(null_counter, 1);
+}
+
+static void sum_null(void *unused)
+{
+	(void)unused;
+	printf("%ld\n", oncpu_counter_sum(null_counter));
+}
+
+static void expect_null_abort(void (*fn)(void *), void *arg, const char *expect)
+{
+	char err[1024];
+	int st = test_run_child(fn, arg, err, sizeof(err));
+	CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "%s: %s", test_status_str(st), err);
+	CHECK_MSG(strstr(err, expect), "said \"%s\", expected \"%s\"", err, expect);
+}
+
+static void test_null(void)
+{
+	oncpu_counter_destroy(NULL);
+	for (int k = 0; k < test_allowed_count() && k < 4; k++) {
+		intptr_t cpu = test_allowed_nth(k);
+		expect_null_abort(add_null, (void *)cpu,
+		                  "oncpu_counter_add(NULL, 1): NULL counter");
+		expect_null_abort(add_null_exported, (void *)cpu, "oncpu_counter_add(NULL, 1)");
+	}
+	expect_null_abort(sum_null, NULL, "oncpu_counter_sum(NULL): NULL counter");
+}
+
 /*
  * rseq threads and fallback threads adding to the same counter at once.
  * In rseq-own mode a thread that registered a foreign rseq area first gets
@@ -239,6 +282,7 @@ int main(void)
 	test_reuse();
 	test_threads();
 	test_exported();
+	test_null();
 	test_mixed_paths();
 	test_sum_while_adding();
 	printf("counter: all checks passed (%s)\n", test_mode());
