@@ -14,7 +14,7 @@
 struct oncpu_ring *oncpu_ring_new_flags(size_t capacity_per_cpu, unsigned flags)
 {
 	if (capacity_per_cpu == 0 || capacity_per_cpu > ONCPU_RING_MAX_CAPACITY ||
-	    (flags & ~ONCPU_RING_VCPU)) {
+	    (flags & ~ONCPU_F_VCPU)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -37,7 +37,7 @@ struct oncpu_ring *oncpu_ring_new_flags(size_t capacity_per_cpu, unsigned flags)
 	size_t len = 1;
 	while (len < capacity_per_cpu)
 		len <<= 1;
-	r->_mode = (flags & ONCPU_RING_VCPU) ? _oncpu_mode_ONCPU_VCPU : _oncpu_mode_ONCPU_CPU;
+	r->_mode = (flags & ONCPU_F_VCPU) ? _oncpu_mode_ONCPU_VCPU : _oncpu_mode_ONCPU_CPU;
 	r->_flags = 0;
 	r->_cap = (intptr_t)capacity_per_cpu;
 	r->_mask = (intptr_t)len - 1;
@@ -49,7 +49,7 @@ struct oncpu_ring *oncpu_ring_new(size_t capacity_per_cpu)
 	return oncpu_ring_new_flags(capacity_per_cpu, 0);
 }
 
-void oncpu_ring_free(struct oncpu_ring *r)
+void oncpu_ring_destroy(struct oncpu_ring *r)
 {
 	if (!r)
 		return;

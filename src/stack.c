@@ -398,7 +398,7 @@ void _oncpu_ds_unregister(void *pcpu)
 
 struct oncpu_stack *oncpu_stack_new_flags(unsigned flags)
 {
-	if (flags & ~ONCPU_STACK_VCPU) {
+	if (flags & ~ONCPU_F_VCPU) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -418,7 +418,7 @@ struct oncpu_stack *oncpu_stack_new_flags(unsigned flags)
 		errno = ENOMEM;
 		return NULL;
 	}
-	s->_mode = (flags & ONCPU_STACK_VCPU) ? _oncpu_mode_ONCPU_VCPU : _oncpu_mode_ONCPU_CPU;
+	s->_mode = (flags & ONCPU_F_VCPU) ? _oncpu_mode_ONCPU_VCPU : _oncpu_mode_ONCPU_CPU;
 	s->_flags = 0;
 	s->_user_flags = flags;
 	return s;
@@ -429,7 +429,7 @@ struct oncpu_stack *oncpu_stack_new(void)
 	return oncpu_stack_new_flags(0);
 }
 
-void oncpu_stack_free(struct oncpu_stack *s)
+void oncpu_stack_destroy(struct oncpu_stack *s)
 {
 	if (!s)
 		return;
