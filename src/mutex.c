@@ -50,7 +50,8 @@
  * lock goes only to a requester that still waits. If another thread took
  * the lock in between, that one's unlock does it. Spinners and sleepers
  * leave a free lock alone while _handoff is set. A _handoff that fork()
- * copied names a block that is not live in the child and is dropped.
+ * copied names a block that is not live in the child: whoever reads it
+ * (unlock, a spinner, a sleeper) drops it.
  *
  * Spinning: only while the owner's on-CPU word says it runs (bounded by
  * SPIN_ONCPU_MAX pauses); for owners nobody tracks, glibc's adaptive
@@ -224,6 +225,31 @@ static uint32_t self_id(void)
 	return id == ONCPU_DESCHED_INDEX_NONE || id == 0 ? OWNER_ANON : id;
 }
 
+/* Is index's thread alive in this process (a fork child's copy of another
+ * thread's block is not)? */
+static bool index_live(uint32_t index)
+{
+	const struct _oncpu_desched_block *blk = _oncpu_desched_block_at(index);
+	return blk && __atomic_load_n(&blk->state, __ATOMIC_RELAXED) == ONCPU_DESCHED_BLOCK_LIVE;
+}
+
+/* h, a hand-off request read from m, or 0 when it names a thread that does
+ * not exist here (fork() copied it): such a request is dropped (only that
+ * value, so a newer request stays), else every waiter defers to it for ever. */
+static uint32_t handoff_checked(oncpu_mutex_t *m, uint32_t h)
+{
+	if (ONCPU_LIKELY(h == 0) || ONCPU_LIKELY(index_live(h)))
+		return h;
+	__atomic_compare_exchange_n(&m->_handoff, &h, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* The pending hand-off request of a live thread, or 0. */
+static uint32_t handoff_pending(oncpu_mutex_t *m)
+{
+	return handoff_checked(m, __atomic_load_n(&m->_handoff, __ATOMIC_RELAXED));
+}
+
 /* Take the free lock from state s. A thread that has slept sets WAITERS:
  * other sleepers may remain, and its unlock must look for them. */
 static inline bool take(oncpu_mutex_t *m, uint32_t s, uint32_t self, bool slept)
@@ -302,7 +328,7 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 		uint32_t s = __atomic_load_n(&m->_state, __ATOMIC_RELAXED);
 		if (!(s & LOCKED)) {
 			/* A starving sleeper is owed the lock: leave it. */
-			if (__atomic_load_n(&m->_handoff, __ATOMIC_RELAXED) != 0)
+			if (handoff_pending(m) != 0)
 				break;
 			if (!deferred) {
 				deferred = true;
@@ -362,14 +388,6 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 	return got;
 }
 
-/* Is index's thread alive in this process (a fork child's copy of another
- * thread's block is not)? */
-static bool index_live(uint32_t index)
-{
-	const struct _oncpu_desched_block *blk = _oncpu_desched_block_at(index);
-	return blk && __atomic_load_n(&blk->state, __ATOMIC_RELAXED) == ONCPU_DESCHED_BLOCK_LIVE;
-}
-
 /*
  * The starving sleeper's wait, after it stored self in _handoff. Returns
  * with the lock held: handed over by an unlock (which cleared the request
@@ -425,7 +443,7 @@ static void lock_slow(oncpu_mutex_t *m)
 		for (;;) {
 			uint64_t now = now_ns();
 			uint32_t s;
-			if (__atomic_load_n(&m->_handoff, __ATOMIC_RELAXED) == 0) {
+			if (handoff_pending(m) == 0) {
 				s = __atomic_exchange_n(&m->_state, LOCKED | WAITERS,
 				                        __ATOMIC_SEQ_CST);
 				if (!(s & LOCKED)) {
@@ -528,29 +546,22 @@ static void wake_one(oncpu_mutex_t *m)
 /* After a release that saw a hand-off request or WAITERS. */
 static void unlock_slow(oncpu_mutex_t *m, uint32_t old, uint32_t handoff)
 {
-	if (handoff != 0) {
-		if (!index_live(handoff)) {
-			/* a request fork() copied from a thread that is not here */
-			__atomic_compare_exchange_n(&m->_handoff, &handoff, 0, false,
-			                            __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-		} else {
-			/* Move the free lock to the requester, only while its request
-			 * stands (it may have taken the lock itself meanwhile).
-			 * Seq-cst: its critical section follows ours. If someone
-			 * else took the lock, that one's unlock serves it. */
-			uint64_t *pair = pair_of(m);
-			uint64_t p = __atomic_load_n(pair, __ATOMIC_RELAXED);
-			while (!(PAIR_STATE(p) & LOCKED) && PAIR_HANDOFF(p) == handoff) {
-				if (__atomic_compare_exchange_n(pair, &p, PAIR(LOCKED | WAITERS, 0),
-				                                false, __ATOMIC_SEQ_CST,
-				                                __ATOMIC_RELAXED)) {
-					/* WAITERS travels with the lock. Name the new owner
-					 * before it runs, so that waiters see it is off CPU;
-					 * wake all: a later requester may be queued there. */
-					__atomic_store_n(&m->_owner, handoff, __ATOMIC_RELAXED);
-					futex(&m->_handoff, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
-					return;
-				}
+	if (handoff_checked(m, handoff) != 0) {
+		/* Move the free lock to the requester, only while its request
+		 * stands (it may have taken the lock itself meanwhile). Seq-cst:
+		 * its critical section follows ours. If someone else took the
+		 * lock, that one's unlock serves it. */
+		uint64_t *pair = pair_of(m);
+		uint64_t p = __atomic_load_n(pair, __ATOMIC_RELAXED);
+		while (!(PAIR_STATE(p) & LOCKED) && PAIR_HANDOFF(p) == handoff) {
+			if (__atomic_compare_exchange_n(pair, &p, PAIR(LOCKED | WAITERS, 0), false,
+			                                __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+				/* WAITERS travels with the lock. Name the new owner
+				 * before it runs, so that waiters see it is off CPU;
+				 * wake all: a later requester may be queued there. */
+				__atomic_store_n(&m->_owner, handoff, __ATOMIC_RELAXED);
+				futex(&m->_handoff, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
+				return;
 			}
 		}
 	}

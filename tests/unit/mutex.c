@@ -7,7 +7,7 @@
  * the lock within a bound while others hammer it), owners that exit while
  * waiters read their state, and fork (a lock held by the forking thread,
  * one held by a thread that is not copied, waiter state copied from the
- * parent).
+ * parent, a hand-off request copied from the parent).
  */
 #define _GNU_SOURCE
 #include <time.h>
@@ -350,6 +350,71 @@ static void test_fork(void)
 	oncpu_mutex_unlock(&fork_held_by_other);
 }
 
+/*
+ * A hand-off request copied by fork() while the lock was free: fork() lands
+ * between an unlock's release and its hand-off (or a starving sleeper's
+ * request and its own take), so the child's copy holds a free lock and a
+ * request naming a thread that was not copied. Built here directly: the
+ * child stores the index of a parent thread's block, as fork() would have
+ * copied it. The child's lockers must not defer to that request for ever.
+ */
+static volatile int ghost_release;
+static void *ghost_main(void *arg)
+{
+	oncpu_mutex_t *m = arg;
+	oncpu_mutex_lock(m); /* gets its block */
+	oncpu_mutex_unlock(m);
+	while (!__atomic_load_n(&ghost_release, __ATOMIC_ACQUIRE))
+		sleep_us(1000);
+	return NULL;
+}
+
+static oncpu_mutex_t stale_m = ONCPU_MUTEX_INIT;
+static uint32_t stale_index;
+static long stale_total;
+
+static void *stale_locker(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 1000; i++) {
+		oncpu_mutex_lock(&stale_m);
+		stale_total++;
+		oncpu_mutex_unlock(&stale_m);
+	}
+	return NULL;
+}
+
+static void stale_handoff_child(void *arg)
+{
+	(void)arg;
+	signal(SIGALRM, SIG_DFL); /* a hang ends the child with SIGALRM */
+	alarm(10);
+	__atomic_store_n(&stale_m._handoff, stale_index, __ATOMIC_RELAXED);
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		CHECK(pthread_create(&t[i], NULL, stale_locker, NULL) == 0);
+	for (int i = 0; i < 4; i++)
+		CHECK(pthread_join(t[i], NULL) == 0);
+	CHECK(stale_total == 4 * 1000);
+	CHECK(stale_m._handoff == 0);
+}
+
+static void test_fork_stale_handoff(void)
+{
+	pthread_t ghost;
+	CHECK(pthread_create(&ghost, NULL, ghost_main, &stale_m) == 0);
+	while (stale_m._owner == 0)
+		sleep_us(100);
+	stale_index = stale_m._owner; /* the ghost's block index */
+	char err[2048];
+	int st = test_run_child(stale_handoff_child, NULL, err, sizeof(err));
+	CHECK_MSG(
+	    WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork child: %s%s: %s", test_status_str(st),
+	    WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? " (hung on the copied request)" : "", err);
+	__atomic_store_n(&ghost_release, 1, __ATOMIC_RELEASE);
+	CHECK(pthread_join(ghost, NULL) == 0);
+}
+
 static void on_alarm(int sig)
 {
 	(void)sig;
@@ -368,6 +433,7 @@ int main(void)
 	test_fairness();
 	test_owner_exit();
 	test_fork();
+	test_fork_stale_handoff();
 	printf("mutex: all checks passed (%s, provider %s)\n", test_mode(),
 	       oncpu_desched_provider());
 	return 0;
