@@ -44,7 +44,10 @@ struct bench_case {
  * included): setup(threads); then `threads` fresh threads, started together
  * on a barrier, each call run(ctx, tid, iters) once with the same iters;
  * then info(ctx) (first measurement only) and teardown(ctx). A ctx never
- * sees two runs, so teardown may check exact totals of one run.
+ * sees two runs, so teardown may check exact totals of one run. setup,
+ * info and teardown run on the main thread, which lives as long as the
+ * process (a child that must die with the benchmark can use
+ * PR_SET_PDEATHSIG).
  *
  * BENCH_BARRIER() goes once in every iteration of every run loop: a compiler
  * barrier (no instruction) that keeps the compiler from merging, hoisting or
