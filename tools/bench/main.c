@@ -11,7 +11,10 @@
  *   3. report the median ns/op, where one run's ns/op is
  *      wall time / (iterations per thread * threads), and ratios as the
  *      median of the per-repetition ratios (paired, so slow drifts of a
- *      shared machine cancel out).
+ *      shared machine cancel out); beside it the median CPU time per op
+ *      (the CPU time of the case's threads only / (iterations * threads))
+ *      and, for cases that record it, the median of the runs' 99th
+ *      percentiles of the time to acquire a lock.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,15 +41,20 @@ extern const struct bench_case bench_stack[] __attribute__((weak));
 extern const struct bench_case bench_ring[] __attribute__((weak));
 extern const struct bench_case bench_cache[] __attribute__((weak));
 extern const struct bench_case bench_mutex[] __attribute__((weak));
+extern const struct bench_case bench_mutex_long[] __attribute__((weak));
+extern const struct bench_case bench_mutex_mixed[] __attribute__((weak));
+extern const struct bench_case bench_mutex_hog[] __attribute__((weak));
 extern const struct bench_case bench_resched[] __attribute__((weak));
 
 static const struct module {
 	const char *name;
 	const struct bench_case *cases;
 } modules[] = {
-    {"counter", bench_counter}, {"cpu", bench_cpu},     {"stack", bench_stack},
-    {"ring", bench_ring},       {"cache", bench_cache}, {"mutex", bench_mutex},
-    {"resched", bench_resched},
+    {"counter", bench_counter},       {"cpu", bench_cpu},
+    {"stack", bench_stack},           {"ring", bench_ring},
+    {"cache", bench_cache},           {"mutex", bench_mutex},
+    {"mutex_long", bench_mutex_long}, {"mutex_mixed", bench_mutex_mixed},
+    {"mutex_hog", bench_mutex_hog},   {"resched", bench_resched},
 };
 #define NMODULES (sizeof(modules) / sizeof(modules[0]))
 
@@ -88,12 +96,15 @@ struct result {
 	long iters;
 	enum status status;
 	int nreps;
-	double ns[MAX_REPS];    /* per repetition */
-	double share[MAX_REPS]; /* struct run's share, per repetition */
-	double best_share;      /* the highest share seen for this case */
-	double median, min, max, median_share;
-	int repeated; /* runs measured again because they were disturbed */
-	double ratio; /* vs the first measured case of its group; 0 if none */
+	double ns[MAX_REPS];     /* per repetition */
+	double cpu_ns[MAX_REPS]; /* CPU ns per op, per repetition */
+	double p99[MAX_REPS];    /* acquire p99 ns per repetition; < 0: none */
+	double share[MAX_REPS];  /* struct run's share, per repetition */
+	double best_share;       /* the highest share seen for this case */
+	double median, min, max, median_share, median_cpu_ns;
+	double median_p99; /* < 0: the case records no acquire times */
+	int repeated;      /* runs measured again because they were disturbed */
+	double ratio;      /* vs the first measured case of its group; 0 if none */
 	const char *baseline;
 	char *info;
 };
@@ -258,6 +269,9 @@ static int case_thread_counts(const struct bench_case *bc, int out[MAX_THREAD_CO
 		out[n++] = opt.cpus;
 		out[n++] = 4 * opt.cpus;
 		break;
+	case BENCH_THREADS_CPUS:
+		out[n++] = opt.cpus;
+		break;
 	case BENCH_THREADS_1_AND_CPUS:
 	default:
 		out[n++] = 1;
@@ -291,6 +305,64 @@ struct worker {
 	double cpu;    /* CPU time the thread got during its run */
 };
 
+static struct worker workers[MAX_THREADS];
+
+/* The acquire times recorded by one thread in the current run. */
+static struct reservoir {
+	uint64_t *kept; /* BENCH_ACQUIRE_SAMPLES, allocated at the first record */
+	long seen;      /* records this run (the first ones fill `kept`) */
+	uint64_t rng;   /* xorshift64 state for the replacement choice */
+} reservoirs[MAX_THREADS];
+
+void bench_record_acquire(int tid, uint64_t ns)
+{
+	struct reservoir *r = &reservoirs[tid];
+	if (!r->kept && !(r->kept = malloc(sizeof(*r->kept) * BENCH_ACQUIRE_SAMPLES)))
+		return; /* no memory: the run reports fewer samples */
+	long slot = r->seen++;
+	if (slot >= BENCH_ACQUIRE_SAMPLES) {
+		/* Algorithm R: the n-th record replaces a kept one with
+		 * probability BENCH_ACQUIRE_SAMPLES / n. */
+		r->rng ^= r->rng << 13;
+		r->rng ^= r->rng >> 7;
+		r->rng ^= r->rng << 17;
+		slot = (long)(r->rng % (uint64_t)r->seen);
+		if (slot >= BENCH_ACQUIRE_SAMPLES)
+			return;
+	}
+	r->kept[slot] = ns;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* The 99th percentile of the acquire times the run's threads kept; -1 if none. */
+static double acquire_p99(int threads)
+{
+	size_t n = 0;
+	for (int t = 0; t < threads; t++)
+		n += (size_t)(reservoirs[t].seen < BENCH_ACQUIRE_SAMPLES ? reservoirs[t].seen
+		                                                         : BENCH_ACQUIRE_SAMPLES);
+	uint64_t *all = n ? malloc(sizeof(*all) * n) : NULL;
+	if (!all)
+		return -1;
+	size_t k = 0;
+	for (int t = 0; t < threads; t++) {
+		size_t m =
+		    (size_t)(reservoirs[t].seen < BENCH_ACQUIRE_SAMPLES ? reservoirs[t].seen
+		                                                        : BENCH_ACQUIRE_SAMPLES);
+		memcpy(all + k, reservoirs[t].kept, sizeof(*all) * m);
+		k += m;
+	}
+	qsort(all, n, sizeof(*all), cmp_u64);
+	double p = (double)all[(size_t)ceil(0.99 * (double)n) - 1];
+	free(all);
+	return p;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -312,6 +384,8 @@ struct run {
 	/* CPU time the threads got / (wall time x the CPUs they could use):
 	 * near 1 unless the case blocks or other processes took the CPUs. */
 	double share;
+	double cpu_seconds; /* CPU time the case's threads got, together */
+	double acquire_p99; /* ns; -1 when the case recorded no acquire times */
 };
 
 /*
@@ -321,7 +395,6 @@ struct run {
 static enum status measure(const struct bench_case *bc, int threads, long iters, struct run *run,
                            char **info)
 {
-	static struct worker workers[MAX_THREADS];
 	pthread_barrier_t start;
 	void *ctx = bc->setup(threads);
 	if (!ctx)
@@ -330,6 +403,8 @@ static enum status measure(const struct bench_case *bc, int threads, long iters,
 	for (int t = 0; t < threads; t++) {
 		workers[t] = (struct worker){
 		    .bc = bc, .ctx = ctx, .tid = t, .iters = iters, .start = &start};
+		reservoirs[t].seen = 0;
+		reservoirs[t].rng = 0x9e3779b97f4a7c15u * (uint64_t)(t + 1);
 		int err = pthread_create(&workers[t].thread, NULL, worker_main, &workers[t]);
 		if (err) {
 			fprintf(stderr, "oncpu-bench: %s: cannot create thread %d of %d: %s\n",
@@ -348,6 +423,8 @@ static enum status measure(const struct bench_case *bc, int threads, long iters,
 	}
 	pthread_barrier_destroy(&start);
 	run->seconds = t1 - t0;
+	run->cpu_seconds = cpu;
+	run->acquire_p99 = acquire_p99(threads);
 	run->share =
 	    run->seconds > 0 ? cpu / (run->seconds * (threads < opt.cpus ? threads : opt.cpus)) : 1;
 	if (info && bc->info) {
@@ -459,31 +536,36 @@ static void print_header(void)
 	       "        per-run ratios); spread = (max - min) / median over the runs; cpu = CPU\n"
 	       "        time the threads got / (wall time x CPUs they could use): below ~90%%\n"
 	       "        other processes took CPU time (such runs are measured again, up to %d\n"
-	       "        times)\n",
+	       "        times); cpu ns/op = CPU time of the case's threads / (iterations x\n"
+	       "        threads); p99 acq = 99th percentile of the ns to acquire the lock\n"
+	       "        (cases that sample it)\n",
 	       MAX_REPEATS);
 	double load[3];
 	if (getloadavg(load, 3) == 3) {
 		printf("load average at start: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
 		busy_at_start = load[0] > 0.5 * opt.cpus;
 	}
-	printf("\n%-26s %7s %10s %9s %7s %5s  %s\n", "case", "threads", "ns/op", "vs first",
-	       "spread", "cpu", "info");
+	printf("\n%-28s %7s %10s %9s %7s %5s %10s %9s  %s\n", "case", "threads", "ns/op",
+	       "vs first", "spread", "cpu", "cpu ns/op", "p99 acq", "info");
 	fflush(stdout);
 }
 
 static void print_row(const struct result *r)
 {
 	if (r->status == ST_SKIPPED) {
-		printf("%-26s %7d %10s\n", r->bc->name, r->threads, "skipped");
+		printf("%-28s %7d %10s\n", r->bc->name, r->threads, "skipped");
 	} else if (r->status == ST_FAILED) {
-		printf("%-26s %7d %10s\n", r->bc->name, r->threads, "FAILED");
+		printf("%-28s %7d %10s\n", r->bc->name, r->threads, "FAILED");
 	} else {
-		char ratio[32] = "";
+		char ratio[32] = "", p99[32] = "";
 		if (r->ratio > 0)
 			snprintf(ratio, sizeof(ratio), "%.2fx", r->ratio);
-		printf("%-26s %7d %10.2f %9s %6.0f%% %4.0f%%  %s\n", r->bc->name, r->threads,
-		       r->median, ratio, r->median > 0 ? 100 * (r->max - r->min) / r->median : 0,
-		       100 * r->median_share, r->info ? r->info : "");
+		if (r->median_p99 >= 0)
+			snprintf(p99, sizeof(p99), "%.0f", r->median_p99);
+		printf("%-28s %7d %10.2f %9s %6.0f%% %4.0f%% %10.2f %9s  %s\n", r->bc->name,
+		       r->threads, r->median, ratio,
+		       r->median > 0 ? 100 * (r->max - r->min) / r->median : 0,
+		       100 * r->median_share, r->median_cpu_ns, p99, r->info ? r->info : "");
 	}
 }
 
@@ -526,8 +608,11 @@ static void run_group(const struct module *m, int threads)
 			}
 			if (r->status != ST_OK)
 				continue;
+			double ops = (double)r->iters * threads;
 			r->share[r->nreps] = run.share;
-			r->ns[r->nreps++] = run.seconds * 1e9 / ((double)r->iters * threads);
+			r->cpu_ns[r->nreps] = run.cpu_seconds * 1e9 / ops;
+			r->p99[r->nreps] = run.acquire_p99;
+			r->ns[r->nreps++] = run.seconds * 1e9 / ops;
 		}
 	}
 	struct result *first = NULL;
@@ -537,6 +622,8 @@ static void run_group(const struct module *m, int threads)
 			continue;
 		r->median = median(r->ns, r->nreps);
 		r->median_share = median(r->share, r->nreps);
+		r->median_cpu_ns = median(r->cpu_ns, r->nreps);
+		r->median_p99 = median(r->p99, r->nreps); /* all or none recorded */
 		r->min = r->max = r->ns[0];
 		for (int k = 1; k < r->nreps; k++) {
 			r->min = fmin(r->min, r->ns[k]);
@@ -622,8 +709,9 @@ static void json_string(const char *s)
 static bool reserved_key(const char *k, size_t len)
 {
 	static const char *const keys[] = {
-	    "name",  "threads",  "ns_per_op", "ns_per_op_min", "ns_per_op_max", "reps",
-	    "iters", "baseline", "ratio",     "cpu_share",     "repeated",      "info"};
+	    "name",     "threads", "ns_per_op",     "ns_per_op_min", "ns_per_op_max",
+	    "reps",     "iters",   "baseline",      "ratio",         "cpu_share",
+	    "repeated", "info",    "cpu_ns_per_op", "acquire_p99_ns"};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (strlen(keys[i]) == len && strncmp(keys[i], k, len) == 0)
 			return true;
@@ -669,9 +757,11 @@ static void print_json(void)
 		json_string(r->bc->name);
 		printf(",\"threads\":%d,\"ns_per_op\":%.3f,\"ns_per_op_min\":%.3f,"
 		       "\"ns_per_op_max\":%.3f,\"reps\":%d,\"iters\":%ld,\"cpu_share\":%.3f,"
-		       "\"repeated\":%d",
+		       "\"repeated\":%d,\"cpu_ns_per_op\":%.3f",
 		       r->threads, r->median, r->min, r->max, r->nreps, r->iters, r->median_share,
-		       r->repeated);
+		       r->repeated, r->median_cpu_ns);
+		if (r->median_p99 >= 0)
+			printf(",\"acquire_p99_ns\":%.0f", r->median_p99);
 		if (r->baseline) {
 			printf(",\"baseline\":");
 			json_string(r->baseline);
@@ -693,7 +783,7 @@ static void list_cases(void)
 			int counts[MAX_THREAD_COUNTS], k = case_thread_counts(bc, counts);
 			if (!selected(bc->name))
 				continue;
-			printf("%-26s threads", bc->name);
+			printf("%-28s threads", bc->name);
 			for (int i = 0; i < k; i++)
 				printf("%s%d", i ? "," : " ", counts[i]);
 			printf("\n");
