@@ -270,6 +270,16 @@ static void test_owner_exit(void)
 	          owners * 20 + waited);
 }
 
+/* Run fn in a child that must exit 0; its alarm (SIGALRM) means `hang`. */
+static void expect_child_ok(void (*fn)(void *), const char *hang)
+{
+	char err[2048];
+	int st = test_run_child(fn, NULL, err, sizeof(err));
+	bool hung = WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM;
+	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s%s%s%s: %s", test_status_str(st),
+	          hung ? " (" : "", hung ? hang : "", hung ? ")" : "", err);
+}
+
 /*
  * An owner that exits holding the lock: the lock stays held (as with a
  * non-robust pthread mutex). Its block goes to a new thread that runs
@@ -358,11 +368,7 @@ static void orphan_child(void *arg)
 
 static void test_owner_exit_holding(void)
 {
-	char err[2048];
-	int st = test_run_child(orphan_child, NULL, err, sizeof(err));
-	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s%s: %s", test_status_str(st),
-	          WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? " (a waiter never fell asleep)" : "",
-	          err);
+	expect_child_ok(orphan_child, "a waiter never fell asleep");
 }
 
 /* ---- fork ---- */
@@ -458,56 +464,41 @@ static void test_fork(void)
 static volatile int ghost_release;
 static void *ghost_main(void *arg)
 {
-	oncpu_mutex_t *m = arg;
-	oncpu_mutex_lock(m); /* gets its block */
-	oncpu_mutex_unlock(m);
+	/* gets its block, which is a ghost in the child */
+	__atomic_store_n((uint32_t *)arg, (uint32_t)oncpu_desched_self(), __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&ghost_release, __ATOMIC_ACQUIRE))
 		sleep_us(1000);
 	return NULL;
 }
 
-static oncpu_mutex_t stale_m = ONCPU_MUTEX_INIT;
 static uint32_t stale_index;
-static long stale_total;
-
-static void *stale_locker(void *arg)
-{
-	(void)arg;
-	for (int i = 0; i < 1000; i++) {
-		oncpu_mutex_lock(&stale_m);
-		stale_total++;
-		oncpu_mutex_unlock(&stale_m);
-	}
-	return NULL;
-}
 
 static void stale_handoff_child(void *arg)
 {
 	(void)arg;
 	signal(SIGALRM, SIG_DFL); /* a hang ends the child with SIGALRM */
 	alarm(10);
-	__atomic_store_n(&stale_m._handoff, stale_index, __ATOMIC_RELAXED);
+	CHECK(!(fork_contended._state & 1));
+	__atomic_store_n(&fork_contended._handoff, stale_index, __ATOMIC_RELAXED);
+	long before = contended_total;
 	pthread_t t[4];
 	for (int i = 0; i < 4; i++)
-		CHECK(pthread_create(&t[i], NULL, stale_locker, NULL) == 0);
+		CHECK(pthread_create(&t[i], NULL, contender, (void *)1000L) == 0);
 	for (int i = 0; i < 4; i++)
 		CHECK(pthread_join(t[i], NULL) == 0);
-	CHECK(stale_total == 4 * 1000);
-	CHECK(stale_m._handoff == 0);
+	CHECK(contended_total == before + 4 * 1000);
+	CHECK(fork_contended._handoff == 0);
 }
 
 static void test_fork_stale_handoff(void)
 {
 	pthread_t ghost;
-	CHECK(pthread_create(&ghost, NULL, ghost_main, &stale_m) == 0);
-	while (stale_m._owner == 0)
+	uint32_t index = 0;
+	CHECK(pthread_create(&ghost, NULL, ghost_main, &index) == 0);
+	while (!__atomic_load_n(&index, __ATOMIC_ACQUIRE))
 		sleep_us(100);
-	stale_index = stale_m._owner; /* the ghost's block index */
-	char err[2048];
-	int st = test_run_child(stale_handoff_child, NULL, err, sizeof(err));
-	CHECK_MSG(
-	    WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork child: %s%s: %s", test_status_str(st),
-	    WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? " (hung on the copied request)" : "", err);
+	stale_index = index;
+	expect_child_ok(stale_handoff_child, "hung on the copied request");
 	__atomic_store_n(&ghost_release, 1, __ATOMIC_RELEASE);
 	CHECK(pthread_join(ghost, NULL) == 0);
 }
