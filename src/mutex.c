@@ -248,21 +248,26 @@ static uint64_t sleep_roundtrip_ns(void)
 	int saved = errno;
 	int slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 	prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0);
-	best = ROUNDTRIP_MAX_NS;
+	best = UINT64_MAX;
 	for (int i = 0; i < ROUNDTRIP_SAMPLES; i++) {
 		uint32_t word = 0;
 		struct timespec ts = {0, ROUNDTRIP_TIMEOUT_NS};
 		uint64_t t0 = now_ns();
 		long r = futex(&word, FUTEX_WAIT_PRIVATE, 0, &ts);
 		uint64_t d = now_ns() - t0;
-		if (r != 0 && errno == ETIMEDOUT && d - ROUNDTRIP_TIMEOUT_NS < best)
+		/* a signal cut the sleep short: no sample */
+		if (r != 0 && errno == ETIMEDOUT && d >= ROUNDTRIP_TIMEOUT_NS &&
+		    d - ROUNDTRIP_TIMEOUT_NS < best)
 			best = d - ROUNDTRIP_TIMEOUT_NS;
 	}
 	if (slack > 0)
 		prctl(PR_SET_TIMERSLACK, (unsigned long)slack, 0, 0, 0);
 	errno = saved;
-	if (best < ROUNDTRIP_MIN_NS)
-		best = ROUNDTRIP_MIN_NS;
+	if (best == UINT64_MAX)
+		return ROUNDTRIP_MIN_NS; /* no sample: spin briefly, measure next time */
+	best = best < ROUNDTRIP_MIN_NS   ? ROUNDTRIP_MIN_NS
+	       : best > ROUNDTRIP_MAX_NS ? ROUNDTRIP_MAX_NS
+	                                 : best;
 	__atomic_store_n(&roundtrip_ns, best, __ATOMIC_RELAXED);
 	return best;
 }
