@@ -339,23 +339,24 @@ static int cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+static size_t reservoir_kept(const struct reservoir *r)
+{
+	return (size_t)(r->seen < BENCH_ACQUIRE_SAMPLES ? r->seen : BENCH_ACQUIRE_SAMPLES);
+}
+
 /* The 99th percentile of the acquire times the run's threads kept; -1 if none. */
 static double acquire_p99(int threads)
 {
 	size_t n = 0;
 	for (int t = 0; t < threads; t++)
-		n += (size_t)(reservoirs[t].seen < BENCH_ACQUIRE_SAMPLES ? reservoirs[t].seen
-		                                                         : BENCH_ACQUIRE_SAMPLES);
+		n += reservoir_kept(&reservoirs[t]);
 	uint64_t *all = n ? malloc(sizeof(*all) * n) : NULL;
 	if (!all)
 		return -1;
 	size_t k = 0;
 	for (int t = 0; t < threads; t++) {
-		size_t m =
-		    (size_t)(reservoirs[t].seen < BENCH_ACQUIRE_SAMPLES ? reservoirs[t].seen
-		                                                        : BENCH_ACQUIRE_SAMPLES);
-		memcpy(all + k, reservoirs[t].kept, sizeof(*all) * m);
-		k += m;
+		memcpy(all + k, reservoirs[t].kept, sizeof(*all) * reservoir_kept(&reservoirs[t]));
+		k += reservoir_kept(&reservoirs[t]);
 	}
 	qsort(all, n, sizeof(*all), cmp_u64);
 	double p = (double)all[(size_t)ceil(0.99 * (double)n) - 1];
