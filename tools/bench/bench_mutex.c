@@ -303,20 +303,35 @@ static inline void draw_mixed(uint64_t *rng, long *steps, long *sleep_ns)
 		*steps = (long)(u % (MIXED_SHORT_MAX_STEPS + 1));
 }
 
+/*
+ * The lock of the mutex_long, mutex_mixed and mutex_hog loops. Built with
+ * BENCH_MUTEX_NO_LOCK (tests/bench only), it excludes nothing, to prove
+ * that the families' checks catch a broken mutex.
+ */
 static inline __attribute__((always_inline)) void lock(struct mutex_ctx *c, bool oncpu)
 {
+#ifndef BENCH_MUTEX_NO_LOCK
 	if (oncpu)
 		oncpu_mutex_lock(&c->om);
 	else
 		pthread_mutex_lock(&c->pm);
+#else
+	(void)c;
+	(void)oncpu;
+#endif
 }
 
 static inline __attribute__((always_inline)) void unlock(struct mutex_ctx *c, bool oncpu)
 {
+#ifndef BENCH_MUTEX_NO_LOCK
 	if (oncpu)
 		oncpu_mutex_unlock(&c->om);
 	else
 		pthread_mutex_unlock(&c->pm);
+#else
+	(void)c;
+	(void)oncpu;
+#endif
 }
 
 /*

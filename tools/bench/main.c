@@ -59,16 +59,39 @@ static const struct module {
 #define NMODULES (sizeof(modules) / sizeof(modules[0]))
 
 /*
- * The targets of issue 2, checked on every run that measures both sides:
- * ns(a) / ns(b) at the given thread count must be <= max (or >= min).
+ * The targets of issues 2 and 11, checked on every run that measures both
+ * sides: ns(a) / ns(b) (or the CPU ns per op) at the given thread count
+ * must be <= max (or >= min).
  */
+enum target_threads { AT_1, AT_CPUS, AT_4X_CPUS };
+/* Issue 11: in every mutex family, oncpu no slower than either glibc mutex. */
+/* clang-format off */
+#define MUTEX_NOT_SLOWER(family, at)                                    \
+	{family ".oncpu", family ".pthread", at, false, 0, 1.0},        \
+	{family ".oncpu", family ".pthread_adaptive", at, false, 0, 1.0}
+/* clang-format on */
 static const struct target {
 	const char *a, *b;
-	bool at_cpus; /* at as many threads as CPUs, else at 1 thread */
+	enum target_threads at;
+	bool cpu; /* compare CPU ns per op instead of ns per op */
 	double min, max;
 } targets[] = {
-    {"counter.oncpu", "counter.tls", false, 0, 1.3},
-    {"counter.atomic", "counter.oncpu", true, 5.0, 0},
+    {"counter.oncpu", "counter.tls", AT_1, false, 0, 1.3},
+    {"counter.atomic", "counter.oncpu", AT_CPUS, false, 5.0, 0},
+    MUTEX_NOT_SLOWER("mutex", AT_CPUS),
+    MUTEX_NOT_SLOWER("mutex", AT_4X_CPUS),
+    MUTEX_NOT_SLOWER("mutex_long", AT_CPUS),
+    MUTEX_NOT_SLOWER("mutex_long", AT_4X_CPUS),
+    MUTEX_NOT_SLOWER("mutex_mixed", AT_CPUS),
+    MUTEX_NOT_SLOWER("mutex_mixed", AT_4X_CPUS),
+    MUTEX_NOT_SLOWER("mutex_hog", AT_CPUS),
+    MUTEX_NOT_SLOWER("mutex_hog", AT_4X_CPUS),
+    {"mutex_long.oncpu", "mutex_long.bound", AT_CPUS, false, 0, 1.15},
+    {"mutex_long.oncpu_untracked", "mutex_long.oncpu", AT_CPUS, false, 1.5, 0},
+    {"mutex_mixed.pthread", "mutex_mixed.oncpu", AT_4X_CPUS, false, 1.3, 0},
+    {"mutex_mixed.pthread_adaptive", "mutex_mixed.oncpu", AT_4X_CPUS, false, 1.3, 0},
+    {"mutex_mixed.oncpu_untracked", "mutex_mixed.oncpu", AT_4X_CPUS, false, 1.3, 0},
+    {"mutex_mixed.oncpu", "mutex_mixed.pthread_adaptive", AT_4X_CPUS, true, 0, 1.0},
 };
 
 #define MAX_REPS          101
@@ -339,23 +362,24 @@ static int cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+static size_t reservoir_kept(const struct reservoir *r)
+{
+	return (size_t)(r->seen < BENCH_ACQUIRE_SAMPLES ? r->seen : BENCH_ACQUIRE_SAMPLES);
+}
+
 /* The 99th percentile of the acquire times the run's threads kept; -1 if none. */
 static double acquire_p99(int threads)
 {
 	size_t n = 0;
 	for (int t = 0; t < threads; t++)
-		n += (size_t)(reservoirs[t].seen < BENCH_ACQUIRE_SAMPLES ? reservoirs[t].seen
-		                                                         : BENCH_ACQUIRE_SAMPLES);
+		n += reservoir_kept(&reservoirs[t]);
 	uint64_t *all = n ? malloc(sizeof(*all) * n) : NULL;
 	if (!all)
 		return -1;
 	size_t k = 0;
 	for (int t = 0; t < threads; t++) {
-		size_t m =
-		    (size_t)(reservoirs[t].seen < BENCH_ACQUIRE_SAMPLES ? reservoirs[t].seen
-		                                                        : BENCH_ACQUIRE_SAMPLES);
-		memcpy(all + k, reservoirs[t].kept, sizeof(*all) * m);
-		k += m;
+		memcpy(all + k, reservoirs[t].kept, sizeof(*all) * reservoir_kept(&reservoirs[t]));
+		k += reservoir_kept(&reservoirs[t]);
 	}
 	qsort(all, n, sizeof(*all), cmp_u64);
 	double p = (double)all[(size_t)ceil(0.99 * (double)n) - 1];
@@ -473,15 +497,16 @@ static double median(const double *v, int n)
 	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
-/* Median of the per-repetition ratios a/b: both measured side by side. */
-static double paired_ratio(const struct result *a, const struct result *b)
+/* Median of the per-repetition ratios a/b of ns per op (or CPU ns per op):
+ * both measured side by side. */
+static double paired_ratio(const struct result *a, const struct result *b, bool cpu)
 {
 	double r[MAX_REPS];
 	int n = a->nreps < b->nreps ? a->nreps : b->nreps;
 	if (n == 0)
 		return 0;
 	for (int i = 0; i < n; i++)
-		r[i] = a->ns[i] / b->ns[i];
+		r[i] = cpu ? a->cpu_ns[i] / b->cpu_ns[i] : a->ns[i] / b->ns[i];
 	return median(r, n);
 }
 
@@ -631,7 +656,7 @@ static void run_group(const struct module *m, int threads)
 		}
 		if (!first)
 			first = r;
-		r->ratio = paired_ratio(r, first);
+		r->ratio = paired_ratio(r, first, false);
 		r->baseline = first->bc->name;
 	}
 	if (!opt.json) {
@@ -655,7 +680,7 @@ static void print_targets(void)
 	bool any = false;
 	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
 		const struct target *t = &targets[i];
-		int threads = t->at_cpus ? opt.cpus : 1;
+		int threads = t->at == AT_1 ? 1 : t->at == AT_CPUS ? opt.cpus : 4 * opt.cpus;
 		const struct result *a = find_result(t->a, threads),
 		                    *b = find_result(t->b, threads);
 		if (!a || !b)
@@ -663,10 +688,10 @@ static void print_targets(void)
 		if (!any)
 			printf("\nratios measured side by side (median of per-run ratios):\n");
 		any = true;
-		double r = paired_ratio(a, b);
+		double r = paired_ratio(a, b, t->cpu);
 		bool met = t->max > 0 ? r <= t->max : r >= t->min;
-		printf("  %s / %s, %d thread%s: %.2fx (target %s %.2fx: %s)\n", t->a, t->b, threads,
-		       threads == 1 ? "" : "s", r,
+		printf("  %s%s / %s, %d thread%s: %.2fx (target %s %.2fx: %s)\n",
+		       t->cpu ? "cpu ns/op " : "", t->a, t->b, threads, threads == 1 ? "" : "s", r,
 		       t->max > 0 ? "<=" : ">=", t->max > 0 ? t->max : t->min,
 		       met ? "met" : "MISSED");
 	}
