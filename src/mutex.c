@@ -50,28 +50,34 @@
  * lock goes only to a requester that still waits. If another thread took
  * the lock in between, that one's unlock does it. Spinners and sleepers
  * leave a free lock alone while _handoff is set. A _handoff that fork()
- * copied names a block that is not live in the child and is dropped.
+ * copied names a block that is not live in the child: whoever reads it
+ * (unlock, a spinner, a sleeper) drops it.
  *
- * Spinning: only while the owner's on-CPU word says it runs (bounded by
- * SPIN_ONCPU_MAX pauses); for owners nobody tracks, glibc's adaptive
- * estimate (at most SPIN_UNTRACKED_MAX), and not at all by a thread that
- * was woken from its sleep; never with the owner off CPU; by at most as
- * many threads at once as there are CPUs. A spinner that sees the lock
- * freed leaves it a while (adaptive: see spin()) to its last owner, and
- * when that owner took it back meanwhile it sleeps: a lock that one
- * running thread keeps taking is cheapest left with that thread (moving
- * the lock's and the data's lines to another CPU costs more than a short
- * critical section), and the threads that sleep leave their CPUs to the
- * threads that do not need the lock. Measured with oncpu-bench (2 CPUs,
- * 8 threads): this, with the wake-up throttling, turned 65 ns per
- * lock+unlock into 19 ns, against 34 ns for glibc's normal mutex and 69 ns
- * for its adaptive one.
+ * Spinning, as the kernel's mutex spins on owner_on_cpu(): while the
+ * owner's on-CPU word says it runs, for as long as that stays true, up to
+ * SPIN_CAP_ROUNDTRIPS times what a futex sleep and its wake-up cost on
+ * this machine (measured once per process: sleep_roundtrip_ns()), and
+ * only while the spinner itself keeps its CPU (a gap between two of its
+ * clock reads as long as a sleep and wake-up means it was switched out:
+ * its CPU is wanted elsewhere). Never with the owner off CPU: it cannot
+ * release the lock before it runs again. For owners nobody tracks (provider
+ * "none", or a thread without a block), glibc's adaptive estimate (at most
+ * SPIN_UNTRACKED_MAX pauses), and not at all by a thread that was woken
+ * from its sleep. At most one spinner fewer than there are CPUs spins past
+ * SPIN_QUICK (the owner runs on one of them); the others sleep. A spinner
+ * that sees the lock freed leaves it a while (adaptive: see spin()) to its
+ * last owner, and when that owner took it back meanwhile it sleeps: a lock
+ * that one running thread keeps taking is cheapest left with that thread
+ * (moving the lock's and the data's lines to another CPU costs more than a
+ * short critical section), and the threads that sleep leave their CPUs to
+ * the threads that do not need the lock.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,10 +101,20 @@
 #define AUX_GEN_MASK      0xFFFFFFFFULL
 
 /* Spin bounds, in pause instructions (a pause is 10 to 150 cycles). */
-#define SPIN_QUICK         32   /* spins shorter than this are not counted in _aux */
-#define SPIN_BACKOFF_MAX   16   /* pauses between two reads of the lock */
-#define SPIN_ONCPU_MAX     2000 /* owner running: about a sleep and a wake-up */
-#define SPIN_UNTRACKED_MAX 100  /* glibc's default max_adaptive_count */
+#define SPIN_QUICK         32  /* spins shorter than this are not counted in _aux */
+#define SPIN_BACKOFF_MAX   16  /* pauses between two reads of the lock */
+#define SPIN_UNTRACKED_MAX 100 /* glibc's default max_adaptive_count */
+/* Owner running: spin for at most this many sleep-and-wake-up round trips.
+ * Spinning that long costs at most twice what sleeping would have (the
+ * classic bound of spin-then-sleep), and waits out a section as long as
+ * one round trip without a wake-up. */
+#define SPIN_CAP_ROUNDTRIPS 2
+/* The round trip's measurement: samples, and bounds against a clock or a
+ * timer gone wrong. */
+#define ROUNDTRIP_SAMPLES    3
+#define ROUNDTRIP_TIMEOUT_NS 1000
+#define ROUNDTRIP_MIN_NS     1000
+#define ROUNDTRIP_MAX_NS     1000000
 /* A spinner leaves a just-freed lock to its last owner for 2^shift pauses. */
 #define DEFER_SHIFT_MIN 3 /* 8 pauses: about 0.1 to 0.5 us */
 #define DEFER_SHIFT_MAX 9 /* 512 pauses: about 5 to 30 us */
@@ -110,6 +126,7 @@
 #define SPINS_DEFER_SHIFT 16
 
 static uint32_t max_spinners;
+static uint64_t roundtrip_ns; /* 0 until measured */
 int _oncpu_mutex_ignore_provider;
 
 static inline uint64_t aux_gen(void)
@@ -203,6 +220,47 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * What a futex sleep and its wake-up cost here, measured by the first
+ * spinner that needs it (concurrent first spinners may each measure; any
+ * result will do): the best of ROUNDTRIP_SAMPLES futex_wait()s with a short
+ * timeout, less the timeout, with the thread's timer slack at 1 ns meanwhile
+ * so that the timer fires on time. Each is a system call, a switch out, an
+ * interrupt that wakes the idle CPU (as a futex_wake() does) and a switch
+ * back: the delay a sleeping waiter adds after the release.
+ */
+static uint64_t sleep_roundtrip_ns(void)
+{
+	uint64_t best = __atomic_load_n(&roundtrip_ns, __ATOMIC_RELAXED);
+	if (ONCPU_LIKELY(best != 0))
+		return best;
+	int saved = errno;
+	int slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+	prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0);
+	best = UINT64_MAX;
+	for (int i = 0; i < ROUNDTRIP_SAMPLES; i++) {
+		uint32_t word = 0;
+		struct timespec ts = {0, ROUNDTRIP_TIMEOUT_NS};
+		uint64_t t0 = now_ns();
+		long r = futex(&word, FUTEX_WAIT_PRIVATE, 0, &ts);
+		uint64_t d = now_ns() - t0;
+		/* a signal cut the sleep short: no sample */
+		if (r != 0 && errno == ETIMEDOUT && d >= ROUNDTRIP_TIMEOUT_NS &&
+		    d - ROUNDTRIP_TIMEOUT_NS < best)
+			best = d - ROUNDTRIP_TIMEOUT_NS;
+	}
+	if (slack > 0)
+		prctl(PR_SET_TIMERSLACK, (unsigned long)slack, 0, 0, 0);
+	errno = saved;
+	if (best == UINT64_MAX)
+		return ROUNDTRIP_MIN_NS; /* no sample: spin briefly, measure next time */
+	best = best < ROUNDTRIP_MIN_NS   ? ROUNDTRIP_MIN_NS
+	       : best > ROUNDTRIP_MAX_NS ? ROUNDTRIP_MAX_NS
+	                                 : best;
+	__atomic_store_n(&roundtrip_ns, best, __ATOMIC_RELAXED);
+	return best;
+}
+
 static uint32_t self_id(void)
 {
 	uint32_t id = _oncpu_desched_self_index;
@@ -211,6 +269,31 @@ static uint32_t self_id(void)
 		id = _oncpu_desched_self_index;
 	}
 	return id == ONCPU_DESCHED_INDEX_NONE || id == 0 ? OWNER_ANON : id;
+}
+
+/* Is index's thread alive in this process (a fork child's copy of another
+ * thread's block is not)? */
+static bool index_live(uint32_t index)
+{
+	const struct _oncpu_desched_block *blk = _oncpu_desched_block_at(index);
+	return blk && __atomic_load_n(&blk->state, __ATOMIC_RELAXED) == ONCPU_DESCHED_BLOCK_LIVE;
+}
+
+/* h, a hand-off request read from m, or 0 when it names a thread that does
+ * not exist here (fork() copied it): such a request is dropped (only that
+ * value, so a newer request stays), else every waiter defers to it for ever. */
+static uint32_t handoff_checked(oncpu_mutex_t *m, uint32_t h)
+{
+	if (ONCPU_LIKELY(h == 0) || ONCPU_LIKELY(index_live(h)))
+		return h;
+	__atomic_compare_exchange_n(&m->_handoff, &h, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* The pending hand-off request of a live thread, or 0. */
+static uint32_t handoff_pending(oncpu_mutex_t *m)
+{
+	return handoff_checked(m, __atomic_load_n(&m->_handoff, __ATOMIC_RELAXED));
 }
 
 /* Take the free lock from state s. A thread that has slept sets WAITERS:
@@ -264,8 +347,10 @@ static void spins_store(oncpu_mutex_t *m, uint32_t est, uint32_t shift)
  * every DEFER_SHORTEN races it did not (so the defer settles where about
  * one race in five is lost; a lock handed from thread to thread, which its
  * last owner does not take back, soon defers only DEFER_SHIFT_MIN).
- * Measured with oncpu-bench (2 CPUs, 2 and 8 threads): a fixed defer of 32
- * pauses gave 34-54 ns per lock+unlock, this 19-20 ns.
+ *
+ * Spinning on a running owner is bounded in time (see the top of this
+ * file): the clock is read once per backoff round, and only once the spin
+ * is counted (past SPIN_QUICK pauses).
  */
 static __thread uint32_t defer_wins __attribute__((tls_model("initial-exec")));
 
@@ -285,13 +370,14 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 	if (slept)
 		untracked_max = 0;
 	uint32_t owner = 0, spun = 0, backoff = 1;
+	uint64_t roundtrip = 0, deadline = 0, last = 0; /* ns, while the owner runs */
 	const struct _oncpu_desched_block *blk = NULL;
 	bool got = false, counted = false, untracked = false, deferred = false;
-	while (spun < SPIN_ONCPU_MAX) {
+	for (;;) {
 		uint32_t s = __atomic_load_n(&m->_state, __ATOMIC_RELAXED);
 		if (!(s & LOCKED)) {
 			/* A starving sleeper is owed the lock: leave it. */
-			if (__atomic_load_n(&m->_handoff, __ATOMIC_RELAXED) != 0)
+			if (handoff_pending(m) != 0)
 				break;
 			if (!deferred) {
 				deferred = true;
@@ -327,9 +413,22 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 				break;
 		}
 		if (!counted && spun >= SPIN_QUICK) {
+			if (st == ONCPU_DESCHED_WORD_ON)
+				roundtrip = sleep_roundtrip_ns(); /* before it takes a slot */
 			if (!spinner_enter(m))
 				break; /* enough threads spin: sleep */
 			counted = true;
+		}
+		if (counted && st == ONCPU_DESCHED_WORD_ON) {
+			uint64_t now = now_ns();
+			if (deadline == 0) {
+				if (roundtrip == 0)
+					roundtrip = sleep_roundtrip_ns();
+				deadline = now + SPIN_CAP_ROUNDTRIPS * roundtrip;
+			} else if (now >= deadline || now - last >= roundtrip) {
+				break; /* spun long enough, or this spinner was switched out */
+			}
+			last = now;
 		}
 		/* Exponential backoff: fewer reads of a line the owner writes. */
 		for (uint32_t i = 0; i < backoff; i++)
@@ -349,14 +448,6 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 	if (counted)
 		spinner_leave(m);
 	return got;
-}
-
-/* Is index's thread alive in this process (a fork child's copy of another
- * thread's block is not)? */
-static bool index_live(uint32_t index)
-{
-	const struct _oncpu_desched_block *blk = _oncpu_desched_block_at(index);
-	return blk && __atomic_load_n(&blk->state, __ATOMIC_RELAXED) == ONCPU_DESCHED_BLOCK_LIVE;
 }
 
 /*
@@ -396,11 +487,12 @@ static void lock_slow(oncpu_mutex_t *m)
 	uint64_t since = 0;
 
 	if (ONCPU_UNLIKELY(max_spinners == 0)) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		uint32_t cpus = n < 1                         ? 1U
-		                : n > (long)AUX_SPINNERS_MASK ? (uint32_t)AUX_SPINNERS_MASK
-		                                              : (uint32_t)n;
-		__atomic_store_n(&max_spinners, cpus, __ATOMIC_RELAXED);
+		/* The owner runs on one CPU; a spinner each on the others. */
+		long n = sysconf(_SC_NPROCESSORS_ONLN) - 1;
+		uint32_t spinners = n < 1                         ? 1U
+		                    : n > (long)AUX_SPINNERS_MASK ? (uint32_t)AUX_SPINNERS_MASK
+		                                                  : (uint32_t)n;
+		__atomic_store_n(&max_spinners, spinners, __ATOMIC_RELAXED);
 	}
 	for (;;) {
 		if (spin(m, self, slept))
@@ -414,7 +506,7 @@ static void lock_slow(oncpu_mutex_t *m)
 		for (;;) {
 			uint64_t now = now_ns();
 			uint32_t s;
-			if (__atomic_load_n(&m->_handoff, __ATOMIC_RELAXED) == 0) {
+			if (handoff_pending(m) == 0) {
 				s = __atomic_exchange_n(&m->_state, LOCKED | WAITERS,
 				                        __ATOMIC_SEQ_CST);
 				if (!(s & LOCKED)) {
@@ -520,29 +612,22 @@ static void wake_one(oncpu_mutex_t *m)
 /* After a release that saw a hand-off request or WAITERS. */
 static void unlock_slow(oncpu_mutex_t *m, uint32_t old, uint32_t handoff)
 {
-	if (handoff != 0) {
-		if (!index_live(handoff)) {
-			/* a request fork() copied from a thread that is not here */
-			__atomic_compare_exchange_n(&m->_handoff, &handoff, 0, false,
-			                            __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-		} else {
-			/* Move the free lock to the requester, only while its request
-			 * stands (it may have taken the lock itself meanwhile).
-			 * Seq-cst: its critical section follows ours. If someone
-			 * else took the lock, that one's unlock serves it. */
-			uint64_t *pair = pair_of(m);
-			uint64_t p = __atomic_load_n(pair, __ATOMIC_RELAXED);
-			while (!(PAIR_STATE(p) & LOCKED) && PAIR_HANDOFF(p) == handoff) {
-				if (__atomic_compare_exchange_n(pair, &p, PAIR(LOCKED | WAITERS, 0),
-				                                false, __ATOMIC_SEQ_CST,
-				                                __ATOMIC_RELAXED)) {
-					/* WAITERS travels with the lock. Name the new owner
-					 * before it runs, so that waiters see it is off CPU;
-					 * wake all: a later requester may be queued there. */
-					__atomic_store_n(&m->_owner, handoff, __ATOMIC_RELAXED);
-					futex(&m->_handoff, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
-					return;
-				}
+	if (handoff_checked(m, handoff) != 0) {
+		/* Move the free lock to the requester, only while its request
+		 * stands (it may have taken the lock itself meanwhile). Seq-cst:
+		 * its critical section follows ours. If someone else took the
+		 * lock, that one's unlock serves it. */
+		uint64_t *pair = pair_of(m);
+		uint64_t p = __atomic_load_n(pair, __ATOMIC_RELAXED);
+		while (!(PAIR_STATE(p) & LOCKED) && PAIR_HANDOFF(p) == handoff) {
+			if (__atomic_compare_exchange_n(pair, &p, PAIR(LOCKED | WAITERS, 0), false,
+			                                __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+				/* WAITERS travels with the lock. Name the new owner
+				 * before it runs, so that waiters see it is off CPU;
+				 * wake all: a later requester may be queued there. */
+				__atomic_store_n(&m->_owner, handoff, __ATOMIC_RELAXED);
+				futex(&m->_handoff, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
+				return;
 			}
 		}
 	}

@@ -9,12 +9,14 @@
  *	oncpu_mutex_lock(&m); ... oncpu_mutex_unlock(&m);
  *
  * The mutex names its owner by its notification-block index
- * (oncpu/desched.h), so a waiter reads the owner's on-CPU word: it spins while the owner runs
- * (bounded, in case the owner runs a long critical section) and sleeps on a
- * futex as soon as the owner is switched out. Without a deschedule provider
- * ("none") the owner's state is unknown and a waiter spins a bounded,
- * adaptive number of times (glibc's PTHREAD_MUTEX_ADAPTIVE_NP estimate).
- * At most as many waiters as there are CPUs spin at once; the others sleep.
+ * (oncpu/desched.h), so a waiter reads the owner's on-CPU word: it spins
+ * while the owner runs, for at most twice what a futex sleep and wake-up
+ * cost on this machine (measured once per process) and only while the
+ * spinner keeps its own CPU, and sleeps on a futex as soon as the owner is
+ * switched out. Without a deschedule provider ("none") the owner's state is
+ * unknown and a waiter spins a bounded, adaptive number of times (glibc's
+ * PTHREAD_MUTEX_ADAPTIVE_NP estimate). At most one waiter fewer than there
+ * are CPUs spins at once; the others sleep.
  * A spinner leaves a just-freed lock to its last owner for a while (8 to
  * 512 pauses, adapted per mutex) and sleeps when that owner takes it back
  * (a busy lock stays on one CPU: moving it costs more than a short critical

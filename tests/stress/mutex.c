@@ -5,11 +5,13 @@
  * and an "inside" flag checked inside the lock; workers use lock and
  * trylock, yield and sometimes sleep while holding the lock (so owners are
  * off CPU and waiters must sleep, and sleepers starve into the hand-off
- * mode); a disturber sends signals to random workers and moves them between
- * CPUs; short-lived threads take the hot lock and exit, so waiters read the
- * state of owners that are gone (type-stable blocks reused with a new
- * generation). Exact totals at the end; a watchdog fails the test if it
- * hangs.
+ * mode), and sometimes run long on CPU inside it (waiters spin until their
+ * time cap); a CPU-bound thread per CPU, pinned there, preempts owners and
+ * spinners alike; a disturber sends signals to random workers and moves
+ * them between CPUs; short-lived threads take the hot lock and exit, so
+ * waiters read the state of owners that are gone (type-stable blocks reused
+ * with a new generation). Exact totals at the end; a watchdog fails the
+ * test if it hangs.
  *
  * Options (environment): ONCPU_STRESS_SECONDS (default 5),
  * ONCPU_STRESS_THREADS (default 4 x online CPUs), ONCPU_STRESS_VERBOSE.
@@ -81,6 +83,11 @@ static void critical(struct guarded *g, pid_t tid, uint64_t r)
 		sleep_us(20 + (long)((r >> 20) % 200)); /* owner off CPU */
 	} else if (r % 1024 < 18) {
 		sched_yield();
+	} else if (r % 1024 < 26) {
+		/* long on CPU: waiters spin while it runs (or until preempted) */
+		double until = now_s() + (double)(10 + (r >> 20) % 40) * 1e-6;
+		while (now_s() < until)
+			;
 	} else {
 		for (volatile int i = 0; i < (int)((r >> 40) % 64); i++)
 			;
@@ -147,6 +154,18 @@ static void *spawner_main(void *arg)
 	return (void *)spawned;
 }
 
+/* A competing CPU-bound thread, pinned to one CPU. */
+static void *hog_main(void *arg)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET((int)(intptr_t)arg, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED))
+		;
+	return NULL;
+}
+
 static void *disturber_main(void *arg)
 {
 	(void)arg;
@@ -210,7 +229,11 @@ int main(void)
 	for (int i = 0; i < nworkers; i++)
 		while (!__atomic_load_n(&workers[i].tid, __ATOMIC_RELAXED))
 			sleep_us(100);
-	pthread_t spawner, disturber;
+	pthread_t spawner, disturber, *hogs = calloc((size_t)test_allowed_count(), sizeof(*hogs));
+	CHECK(hogs);
+	for (int i = 0; i < test_allowed_count(); i++)
+		CHECK(pthread_create(&hogs[i], NULL, hog_main,
+		                     (void *)(intptr_t)test_allowed_nth(i)) == 0);
 	CHECK(pthread_create(&spawner, NULL, spawner_main, NULL) == 0);
 	CHECK(pthread_create(&disturber, NULL, disturber_main, NULL) == 0);
 	double t0 = now_s();
@@ -220,6 +243,9 @@ int main(void)
 	void *spawned;
 	CHECK(pthread_join(spawner, &spawned) == 0);
 	CHECK(pthread_join(disturber, NULL) == 0);
+	for (int i = 0; i < test_allowed_count(); i++)
+		CHECK(pthread_join(hogs[i], NULL) == 0);
+	free(hogs);
 	long total[NLOCKS] = {0}, signals = 0, all = 0;
 	for (int i = 0; i < nworkers; i++) {
 		CHECK(pthread_join(workers[i].thread, NULL) == 0);

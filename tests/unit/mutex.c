@@ -5,9 +5,11 @@
  * non-atomic counter at 4 x CPUs, a waiter that sleeps while the owner
  * sleeps inside the lock and is woken promptly, fairness (a sleeper gets
  * the lock within a bound while others hammer it), owners that exit while
- * waiters read their state, and fork (a lock held by the forking thread,
+ * waiters read their state, an owner that exits holding the lock (its
+ * block reused by a running thread: waiters must still end up asleep), and
+ * fork (a lock held by the forking thread,
  * one held by a thread that is not copied, waiter state copied from the
- * parent).
+ * parent, a hand-off request copied from the parent).
  */
 #define _GNU_SOURCE
 #include <time.h>
@@ -268,6 +270,107 @@ static void test_owner_exit(void)
 	          owners * 20 + waited);
 }
 
+/* Run fn in a child that must exit 0; its alarm (SIGALRM) means `hang`. */
+static void expect_child_ok(void (*fn)(void *), const char *hang)
+{
+	char err[2048];
+	int st = test_run_child(fn, NULL, err, sizeof(err));
+	bool hung = WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM;
+	CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: %s%s%s%s: %s", test_status_str(st),
+	          hung ? " (" : "", hung ? hang : "", hung ? ")" : "", err);
+}
+
+/*
+ * An owner that exits holding the lock: the lock stays held (as with a
+ * non-robust pthread mutex). Its block goes to a new thread that runs
+ * without end, so the lock names an owner that reads "running" for ever:
+ * the waiters' spin must still end, and every waiter fall asleep. In a
+ * child process, which exits with the waiters blocked; a waiter that never
+ * sleeps shows as the child's alarm.
+ */
+static oncpu_mutex_t orphan_m = ONCPU_MUTEX_INIT;
+static volatile int orphan_stop;
+
+static void *orphan_owner(void *arg)
+{
+	(void)arg;
+	oncpu_mutex_lock(&orphan_m);
+	return NULL; /* exits holding it */
+}
+
+static void *orphan_reuser(void *arg)
+{
+	uint32_t *index = arg;
+	__atomic_store_n(index, (uint32_t)oncpu_desched_self(), __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&orphan_stop, __ATOMIC_RELAXED))
+		;
+	return NULL;
+}
+
+static void *orphan_waiter(void *arg)
+{
+	pid_t *tid = arg;
+	__atomic_store_n(tid, test_gettid(), __ATOMIC_RELEASE);
+	oncpu_mutex_lock(&orphan_m);
+	CHECK_MSG(0, "a waiter got a lock that nobody released");
+	return NULL;
+}
+
+/* Is thread tid of this process asleep (state S)? */
+static bool thread_sleeps(pid_t tid)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	FILE *f = fopen(path, "r");
+	CHECK(f);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *end = strrchr(buf, ')');
+	CHECK(end && end[1] == ' ');
+	return end[2] == 'S';
+}
+
+static void orphan_child(void *arg)
+{
+	(void)arg;
+	signal(SIGALRM, SIG_DFL);
+	alarm(30);
+	pthread_t owner, reuser, w[8];
+	CHECK(pthread_create(&owner, NULL, orphan_owner, NULL) == 0);
+	CHECK(pthread_join(owner, NULL) == 0);
+	CHECK(orphan_m._state & 1);
+	uint32_t reuser_index = 0;
+	CHECK(pthread_create(&reuser, NULL, orphan_reuser, &reuser_index) == 0);
+	while (!__atomic_load_n(&reuser_index, __ATOMIC_ACQUIRE))
+		sleep_us(100);
+	/* the lock's owner field names a thread that runs */
+	CHECK_MSG(reuser_index == orphan_m._owner, "block %u not reused (owner %u)", reuser_index,
+	          orphan_m._owner);
+	int n = 2 * test_online_cpus();
+	if (n > 8)
+		n = 8;
+	pid_t tids[8] = {0};
+	for (int i = 0; i < n; i++)
+		CHECK(pthread_create(&w[i], NULL, orphan_waiter, &tids[i]) == 0);
+	for (;;) {
+		int asleep = 0;
+		for (int i = 0; i < n; i++)
+			asleep +=
+			    __atomic_load_n(&tids[i], __ATOMIC_ACQUIRE) && thread_sleeps(tids[i]);
+		if (asleep == n)
+			break;
+		sleep_us(1000);
+	}
+	CHECK(orphan_m._state & 1);
+	_exit(0); /* the waiters stay blocked: nobody will release the lock */
+}
+
+static void test_owner_exit_holding(void)
+{
+	expect_child_ok(orphan_child, "a waiter never fell asleep");
+}
+
 /* ---- fork ---- */
 
 static oncpu_mutex_t fork_held_by_other = ONCPU_MUTEX_INIT;
@@ -350,6 +453,56 @@ static void test_fork(void)
 	oncpu_mutex_unlock(&fork_held_by_other);
 }
 
+/*
+ * A hand-off request copied by fork() while the lock was free: fork() lands
+ * between an unlock's release and its hand-off (or a starving sleeper's
+ * request and its own take), so the child's copy holds a free lock and a
+ * request naming a thread that was not copied. Built here directly: the
+ * child stores the index of a parent thread's block, as fork() would have
+ * copied it. The child's lockers must not defer to that request for ever.
+ */
+static volatile int ghost_release;
+static void *ghost_main(void *arg)
+{
+	/* gets its block, which is a ghost in the child */
+	__atomic_store_n((uint32_t *)arg, (uint32_t)oncpu_desched_self(), __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&ghost_release, __ATOMIC_ACQUIRE))
+		sleep_us(1000);
+	return NULL;
+}
+
+static uint32_t stale_index;
+
+static void stale_handoff_child(void *arg)
+{
+	(void)arg;
+	signal(SIGALRM, SIG_DFL); /* a hang ends the child with SIGALRM */
+	alarm(10);
+	CHECK(!(fork_contended._state & 1));
+	__atomic_store_n(&fork_contended._handoff, stale_index, __ATOMIC_RELAXED);
+	long before = contended_total;
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		CHECK(pthread_create(&t[i], NULL, contender, (void *)1000L) == 0);
+	for (int i = 0; i < 4; i++)
+		CHECK(pthread_join(t[i], NULL) == 0);
+	CHECK(contended_total == before + 4 * 1000);
+	CHECK(fork_contended._handoff == 0);
+}
+
+static void test_fork_stale_handoff(void)
+{
+	pthread_t ghost;
+	uint32_t index = 0;
+	CHECK(pthread_create(&ghost, NULL, ghost_main, &index) == 0);
+	while (!__atomic_load_n(&index, __ATOMIC_ACQUIRE))
+		sleep_us(100);
+	stale_index = index;
+	expect_child_ok(stale_handoff_child, "hung on the copied request");
+	__atomic_store_n(&ghost_release, 1, __ATOMIC_RELEASE);
+	CHECK(pthread_join(ghost, NULL) == 0);
+}
+
 static void on_alarm(int sig)
 {
 	(void)sig;
@@ -367,7 +520,9 @@ int main(void)
 	test_wakeup();
 	test_fairness();
 	test_owner_exit();
+	test_owner_exit_holding();
 	test_fork();
+	test_fork_stale_handoff();
 	printf("mutex: all checks passed (%s, provider %s)\n", test_mode(),
 	       oncpu_desched_provider());
 	return 0;

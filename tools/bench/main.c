@@ -11,7 +11,10 @@
  *   3. report the median ns/op, where one run's ns/op is
  *      wall time / (iterations per thread * threads), and ratios as the
  *      median of the per-repetition ratios (paired, so slow drifts of a
- *      shared machine cancel out).
+ *      shared machine cancel out); beside it the median CPU time per op
+ *      (the CPU time of the case's threads only / (iterations * threads))
+ *      and, for cases that record it, the median of the runs' 99th
+ *      percentiles of the time to acquire a lock.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,29 +41,57 @@ extern const struct bench_case bench_stack[] __attribute__((weak));
 extern const struct bench_case bench_ring[] __attribute__((weak));
 extern const struct bench_case bench_cache[] __attribute__((weak));
 extern const struct bench_case bench_mutex[] __attribute__((weak));
+extern const struct bench_case bench_mutex_long[] __attribute__((weak));
+extern const struct bench_case bench_mutex_mixed[] __attribute__((weak));
+extern const struct bench_case bench_mutex_hog[] __attribute__((weak));
 extern const struct bench_case bench_resched[] __attribute__((weak));
 
 static const struct module {
 	const char *name;
 	const struct bench_case *cases;
 } modules[] = {
-    {"counter", bench_counter}, {"cpu", bench_cpu},     {"stack", bench_stack},
-    {"ring", bench_ring},       {"cache", bench_cache}, {"mutex", bench_mutex},
-    {"resched", bench_resched},
+    {"counter", bench_counter},       {"cpu", bench_cpu},
+    {"stack", bench_stack},           {"ring", bench_ring},
+    {"cache", bench_cache},           {"mutex", bench_mutex},
+    {"mutex_long", bench_mutex_long}, {"mutex_mixed", bench_mutex_mixed},
+    {"mutex_hog", bench_mutex_hog},   {"resched", bench_resched},
 };
 #define NMODULES (sizeof(modules) / sizeof(modules[0]))
 
 /*
- * The targets of issue 2, checked on every run that measures both sides:
- * ns(a) / ns(b) at the given thread count must be <= max (or >= min).
+ * The targets of issues 2 and 11, checked on every run that measures both
+ * sides: ns(a) / ns(b) (or the CPU ns per op) at the given thread count
+ * must be <= max (or >= min).
  */
+enum target_threads { AT_1, AT_CPUS, AT_4X_CPUS };
+/* Issue 11: in every mutex family, oncpu no slower than either glibc mutex. */
+/* clang-format off */
+#define MUTEX_NOT_SLOWER(family, at)                                    \
+	{family ".oncpu", family ".pthread", at, false, 0, 1.0},        \
+	{family ".oncpu", family ".pthread_adaptive", at, false, 0, 1.0}
+/* clang-format on */
 static const struct target {
 	const char *a, *b;
-	bool at_cpus; /* at as many threads as CPUs, else at 1 thread */
+	enum target_threads at;
+	bool cpu; /* compare CPU ns per op instead of ns per op */
 	double min, max;
 } targets[] = {
-    {"counter.oncpu", "counter.tls", false, 0, 1.3},
-    {"counter.atomic", "counter.oncpu", true, 5.0, 0},
+    {"counter.oncpu", "counter.tls", AT_1, false, 0, 1.3},
+    {"counter.atomic", "counter.oncpu", AT_CPUS, false, 5.0, 0},
+    MUTEX_NOT_SLOWER("mutex", AT_CPUS),
+    MUTEX_NOT_SLOWER("mutex", AT_4X_CPUS),
+    MUTEX_NOT_SLOWER("mutex_long", AT_CPUS),
+    MUTEX_NOT_SLOWER("mutex_long", AT_4X_CPUS),
+    MUTEX_NOT_SLOWER("mutex_mixed", AT_CPUS),
+    MUTEX_NOT_SLOWER("mutex_mixed", AT_4X_CPUS),
+    MUTEX_NOT_SLOWER("mutex_hog", AT_CPUS),
+    MUTEX_NOT_SLOWER("mutex_hog", AT_4X_CPUS),
+    {"mutex_long.oncpu", "mutex_long.bound", AT_CPUS, false, 0, 1.15},
+    {"mutex_long.oncpu_untracked", "mutex_long.oncpu", AT_CPUS, false, 1.5, 0},
+    {"mutex_mixed.pthread", "mutex_mixed.oncpu", AT_4X_CPUS, false, 1.3, 0},
+    {"mutex_mixed.pthread_adaptive", "mutex_mixed.oncpu", AT_4X_CPUS, false, 1.3, 0},
+    {"mutex_mixed.oncpu_untracked", "mutex_mixed.oncpu", AT_4X_CPUS, false, 1.3, 0},
+    {"mutex_mixed.oncpu", "mutex_mixed.pthread_adaptive", AT_4X_CPUS, true, 0, 1.0},
 };
 
 #define MAX_REPS          101
@@ -88,12 +119,15 @@ struct result {
 	long iters;
 	enum status status;
 	int nreps;
-	double ns[MAX_REPS];    /* per repetition */
-	double share[MAX_REPS]; /* struct run's share, per repetition */
-	double best_share;      /* the highest share seen for this case */
-	double median, min, max, median_share;
-	int repeated; /* runs measured again because they were disturbed */
-	double ratio; /* vs the first measured case of its group; 0 if none */
+	double ns[MAX_REPS];     /* per repetition */
+	double cpu_ns[MAX_REPS]; /* CPU ns per op, per repetition */
+	double p99[MAX_REPS];    /* acquire p99 ns per repetition; < 0: none */
+	double share[MAX_REPS];  /* struct run's share, per repetition */
+	double best_share;       /* the highest share seen for this case */
+	double median, min, max, median_share, median_cpu_ns;
+	double median_p99; /* < 0: the case records no acquire times */
+	int repeated;      /* runs measured again because they were disturbed */
+	double ratio;      /* vs the first measured case of its group; 0 if none */
 	const char *baseline;
 	char *info;
 };
@@ -258,6 +292,9 @@ static int case_thread_counts(const struct bench_case *bc, int out[MAX_THREAD_CO
 		out[n++] = opt.cpus;
 		out[n++] = 4 * opt.cpus;
 		break;
+	case BENCH_THREADS_CPUS:
+		out[n++] = opt.cpus;
+		break;
 	case BENCH_THREADS_1_AND_CPUS:
 	default:
 		out[n++] = 1;
@@ -291,6 +328,65 @@ struct worker {
 	double cpu;    /* CPU time the thread got during its run */
 };
 
+static struct worker workers[MAX_THREADS];
+
+/* The acquire times recorded by one thread in the current run. */
+static struct reservoir {
+	uint64_t *kept; /* BENCH_ACQUIRE_SAMPLES, allocated at the first record */
+	long seen;      /* records this run (the first ones fill `kept`) */
+	uint64_t rng;   /* xorshift64 state for the replacement choice */
+} reservoirs[MAX_THREADS];
+
+void bench_record_acquire(int tid, uint64_t ns)
+{
+	struct reservoir *r = &reservoirs[tid];
+	if (!r->kept && !(r->kept = malloc(sizeof(*r->kept) * BENCH_ACQUIRE_SAMPLES)))
+		return; /* no memory: the run reports fewer samples */
+	long slot = r->seen++;
+	if (slot >= BENCH_ACQUIRE_SAMPLES) {
+		/* Algorithm R: the n-th record replaces a kept one with
+		 * probability BENCH_ACQUIRE_SAMPLES / n. */
+		r->rng ^= r->rng << 13;
+		r->rng ^= r->rng >> 7;
+		r->rng ^= r->rng << 17;
+		slot = (long)(r->rng % (uint64_t)r->seen);
+		if (slot >= BENCH_ACQUIRE_SAMPLES)
+			return;
+	}
+	r->kept[slot] = ns;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static size_t reservoir_kept(const struct reservoir *r)
+{
+	return (size_t)(r->seen < BENCH_ACQUIRE_SAMPLES ? r->seen : BENCH_ACQUIRE_SAMPLES);
+}
+
+/* The 99th percentile of the acquire times the run's threads kept; -1 if none. */
+static double acquire_p99(int threads)
+{
+	size_t n = 0;
+	for (int t = 0; t < threads; t++)
+		n += reservoir_kept(&reservoirs[t]);
+	uint64_t *all = n ? malloc(sizeof(*all) * n) : NULL;
+	if (!all)
+		return -1;
+	size_t k = 0;
+	for (int t = 0; t < threads; t++) {
+		memcpy(all + k, reservoirs[t].kept, sizeof(*all) * reservoir_kept(&reservoirs[t]));
+		k += reservoir_kept(&reservoirs[t]);
+	}
+	qsort(all, n, sizeof(*all), cmp_u64);
+	double p = (double)all[(size_t)ceil(0.99 * (double)n) - 1];
+	free(all);
+	return p;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -312,6 +408,8 @@ struct run {
 	/* CPU time the threads got / (wall time x the CPUs they could use):
 	 * near 1 unless the case blocks or other processes took the CPUs. */
 	double share;
+	double cpu_seconds; /* CPU time the case's threads got, together */
+	double acquire_p99; /* ns; -1 when the case recorded no acquire times */
 };
 
 /*
@@ -321,7 +419,6 @@ struct run {
 static enum status measure(const struct bench_case *bc, int threads, long iters, struct run *run,
                            char **info)
 {
-	static struct worker workers[MAX_THREADS];
 	pthread_barrier_t start;
 	void *ctx = bc->setup(threads);
 	if (!ctx)
@@ -330,6 +427,8 @@ static enum status measure(const struct bench_case *bc, int threads, long iters,
 	for (int t = 0; t < threads; t++) {
 		workers[t] = (struct worker){
 		    .bc = bc, .ctx = ctx, .tid = t, .iters = iters, .start = &start};
+		reservoirs[t].seen = 0;
+		reservoirs[t].rng = 0x9e3779b97f4a7c15u * (uint64_t)(t + 1);
 		int err = pthread_create(&workers[t].thread, NULL, worker_main, &workers[t]);
 		if (err) {
 			fprintf(stderr, "oncpu-bench: %s: cannot create thread %d of %d: %s\n",
@@ -348,6 +447,8 @@ static enum status measure(const struct bench_case *bc, int threads, long iters,
 	}
 	pthread_barrier_destroy(&start);
 	run->seconds = t1 - t0;
+	run->cpu_seconds = cpu;
+	run->acquire_p99 = acquire_p99(threads);
 	run->share =
 	    run->seconds > 0 ? cpu / (run->seconds * (threads < opt.cpus ? threads : opt.cpus)) : 1;
 	if (info && bc->info) {
@@ -396,15 +497,16 @@ static double median(const double *v, int n)
 	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
-/* Median of the per-repetition ratios a/b: both measured side by side. */
-static double paired_ratio(const struct result *a, const struct result *b)
+/* Median of the per-repetition ratios a/b of ns per op (or CPU ns per op):
+ * both measured side by side. */
+static double paired_ratio(const struct result *a, const struct result *b, bool cpu)
 {
 	double r[MAX_REPS];
 	int n = a->nreps < b->nreps ? a->nreps : b->nreps;
 	if (n == 0)
 		return 0;
 	for (int i = 0; i < n; i++)
-		r[i] = a->ns[i] / b->ns[i];
+		r[i] = cpu ? a->cpu_ns[i] / b->cpu_ns[i] : a->ns[i] / b->ns[i];
 	return median(r, n);
 }
 
@@ -459,31 +561,36 @@ static void print_header(void)
 	       "        per-run ratios); spread = (max - min) / median over the runs; cpu = CPU\n"
 	       "        time the threads got / (wall time x CPUs they could use): below ~90%%\n"
 	       "        other processes took CPU time (such runs are measured again, up to %d\n"
-	       "        times)\n",
+	       "        times); cpu ns/op = CPU time of the case's threads / (iterations x\n"
+	       "        threads); p99 acq = 99th percentile of the ns to acquire the lock\n"
+	       "        (cases that sample it)\n",
 	       MAX_REPEATS);
 	double load[3];
 	if (getloadavg(load, 3) == 3) {
 		printf("load average at start: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
 		busy_at_start = load[0] > 0.5 * opt.cpus;
 	}
-	printf("\n%-26s %7s %10s %9s %7s %5s  %s\n", "case", "threads", "ns/op", "vs first",
-	       "spread", "cpu", "info");
+	printf("\n%-28s %7s %10s %9s %7s %5s %10s %9s  %s\n", "case", "threads", "ns/op",
+	       "vs first", "spread", "cpu", "cpu ns/op", "p99 acq", "info");
 	fflush(stdout);
 }
 
 static void print_row(const struct result *r)
 {
 	if (r->status == ST_SKIPPED) {
-		printf("%-26s %7d %10s\n", r->bc->name, r->threads, "skipped");
+		printf("%-28s %7d %10s\n", r->bc->name, r->threads, "skipped");
 	} else if (r->status == ST_FAILED) {
-		printf("%-26s %7d %10s\n", r->bc->name, r->threads, "FAILED");
+		printf("%-28s %7d %10s\n", r->bc->name, r->threads, "FAILED");
 	} else {
-		char ratio[32] = "";
+		char ratio[32] = "", p99[32] = "";
 		if (r->ratio > 0)
 			snprintf(ratio, sizeof(ratio), "%.2fx", r->ratio);
-		printf("%-26s %7d %10.2f %9s %6.0f%% %4.0f%%  %s\n", r->bc->name, r->threads,
-		       r->median, ratio, r->median > 0 ? 100 * (r->max - r->min) / r->median : 0,
-		       100 * r->median_share, r->info ? r->info : "");
+		if (r->median_p99 >= 0)
+			snprintf(p99, sizeof(p99), "%.0f", r->median_p99);
+		printf("%-28s %7d %10.2f %9s %6.0f%% %4.0f%% %10.2f %9s  %s\n", r->bc->name,
+		       r->threads, r->median, ratio,
+		       r->median > 0 ? 100 * (r->max - r->min) / r->median : 0,
+		       100 * r->median_share, r->median_cpu_ns, p99, r->info ? r->info : "");
 	}
 }
 
@@ -526,8 +633,11 @@ static void run_group(const struct module *m, int threads)
 			}
 			if (r->status != ST_OK)
 				continue;
+			double ops = (double)r->iters * threads;
 			r->share[r->nreps] = run.share;
-			r->ns[r->nreps++] = run.seconds * 1e9 / ((double)r->iters * threads);
+			r->cpu_ns[r->nreps] = run.cpu_seconds * 1e9 / ops;
+			r->p99[r->nreps] = run.acquire_p99;
+			r->ns[r->nreps++] = run.seconds * 1e9 / ops;
 		}
 	}
 	struct result *first = NULL;
@@ -537,6 +647,8 @@ static void run_group(const struct module *m, int threads)
 			continue;
 		r->median = median(r->ns, r->nreps);
 		r->median_share = median(r->share, r->nreps);
+		r->median_cpu_ns = median(r->cpu_ns, r->nreps);
+		r->median_p99 = median(r->p99, r->nreps); /* all or none recorded */
 		r->min = r->max = r->ns[0];
 		for (int k = 1; k < r->nreps; k++) {
 			r->min = fmin(r->min, r->ns[k]);
@@ -544,7 +656,7 @@ static void run_group(const struct module *m, int threads)
 		}
 		if (!first)
 			first = r;
-		r->ratio = paired_ratio(r, first);
+		r->ratio = paired_ratio(r, first, false);
 		r->baseline = first->bc->name;
 	}
 	if (!opt.json) {
@@ -568,7 +680,7 @@ static void print_targets(void)
 	bool any = false;
 	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
 		const struct target *t = &targets[i];
-		int threads = t->at_cpus ? opt.cpus : 1;
+		int threads = t->at == AT_1 ? 1 : t->at == AT_CPUS ? opt.cpus : 4 * opt.cpus;
 		const struct result *a = find_result(t->a, threads),
 		                    *b = find_result(t->b, threads);
 		if (!a || !b)
@@ -576,10 +688,10 @@ static void print_targets(void)
 		if (!any)
 			printf("\nratios measured side by side (median of per-run ratios):\n");
 		any = true;
-		double r = paired_ratio(a, b);
+		double r = paired_ratio(a, b, t->cpu);
 		bool met = t->max > 0 ? r <= t->max : r >= t->min;
-		printf("  %s / %s, %d thread%s: %.2fx (target %s %.2fx: %s)\n", t->a, t->b, threads,
-		       threads == 1 ? "" : "s", r,
+		printf("  %s%s / %s, %d thread%s: %.2fx (target %s %.2fx: %s)\n",
+		       t->cpu ? "cpu ns/op " : "", t->a, t->b, threads, threads == 1 ? "" : "s", r,
 		       t->max > 0 ? "<=" : ">=", t->max > 0 ? t->max : t->min,
 		       met ? "met" : "MISSED");
 	}
@@ -622,8 +734,9 @@ static void json_string(const char *s)
 static bool reserved_key(const char *k, size_t len)
 {
 	static const char *const keys[] = {
-	    "name",  "threads",  "ns_per_op", "ns_per_op_min", "ns_per_op_max", "reps",
-	    "iters", "baseline", "ratio",     "cpu_share",     "repeated",      "info"};
+	    "name",     "threads", "ns_per_op",     "ns_per_op_min", "ns_per_op_max",
+	    "reps",     "iters",   "baseline",      "ratio",         "cpu_share",
+	    "repeated", "info",    "cpu_ns_per_op", "acquire_p99_ns"};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (strlen(keys[i]) == len && strncmp(keys[i], k, len) == 0)
 			return true;
@@ -669,9 +782,11 @@ static void print_json(void)
 		json_string(r->bc->name);
 		printf(",\"threads\":%d,\"ns_per_op\":%.3f,\"ns_per_op_min\":%.3f,"
 		       "\"ns_per_op_max\":%.3f,\"reps\":%d,\"iters\":%ld,\"cpu_share\":%.3f,"
-		       "\"repeated\":%d",
+		       "\"repeated\":%d,\"cpu_ns_per_op\":%.3f",
 		       r->threads, r->median, r->min, r->max, r->nreps, r->iters, r->median_share,
-		       r->repeated);
+		       r->repeated, r->median_cpu_ns);
+		if (r->median_p99 >= 0)
+			printf(",\"acquire_p99_ns\":%.0f", r->median_p99);
 		if (r->baseline) {
 			printf(",\"baseline\":");
 			json_string(r->baseline);
@@ -693,7 +808,7 @@ static void list_cases(void)
 			int counts[MAX_THREAD_COUNTS], k = case_thread_counts(bc, counts);
 			if (!selected(bc->name))
 				continue;
-			printf("%-26s threads", bc->name);
+			printf("%-28s threads", bc->name);
 			for (int i = 0; i < k; i++)
 				printf("%s%d", i ? "," : " ", counts[i]);
 			printf("\n");
