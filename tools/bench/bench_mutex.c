@@ -43,7 +43,9 @@
  *   (a cache filled from disk on a miss, a log flushed now and then) where
  *   a fixed spin-then-sleep guess is wrong one way or the other: a waiter
  *   should spin through short and long sections and sleep at once while the
- *   owner sleeps.
+ *   owner sleeps. mutex_mixed.bound: the sections alone (every thread's
+ *   draws, run by one thread without a lock): the lock is held at least
+ *   that long per op, so no mutex gets below it at any thread count.
  * mutex_hog.*: mutex.*'s section and outside work, while one CPU-bound
  *   competing process per CPU (forked, pinned to that CPU, at the
  *   benchmark's own nice value, killed and reaped at the end of the run)
@@ -387,6 +389,27 @@ static void run_long_bound(void *ctx, int tid, long iters)
 	atomic_fetch_add(&c->expected, ops);
 }
 
+/* mutex_mixed.bound: thread 0 alone runs the sections of every thread's
+ * sequence (the same draws as the mixed cases), without a lock. */
+static void run_mixed_bound(void *ctx, int tid, long iters)
+{
+	struct mutex_ctx *c = ctx;
+	if (tid != 0)
+		return;
+	uint64_t x = 0;
+	for (int t = 0; t < c->threads; t++) {
+		uint64_t rng = MIXED_SEED + (uint64_t)t;
+		for (long i = 0; i < iters; i++) {
+			long steps, sleep_ns;
+			draw_mixed(&rng, &steps, &sleep_ns);
+			x = held_section(c, x, steps, sleep_ns);
+			BENCH_BARRIER();
+		}
+	}
+	atomic_fetch_add(&c->sink, x);
+	atomic_fetch_add(&c->expected, iters * c->threads);
+}
+
 /*
  * mutex_hog's competing processes: one per CPU the benchmark may run on,
  * pinned there. Each dies with the benchmark (PR_SET_PDEATHSIG: setup runs
@@ -549,6 +572,11 @@ static void *setup_long_bound(int threads)
 	return setup(LONG, PTHREAD, threads);
 }
 
+static void *setup_mixed_bound(int threads)
+{
+	return setup(MIXED, PTHREAD, threads);
+}
+
 const struct bench_case bench_mutex[] = {
     {"mutex.oncpu", BENCH_THREADS_CPUS_AND_4X, setup_oncpu, run_oncpu, teardown, info},
     {"mutex.oncpu_untracked", BENCH_THREADS_CPUS_AND_4X, setup_oncpu_untracked, run_oncpu, teardown,
@@ -567,6 +595,8 @@ const struct bench_case bench_mutex_long[] = {
 
 const struct bench_case bench_mutex_mixed[] = {
     FAMILY_CASES(mixed),
+    {"mutex_mixed.bound", BENCH_THREADS_CPUS_AND_4X, setup_mixed_bound, run_mixed_bound, teardown,
+     NULL},
     {NULL, 0, NULL, NULL, NULL, NULL},
 };
 
