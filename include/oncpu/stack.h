@@ -180,6 +180,42 @@ ONCPU_API struct oncpu_stack *oncpu_stack_new_flags(unsigned flags);
 ONCPU_API void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n);
 ONCPU_API struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s);
 
+/* One push section on slot (id id), a step of oncpu/cs.h; liboncpu's
+ * slow path runs the same. */
+ONCPU_INLINE int _oncpu_stack_push_step(int mode, struct _oncpu_stack_slot *slot,
+                                        struct oncpu_stack_node *n, int id)
+{
+	intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_RELAXED);
+	/* Written before the section: the commit publishes it (TSO). */
+	n->next = (struct oncpu_stack_node *)head;
+	return _oncpu_ds_step(
+	    _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->lock, 0, &slot->head, head, (intptr_t)n, id),
+	    &slot->lock);
+}
+
+/* One pop section on slot (id id): _ONCPU_DS_DONE with *node (0 when the
+ * list was empty), _ONCPU_DS_AGAIN or _ONCPU_DS_LOCKED. */
+ONCPU_INLINE int _oncpu_stack_pop_step(int mode, struct _oncpu_stack_slot *slot, intptr_t *node,
+                                       int id)
+{
+	int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
+	    mode, &slot->lock, 0, &slot->head, 0,
+	    (ptrdiff_t)offsetof(struct oncpu_stack_node, next), node, id);
+	if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
+		return _ONCPU_DS_DONE;
+	_ONCPU_DS_NOTE(r);
+	if (r == ONCPU_CS_CMPFAIL) {
+		/* Empty, or locked: an empty list read now is a valid answer. */
+		if (__atomic_load_n(&slot->head, __ATOMIC_RELAXED) == 0) {
+			*node = 0;
+			return _ONCPU_DS_DONE;
+		}
+		if (__atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+			return _ONCPU_DS_LOCKED;
+	}
+	return _ONCPU_DS_AGAIN;
+}
+
 ONCPU_INLINE void _oncpu_stack_push_fast(struct oncpu_stack *s, struct oncpu_stack_node *n)
 {
 	if (ONCPU_LIKELY(s && n &&
@@ -191,14 +227,10 @@ ONCPU_INLINE void _oncpu_stack_push_fast(struct oncpu_stack *s, struct oncpu_sta
 				break;
 			struct _oncpu_stack_slot *slot =
 			    (struct _oncpu_stack_slot *)oncpu_ptr(s->_pcpu, cpu);
-			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_RELAXED);
-			/* Written before the section: the commit publishes it (TSO). */
-			n->next = (struct oncpu_stack_node *)head;
-			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->lock, 0, &slot->head, head,
-			                                    (intptr_t)n, cpu);
-			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
+			int step = _oncpu_stack_push_step(mode, slot, n, cpu);
+			if (ONCPU_LIKELY(step == _ONCPU_DS_DONE))
 				return;
-			if (_oncpu_ds_locked(r, &slot->lock))
+			if (step == _ONCPU_DS_LOCKED)
 				break;
 		}
 	}
@@ -217,19 +249,11 @@ ONCPU_INLINE struct oncpu_stack_node *_oncpu_stack_pop_fast(struct oncpu_stack *
 			struct _oncpu_stack_slot *slot =
 			    (struct _oncpu_stack_slot *)oncpu_ptr(s->_pcpu, cpu);
 			intptr_t node;
-			int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
-			    mode, &slot->lock, 0, &slot->head, 0,
-			    (ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
-			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
+			int step = _oncpu_stack_pop_step(mode, slot, &node, cpu);
+			if (ONCPU_LIKELY(step == _ONCPU_DS_DONE))
 				return (struct oncpu_stack_node *)node;
-			_ONCPU_DS_NOTE(r);
-			if (r == ONCPU_CS_CMPFAIL) {
-				/* Empty, or locked: an empty list read now is a valid answer. */
-				if (__atomic_load_n(&slot->head, __ATOMIC_RELAXED) == 0)
-					return NULL;
-				if (__atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
-					break;
-			}
+			if (step == _ONCPU_DS_LOCKED)
+				break;
 		}
 	}
 	return _oncpu_stack_pop_slow(s);
