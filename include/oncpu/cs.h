@@ -61,7 +61,7 @@
  *
  * Guarded operations: a first compare against a guard word (g, gexpect),
  * typically a per-CPU lock word that threads without sections take
- * (oncpu/stack.h gives the protocol). The guard is read right after the id
+ * (doc/slot-protocol.md gives the protocol). The guard is read right after the id
  * check and before every other load of the section. That order matters: a
  * lock holder writes the data and then releases the lock, so a section that
  * read the data first could pair a stale value with the released lock and

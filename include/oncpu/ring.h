@@ -27,7 +27,7 @@
  * wherever it now runs; a ring's cache lines may move between CPUs, and in
  * a mixed process the rings that threads without sections use run locked
  * for every thread for a while (parked). The trade-off and the fallback
- * protocol are those of oncpu/stack.h.
+ * protocol are those of oncpu/stack.h (doc/slot-protocol.md).
  *
  * Fallback mode and mixed processes: as in oncpu/stack.h, every mix of
  * threads with and without sections is supported; threads without sections
@@ -196,7 +196,7 @@ ONCPU_API void *oncpu_ring_pop(struct oncpu_ring *r);
  * or a vcpu id for ONCPU_RING_VCPU rings) from any thread: for consumers
  * that serve every CPU and to empty a ring before oncpu_ring_free. Costs a
  * section when the caller runs there, otherwise the slot's lock and, when
- * sections use this ring, an exclusion step (oncpu/stack.h). NULL when that
+ * sections use this ring, an exclusion step (doc/slot-protocol.md). NULL when that
  * ring is empty (errno unchanged), NULL with errno EINVAL for a NULL r or cpu
  * outside [0, oncpu_cpu_count()).
  */
