@@ -220,8 +220,8 @@ static void test_memory(void)
 }
 
 /*
- * The guarded operations of oncpu/cs.h (the lock-word protocol of doc/slot-protocol.md
- * describes) must read the guard before anything else: with the guard
+ * The guarded operations of oncpu/cs.h (the lock-word protocol of
+ * doc/slot-protocol.md) must read the guard before anything else: with the guard
  * failing, none of them may touch the data word, here on a PROT_NONE page
  * (reading it first would fault).
  */
