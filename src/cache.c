@@ -64,22 +64,18 @@ static struct _oncpu_cache_slot *slot_of(struct cache *c, int idx)
 	return (struct _oncpu_cache_slot *)oncpu_ptr(c->pub._pcpu, idx);
 }
 
-static const struct slot_kind cache_kind = {
-    .handle_size = sizeof(struct cache),
-    .slot_align = ONCPU_CACHELINE,
-    .lock_off = offsetof(struct _oncpu_cache_slot, lock),
-    .mutex_off = offsetof(struct cache, lock),
-};
+static const struct slot_kind cache_kind = SLOT_KIND(struct cache, struct _oncpu_cache_slot,
+                                                     ONCPU_CACHELINE, offsetof(struct cache, lock));
 
 /* Outside debug mode the gate publishes the array for the inline paths,
  * in the field of the cache's mode. */
 static struct slot_set set_of(struct cache *c)
 {
-	struct oncpu_cache *pub = &c->pub;
-	void **fast = c->debug                               ? NULL
-	              : pub->_mode == _oncpu_mode_ONCPU_VCPU ? &pub->_fast_vcpu
-	                                                     : &pub->_fast_cpu;
-	return (struct slot_set){&cache_kind, pub->_pcpu, pub->_mode, &pub->_flags, fast};
+	struct slot_set set = _oncpu_slot_set(&cache_kind, c);
+	if (!c->debug)
+		set.fast =
+		    set.mode == _oncpu_mode_ONCPU_VCPU ? &c->pub._fast_vcpu : &c->pub._fast_cpu;
+	return set;
 }
 
 /* ---- creation ---- */

@@ -10,17 +10,8 @@
 
 #include "slot.h"
 
-static const struct slot_kind ring_kind = {
-    .handle_size = sizeof(struct oncpu_ring),
-    .slot_align = sizeof(struct _oncpu_ring_slot),
-    .lock_off = offsetof(struct _oncpu_ring_slot, lock),
-    .mutex_off = -1,
-};
-
-static struct slot_set set_of(struct oncpu_ring *r)
-{
-	return (struct slot_set){&ring_kind, r->_pcpu, r->_mode, &r->_flags, NULL};
-}
+static const struct slot_kind ring_kind =
+    SLOT_KIND(struct oncpu_ring, struct _oncpu_ring_slot, sizeof(struct _oncpu_ring_slot), -1);
 
 struct oncpu_ring *oncpu_ring_new_flags(size_t capacity_per_cpu, unsigned flags)
 {
@@ -130,7 +121,7 @@ int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p)
 		errno = EINVAL;
 		return -1;
 	}
-	struct slot_set set = set_of(r);
+	struct slot_set set = _oncpu_slot_set(&ring_kind, r);
 	struct push o = {{push_section, push_locked}, r, p, 0};
 	_oncpu_slot_run(&set, &o.op);
 	return o.ret;
@@ -167,7 +158,7 @@ void *_oncpu_ring_pop_slow(struct oncpu_ring *r)
 		errno = EINVAL;
 		return NULL;
 	}
-	struct slot_set set = set_of(r);
+	struct slot_set set = _oncpu_slot_set(&ring_kind, r);
 	struct pop o = {{pop_section, pop_locked}, r, 0};
 	_oncpu_slot_run(&set, &o.op);
 	return (void *)o.p;
@@ -183,7 +174,7 @@ void *oncpu_ring_pop_cpu(struct oncpu_ring *r, int cpu)
 	if (__atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) ==
 	    __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE))
 		return NULL; /* empty when read; commits no memory on unused CPUs */
-	struct slot_set set = set_of(r);
+	struct slot_set set = _oncpu_slot_set(&ring_kind, r);
 	struct pop o = {{pop_section, pop_locked}, r, 0};
 	_oncpu_slot_run_on(&set, &o.op, cpu);
 	return (void *)o.p;

@@ -20,9 +20,9 @@
 
 /* Every handle starts with the fields the slot layer reads. */
 #define SAME_HEAD(type)                                                                            \
-	ONCPU_STATIC_ASSERT(offsetof(type, _pcpu) == 0 &&                                          \
-	                        offsetof(type, _mode) == sizeof(void *) &&                         \
-	                        offsetof(type, _flags) == sizeof(void *) + sizeof(int),            \
+	ONCPU_STATIC_ASSERT(offsetof(type, _pcpu) == SLOT_PCPU_OFF &&                              \
+	                        offsetof(type, _mode) == SLOT_MODE_OFF &&                          \
+	                        offsetof(type, _flags) == SLOT_FLAGS_OFF,                          \
 	                    #type " starts with _pcpu, _mode, _flags")
 SAME_HEAD(struct oncpu_stack);
 SAME_HEAD(struct oncpu_ring);
@@ -31,12 +31,12 @@ SAME_HEAD(struct oncpu_cache);
 /* A handle's first fields, accessed through their own types. */
 static void **pcpu_field(void *handle)
 {
-	return (void **)handle;
+	return (void **)((char *)handle + SLOT_PCPU_OFF);
 }
 
 static int *mode_field(void *handle)
 {
-	return (int *)((char *)handle + sizeof(void *));
+	return (int *)((char *)handle + SLOT_MODE_OFF);
 }
 
 /* ---- the gate (step 3a) ---- */

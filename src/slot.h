@@ -39,7 +39,12 @@ ONCPU_STATIC_ASSERT(ONCPU_STACK_VCPU == DS_VCPU && ONCPU_RING_VCPU == DS_VCPU &&
                         ONCPU_CACHE_VCPU == DS_VCPU,
                     "one vcpu flag");
 
-/* A structure's slots, described once. */
+/* A structure's slots, described once: SLOT_KIND(handle type, slot type,
+ * slot alignment, offset of a mutex in the handle or -1). */
+#define SLOT_KIND(handle, slot, align, mutex)                                                      \
+	{                                                                                          \
+		sizeof(handle), (align), offsetof(slot, lock), (mutex)                             \
+	}
 struct slot_kind {
 	size_t handle_size;  /* bytes of the handle (allocated cache-line aligned) */
 	size_t slot_align;   /* alignment of a slot in per-CPU memory */
@@ -56,6 +61,19 @@ struct slot_set {
 	void **fast;     /* cache only: where the gate publishes pcpu for the
 	                    inline paths (the field of its mode), or NULL */
 };
+
+/* Where a handle keeps what the slot layer reads (asserted in slot.c). */
+#define SLOT_PCPU_OFF  0
+#define SLOT_MODE_OFF  sizeof(void *)
+#define SLOT_FLAGS_OFF (sizeof(void *) + sizeof(int))
+
+/* The set of a handle of kind (fast: NULL; the cache fills it in). */
+static inline struct slot_set _oncpu_slot_set(const struct slot_kind *kind, void *handle)
+{
+	char *h = (char *)handle;
+	return (struct slot_set){kind, *(void **)(h + SLOT_PCPU_OFF), *(int *)(h + SLOT_MODE_OFF),
+	                         (unsigned *)(h + SLOT_FLAGS_OFF), NULL};
+}
 
 /*
  * The constructors' shared part: a zeroed handle of kind->handle_size

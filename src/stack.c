@@ -10,17 +10,8 @@
 
 #include "slot.h"
 
-static const struct slot_kind stack_kind = {
-    .handle_size = sizeof(struct oncpu_stack),
-    .slot_align = sizeof(struct _oncpu_stack_slot),
-    .lock_off = offsetof(struct _oncpu_stack_slot, lock),
-    .mutex_off = -1,
-};
-
-static struct slot_set set_of(struct oncpu_stack *s)
-{
-	return (struct slot_set){&stack_kind, s->_pcpu, s->_mode, &s->_flags, NULL};
-}
+static const struct slot_kind stack_kind =
+    SLOT_KIND(struct oncpu_stack, struct _oncpu_stack_slot, sizeof(struct _oncpu_stack_slot), -1);
 
 struct oncpu_stack *oncpu_stack_new_flags(unsigned flags)
 {
@@ -72,7 +63,7 @@ void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n)
 {
 	if (!s || !n)
 		ONCPU_FATAL("oncpu_stack_push(%p, %p): NULL argument", (void *)s, (void *)n);
-	struct slot_set set = set_of(s);
+	struct slot_set set = _oncpu_slot_set(&stack_kind, s);
 	struct push o = {{push_section, push_locked}, s->_mode, n};
 	_oncpu_slot_run(&set, &o.op);
 }
@@ -106,7 +97,7 @@ struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s)
 		errno = EINVAL;
 		return NULL;
 	}
-	struct slot_set set = set_of(s);
+	struct slot_set set = _oncpu_slot_set(&stack_kind, s);
 	struct pop o = {{pop_section, pop_locked}, s->_mode, 0};
 	_oncpu_slot_run(&set, &o.op);
 	return (struct oncpu_stack_node *)o.node;
@@ -121,7 +112,7 @@ struct oncpu_stack_node *oncpu_stack_pop_cpu(struct oncpu_stack *s, int cpu)
 	struct _oncpu_stack_slot *slot = oncpu_ptr(s->_pcpu, cpu);
 	if (DS_LOAD(&slot->head) == 0)
 		return NULL; /* empty when read: a valid answer, and commits no memory */
-	struct slot_set set = set_of(s);
+	struct slot_set set = _oncpu_slot_set(&stack_kind, s);
 	struct pop o = {{pop_section, pop_locked}, s->_mode, 0};
 	_oncpu_slot_run_on(&set, &o.op, cpu);
 	return (struct oncpu_stack_node *)o.node;
@@ -156,7 +147,7 @@ struct oncpu_stack_node *oncpu_stack_drain(struct oncpu_stack *s)
 		errno = EINVAL;
 		return NULL;
 	}
-	struct slot_set set = set_of(s);
+	struct slot_set set = _oncpu_slot_set(&stack_kind, s);
 	struct oncpu_stack_node *out = NULL;
 	_oncpu_slot_each_locked(&set, nonempty, take_list, &out);
 	return out;
