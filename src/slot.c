@@ -364,7 +364,8 @@ static void *lock_current(const struct slot_set *set)
 	return lock_current_cpu(set, e);
 }
 
-void *_oncpu_slot_lock(const struct slot_set *set, int idx)
+/* Lock slot idx (any CPU) and exclude sections from it. */
+static void *lock_slot(const struct slot_set *set, int idx)
 {
 	char *slot = slot_at(set, idx);
 	if (lock_word(_oncpu_slot_lock_word(set, slot)) == 0)
@@ -372,7 +373,7 @@ void *_oncpu_slot_lock(const struct slot_set *set, int idx)
 	return slot;
 }
 
-void _oncpu_slot_unlock(const struct slot_set *set, void *slot)
+static void unlock_slot(const struct slot_set *set, void *slot)
 {
 	unlock_word(_oncpu_slot_lock_word(set, slot));
 }
@@ -405,9 +406,9 @@ void _oncpu_slot_run_on(const struct slot_set *set, struct slot_op *op, int idx)
 			if (op->section(op, slot, idx) == SLOT_DONE)
 				return;
 	}
-	_oncpu_slot_lock(set, idx);
+	lock_slot(set, idx);
 	op->locked(op, slot);
-	_oncpu_slot_unlock(set, slot);
+	unlock_slot(set, slot);
 }
 
 void _oncpu_slot_each_locked(const struct slot_set *set, bool (*want)(void *slot),
@@ -422,9 +423,9 @@ void _oncpu_slot_each_locked(const struct slot_set *set, bool (*want)(void *slot
 		for (int idx = 0; idx < slots; idx++) {
 			if (!want(slot_at(set, idx)))
 				continue;
-			void *slot = _oncpu_slot_lock(set, idx);
+			void *slot = lock_slot(set, idx);
 			each(slot, arg);
-			_oncpu_slot_unlock(set, slot);
+			unlock_slot(set, slot);
 		}
 		return;
 	}
@@ -448,7 +449,7 @@ void _oncpu_slot_each_locked(const struct slot_set *set, bool (*want)(void *slot
 	for (int i = 0; i < k; i++) {
 		char *slot = slot_at(set, locked[i]);
 		each(slot, arg);
-		_oncpu_slot_unlock(set, slot);
+		unlock_slot(set, slot);
 	}
 	free(locked);
 }

@@ -91,10 +91,10 @@ void _oncpu_slot_delete(const struct slot_kind *kind, void *handle);
  */
 bool _oncpu_slot_sections(const struct slot_set *set);
 
-/* Result of a section body, shared with the inline paths (oncpu/cs.h). */
-#define SLOT_DONE   _ONCPU_DS_DONE   /* finished (committed, or a final answer) */
-#define SLOT_AGAIN  _ONCPU_DS_AGAIN  /* aborted or the slot changed: run again */
-#define SLOT_LOCKED _ONCPU_DS_LOCKED /* the lock word is not 0: held or parked */
+/* Results of a section body, shared with the inline paths (oncpu/cs.h,
+ * whose _ONCPU_DS_LOCKED and _ONCPU_DS_SLOW also mean "again" here). */
+#define SLOT_DONE  _ONCPU_DS_DONE  /* finished (committed, or a final answer) */
+#define SLOT_AGAIN _ONCPU_DS_AGAIN /* aborted or the slot changed: run again */
 
 /*
  * An operation on one slot, as a section and as a lock holder. Embed it
@@ -110,7 +110,9 @@ struct slot_op {
 };
 
 /* Run op on the slot this thread should use: as sections while it can,
- * otherwise under the lock of the slot _oncpu_slot_lock_current picks. */
+ * otherwise locked: a thread without sections locks the slot of the CPU it
+ * runs on, a thread with sections (its slot parked) the slot of its id, a
+ * signal handler whose thread holds that slot another one. */
 void _oncpu_slot_run(const struct slot_set *set, struct slot_op *op);
 /* Run op on slot idx from any thread: as sections while this thread runs
  * there, otherwise under that slot's lock (with exclusion). */
@@ -139,13 +141,10 @@ static inline intptr_t *_oncpu_slot_lock_word(const struct slot_set *set, void *
 }
 
 /*
- * Lock slot idx (any CPU) and exclude sections from it; returns the slot.
- * _oncpu_slot_lock_all: lock every slot for which want(slot, arg) is true
- * (the others are skipped, never written) and exclude sections from all of
- * them at once; calls each(slot, arg) on every locked slot and unlocks it.
+ * Lock every slot for which want(slot) is true (the others are only read,
+ * so their memory stays uncommitted), exclude sections from all of them at
+ * once, call each(slot, arg) on every one and unlock it.
  */
-void *_oncpu_slot_lock(const struct slot_set *set, int idx);
-void _oncpu_slot_unlock(const struct slot_set *set, void *slot);
 void _oncpu_slot_each_locked(const struct slot_set *set, bool (*want)(void *slot),
                              void (*each)(void *slot, void *arg), void *arg);
 
