@@ -49,7 +49,7 @@ int main(void)
 
 	long sum = oncpu_counter_sum(hits); /* exact: no add runs any more */
 	printf("counter: %d threads x %ld adds = %ld (%s)\n", THREADS, ADDS, sum,
-	       oncpu_rseq_active() ? "rseq" : "fallback");
-	oncpu_counter_free(hits);
+	       oncpu_thread_rseq_active() ? "rseq" : "fallback");
+	oncpu_counter_destroy(hits);
 	return sum == THREADS * ADDS ? 0 : 1;
 }

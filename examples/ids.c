@@ -30,7 +30,7 @@ int main(void)
 		printf("oncpu_thread_init: %s: running in fallback mode\n", strerror(errno));
 
 	printf("liboncpu %s (headers %s)\n", oncpu_version(), ONCPU_VERSION_STRING);
-	printf("rseq active:  %s\n", oncpu_rseq_active() ? "yes" : "no");
+	printf("rseq active:  %s\n", oncpu_thread_rseq_active() ? "yes" : "no");
 	printf("registration: %s\n", registration(oncpu_thread_registration()));
 	printf("rseq area:    %p\n", (void *)oncpu_thread_area());
 	printf("cpu count:    %d\n", oncpu_cpu_count());
@@ -43,7 +43,8 @@ int main(void)
 
 	int n = oncpu_cpu_count();
 	bool ok = cpu >= 0 && cpu < n && vcpu >= 0 && vcpu < n && node >= 0;
-	printf("ids: %s, cpu %d, vcpu %d, node %d: %s\n", oncpu_rseq_active() ? "rseq" : "fallback",
-	       cpu, vcpu, node, ok ? "in range" : "OUT OF RANGE");
+	printf("ids: %s, cpu %d, vcpu %d, node %d: %s\n",
+	       oncpu_thread_rseq_active() ? "rseq" : "fallback", cpu, vcpu, node,
+	       ok ? "in range" : "OUT OF RANGE");
 	return ok ? 0 : 1;
 }

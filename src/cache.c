@@ -95,7 +95,7 @@ struct oncpu_cache *oncpu_cache_new_flags(size_t object_size, size_t align, unsi
 	}
 	if (object_size == 0 || object_size > ONCPU_CACHE_MAX_OBJECT_SIZE ||
 	    (align & (align - 1)) || align > ONCPU_CACHE_MAX_ALIGN ||
-	    (flags & ~(ONCPU_CACHE_VCPU | ONCPU_CACHE_DEBUG))) {
+	    (flags & ~(ONCPU_F_VCPU | ONCPU_CACHE_DEBUG))) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -597,7 +597,7 @@ int oncpu_cache_get_stats(struct oncpu_cache *pub, struct oncpu_cache_stats *st)
 	st->stride = c->stride;
 	st->cpu_capacity = (size_t)pub->_cap;
 	st->batch = c->batch;
-	st->flags = (pub->_mode == _oncpu_mode_ONCPU_VCPU ? ONCPU_CACHE_VCPU : 0) |
+	st->flags = (pub->_mode == _oncpu_mode_ONCPU_VCPU ? ONCPU_F_VCPU : 0) |
 	            (c->debug ? ONCPU_CACHE_DEBUG : 0);
 	int slots = _oncpu_ds_slots();
 	for (int cpu = 0; cpu < slots; cpu++)

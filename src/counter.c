@@ -19,6 +19,8 @@ struct oncpu_counter *oncpu_counter_new(void)
 
 void _oncpu_counter_add_slow(struct oncpu_counter *c, long delta)
 {
+	if (!c)
+		ONCPU_FATAL("oncpu_counter_add(NULL, %ld): NULL counter", delta);
 	if (_oncpu_thread_ready_slow()) {
 		int r;
 		do
@@ -33,6 +35,8 @@ void _oncpu_counter_add_slow(struct oncpu_counter *c, long delta)
 
 long oncpu_counter_sum(struct oncpu_counter *c)
 {
+	if (!c)
+		ONCPU_FATAL("oncpu_counter_sum(NULL): NULL counter");
 	unsigned long sum = 0; /* wraps like the adds do, without UB */
 	int cpus = _oncpu_possible_cpus();
 	for (int cpu = 0; cpu < cpus; cpu++) {
@@ -43,7 +47,7 @@ long oncpu_counter_sum(struct oncpu_counter *c)
 	return (long)sum;
 }
 
-void oncpu_counter_free(struct oncpu_counter *c)
+void oncpu_counter_destroy(struct oncpu_counter *c)
 {
 	oncpu_percpu_free(c);
 }

@@ -56,7 +56,7 @@ static void resched_decide(void)
 	int v = uname(&u) == 0 ? kernel_version(u.release) : 0;
 	enum oncpu_registration reg = oncpu_thread_registration();
 
-	if (reg == ONCPU_REG_NONE || !oncpu_rseq_active()) {
+	if (reg == ONCPU_REG_NONE || !oncpu_thread_rseq_active()) {
 		resched_error = ENOTSUP; /* fallback mode: nobody writes the ids */
 		return;
 	}
@@ -91,7 +91,7 @@ int oncpu_resched_init(void)
 		return -1;
 	}
 	/* Own-area mode registers each thread lazily. */
-	if (!oncpu_rseq_active()) {
+	if (!oncpu_thread_rseq_active()) {
 		errno = ENOTSUP;
 		return -1;
 	}

@@ -16,7 +16,7 @@ static const struct slot_kind ring_kind =
 struct oncpu_ring *oncpu_ring_new_flags(size_t capacity_per_cpu, unsigned flags)
 {
 	if (capacity_per_cpu == 0 || capacity_per_cpu > ONCPU_RING_MAX_CAPACITY ||
-	    (flags & ~ONCPU_RING_VCPU)) {
+	    (flags & ~ONCPU_F_VCPU)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -36,7 +36,7 @@ struct oncpu_ring *oncpu_ring_new(size_t capacity_per_cpu)
 	return oncpu_ring_new_flags(capacity_per_cpu, 0);
 }
 
-void oncpu_ring_free(struct oncpu_ring *r)
+void oncpu_ring_destroy(struct oncpu_ring *r)
 {
 	if (!r)
 		return;

@@ -524,7 +524,7 @@ void *_oncpu_slot_new(const struct slot_kind *kind, size_t slot_size, unsigned f
 		return NULL;
 	}
 	*pcpu_field(h) = pcpu;
-	*mode_field(h) = (flags & DS_VCPU) ? _oncpu_mode_ONCPU_VCPU : _oncpu_mode_ONCPU_CPU;
+	*mode_field(h) = (flags & ONCPU_F_VCPU) ? _oncpu_mode_ONCPU_VCPU : _oncpu_mode_ONCPU_CPU;
 	return h;
 }
 

@@ -33,12 +33,6 @@ ONCPU_STATIC_ASSERT(_ONCPU_STACK_SECTIONS == DS_SECTIONS, "stack flag");
 ONCPU_STATIC_ASSERT(_ONCPU_RING_SECTIONS == DS_SECTIONS, "ring flag");
 ONCPU_STATIC_ASSERT(_ONCPU_CACHE_SECTIONS == DS_SECTIONS, "cache flag");
 
-/* The creation flag that selects vCPU indexing, the same bit everywhere. */
-#define DS_VCPU 1u
-ONCPU_STATIC_ASSERT(ONCPU_STACK_VCPU == DS_VCPU && ONCPU_RING_VCPU == DS_VCPU &&
-                        ONCPU_CACHE_VCPU == DS_VCPU,
-                    "one vcpu flag");
-
 /* A structure's slots, described once: SLOT_KIND(handle type, slot type,
  * slot alignment, offset of a mutex in the handle or -1). */
 #define SLOT_KIND(handle, slot, align, mutex)                                                      \

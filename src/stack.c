@@ -15,7 +15,7 @@ static const struct slot_kind stack_kind =
 
 struct oncpu_stack *oncpu_stack_new_flags(unsigned flags)
 {
-	if (flags & ~ONCPU_STACK_VCPU) {
+	if (flags & ~ONCPU_F_VCPU) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -31,7 +31,7 @@ struct oncpu_stack *oncpu_stack_new(void)
 	return oncpu_stack_new_flags(0);
 }
 
-void oncpu_stack_free(struct oncpu_stack *s)
+void oncpu_stack_destroy(struct oncpu_stack *s)
 {
 	if (s)
 		_oncpu_slot_delete(&stack_kind, s);

@@ -250,7 +250,7 @@ int oncpu_thread_init(void)
 	return -1;
 }
 
-bool oncpu_rseq_active(void)
+bool oncpu_thread_rseq_active(void)
 {
 #if defined(ONCPU_HAVE_RSEQ_ASM)
 	return _oncpu_registered_cpu() >= 0 || _oncpu_thread_ready_slow();

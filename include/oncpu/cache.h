@@ -25,7 +25,7 @@
  * in the middle of a refill. It is reused, never returned to the system
  * before oncpu_cache_destroy, which unmaps everything.
  *
- * Indexing, chosen at creation: by CPU (default), or ONCPU_CACHE_VCPU: by
+ * Indexing, chosen at creation: by CPU (default), or ONCPU_F_VCPU: by
  * virtual CPU (mm_cid). With vCPU indexing a process with T threads keeps
  * at most about T arrays filled instead of one on every CPU it ever ran on,
  * so fewer objects sit idle and a thread that migrates keeps its array; the
@@ -66,9 +66,11 @@
 
 ONCPU_BEGIN_DECLS
 
-/* Flags of oncpu_cache_new_flags. */
-#define ONCPU_CACHE_VCPU  1u /* one array per virtual CPU */
+/* Flags of oncpu_cache_new_flags: ONCPU_F_VCPU (oncpu/cs.h: one array per
+ * virtual CPU) and this one. ONCPU_CACHE_VCPU is ONCPU_F_VCPU's deprecated
+ * alias, removed in the next release. */
 #define ONCPU_CACHE_DEBUG 2u /* detect double free, foreign pointers, writes after free */
+enum { ONCPU_CACHE_VCPU ONCPU_DEPRECATED("use ONCPU_F_VCPU") = ONCPU_F_VCPU };
 
 /* Limits of oncpu_cache_new. */
 #define ONCPU_CACHE_MAX_OBJECT_SIZE ((size_t)1 << 20)
@@ -103,7 +105,7 @@ struct _oncpu_cache_slot {
  * oncpu_cache_new - a cache of objects of object_size bytes aligned to
  * align (a power of two up to ONCPU_CACHE_MAX_ALIGN; 0 means 16, or the
  * object size rounded up to a power of two when that is smaller).
- * oncpu_cache_new_flags - the same with flags (ONCPU_CACHE_VCPU,
+ * oncpu_cache_new_flags - the same with flags (ONCPU_F_VCPU,
  * ONCPU_CACHE_DEBUG).
  * Returns NULL with errno EINVAL (object_size 0 or above
  * ONCPU_CACHE_MAX_OBJECT_SIZE, align not a power of two or too large,
@@ -120,7 +122,8 @@ ONCPU_API struct oncpu_cache *oncpu_cache_new_flags(size_t object_size, size_t a
  * oncpu_cache_free - give obj back. obj must come from oncpu_cache_alloc on
  * the same cache and not be freed twice: in debug mode a violation is
  * reported and aborts, otherwise it corrupts the cache. A NULL obj is
- * ignored; a NULL c with an object is reported and aborts.
+ * ignored; a NULL c with an object is reported and aborts (free cannot
+ * report an error; oncpu(7)).
  *
  * Inline here (one critical section each in the common case); liboncpu also
  * exports them. oncpu_cache_free is also a macro that passes the caller's
@@ -220,7 +223,7 @@ struct oncpu_cache_stats {
 	size_t cached_cpu;   /* free objects in per-CPU arrays */
 	size_t cached_depot; /* free objects in the depot */
 	size_t slab_bytes;   /* memory mapped for objects */
-	unsigned flags;      /* ONCPU_CACHE_* the cache runs with */
+	unsigned flags;      /* ONCPU_F_VCPU, ONCPU_CACHE_DEBUG: what the cache runs with */
 };
 /* oncpu_cache_get_stats - fill *st; 0, or -1 with errno EINVAL (NULL argument). */
 ONCPU_API int oncpu_cache_get_stats(struct oncpu_cache *c, struct oncpu_cache_stats *st);

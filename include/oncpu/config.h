@@ -29,6 +29,9 @@
 #define ONCPU_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define ONCPU_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define ONCPU_CACHELINE   64
+/* A name kept for one release after its replacement (CHANGELOG.md): using
+ * it warns (-Wdeprecated-declarations) and still works. */
+#define ONCPU_DEPRECATED(msg) __attribute__((deprecated(msg)))
 
 #ifdef __cplusplus
 #define ONCPU_BEGIN_DECLS extern "C" {

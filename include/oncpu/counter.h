@@ -9,8 +9,11 @@
  *
  * Concurrency: add, sum and other adds run concurrently from any thread;
  * sum is exact when no add runs (quiescent), otherwise it returns a value
- * between the sums before and after the concurrent adds. free must not run
- * concurrently with anything on the same counter.
+ * between the sums before and after the concurrent adds. destroy must not
+ * run concurrently with anything on the same counter.
+ *
+ * NULL handle (oncpu(7)): destroy ignores it; add and sum, which cannot
+ * report an error, report it on stderr and abort.
  */
 #ifndef ONCPU_COUNTER_H
 #define ONCPU_COUNTER_H
@@ -24,15 +27,23 @@ struct oncpu_counter; /* opaque; the handle of a per-CPU item */
 
 /* oncpu_counter_new - a counter at 0; NULL with errno ENOMEM. */
 ONCPU_API struct oncpu_counter *oncpu_counter_new(void);
-/* oncpu_counter_sum - the total (see above). c must not be NULL. */
+/* oncpu_counter_sum - the total (see above). */
 ONCPU_API long oncpu_counter_sum(struct oncpu_counter *c);
-/* oncpu_counter_free - release a counter (NULL is ignored). */
-ONCPU_API void oncpu_counter_free(struct oncpu_counter *c);
+/* oncpu_counter_destroy - release a counter (NULL is ignored). */
+ONCPU_API void oncpu_counter_destroy(struct oncpu_counter *c);
+/* Deprecated alias, removed in the next release. */
+ONCPU_API void oncpu_counter_free(struct oncpu_counter *c)
+    ONCPU_DEPRECATED("use oncpu_counter_destroy");
 
 ONCPU_API void _oncpu_counter_add_slow(struct oncpu_counter *c, long delta);
 
 ONCPU_INLINE void _oncpu_counter_add_fast(struct oncpu_counter *c, long delta)
 {
+	/* The section would write at c + cpu * stride: NULL must not get there. */
+	if (ONCPU_UNLIKELY(c == NULL)) {
+		_oncpu_counter_add_slow(c, delta);
+		return;
+	}
 	int r;
 	do
 		r = oncpu_cs_percpu_add(ONCPU_CPU, c, delta);
@@ -41,7 +52,7 @@ ONCPU_INLINE void _oncpu_counter_add_fast(struct oncpu_counter *c, long delta)
 		_oncpu_counter_add_slow(c, delta);
 }
 
-/* oncpu_counter_add - add delta (may be negative). c must not be NULL.
+/* oncpu_counter_add - add delta (may be negative).
  * Inline here; liboncpu also exports it as a function. */
 #ifndef _ONCPU_BUILDING_EXPORTS
 ONCPU_INLINE void oncpu_counter_add(struct oncpu_counter *c, long delta)

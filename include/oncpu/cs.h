@@ -24,6 +24,7 @@
  * Indexing mode (first argument, a bare token):
  *   ONCPU_CPU   the id is the CPU number (rseq cpu_id).
  *   ONCPU_VCPU  the id is the virtual CPU (mm_cid; see oncpu/thread.h).
+ *               Structures choose it at creation with ONCPU_F_VCPU (below).
  * Memory order of the commit (ops with a try-store), a bare token:
  *   ONCPU_RELAXED, ONCPU_RELEASE (try-stores become visible before the commit).
  * Any other token is a compile-time error: there is no combination that
@@ -124,6 +125,16 @@ enum oncpu_cs_result {
 	ONCPU_CS_COMMITTED = 0,
 	ONCPU_CS_CMPFAIL = 1,
 };
+
+/*
+ * ONCPU_F_VCPU - the creation flag of every per-CPU structure (stack, ring,
+ * cache: oncpu_*_new_flags): index its slots by virtual CPU. A structure
+ * created with it runs its sections in mode ONCPU_VCPU, one without it in
+ * ONCPU_CPU: the flag is the run-time choice, made once per structure, of
+ * the indexing that the ONCPU_VCPU token names at compile time for one
+ * operation. Bits above it are a structure's own flags (ONCPU_CACHE_DEBUG).
+ */
+#define ONCPU_F_VCPU 1u
 
 /* Token tables: only these modes and orders exist. */
 enum { _oncpu_mode_ONCPU_CPU = 0, _oncpu_mode_ONCPU_VCPU = 1 };

@@ -21,7 +21,7 @@
  * so CPUs that never push cost nothing but a 32-byte per-CPU slot that is
  * never committed either (oncpu/percpu.h).
  *
- * Indexing, chosen at creation: by CPU (default), or ONCPU_RING_VCPU: by
+ * Indexing, chosen at creation: by CPU (default), or ONCPU_F_VCPU: by
  * virtual CPU (mm_cid). With vCPU indexing a process with few threads
  * allocates few arrays and a consumer finds what was pushed under its vcpu
  * wherever it now runs; a ring's cache lines may move between CPUs, and in
@@ -34,7 +34,7 @@
  * take the per-CPU lock word.
  *
  * Concurrency: push, pop and pop_cpu run concurrently from any threads.
- * new and free must not run concurrently with other calls on the ring.
+ * new and destroy must not run concurrently with other calls on the ring.
  * Signals: as oncpu/stack.h (push and pop are async-signal-safe in threads
  * that run sections, except for the first push on a CPU, which allocates).
  */
@@ -51,8 +51,9 @@
 
 ONCPU_BEGIN_DECLS
 
-/* Flags of oncpu_ring_new_flags. */
-#define ONCPU_RING_VCPU 1u
+/* Flags of oncpu_ring_new_flags: ONCPU_F_VCPU (oncpu/cs.h; see above).
+ * ONCPU_RING_VCPU is its deprecated alias, removed in the next release. */
+enum { ONCPU_RING_VCPU ONCPU_DEPRECATED("use ONCPU_F_VCPU") = ONCPU_F_VCPU };
 /* Largest capacity_per_cpu accepted (2^24 pointers, 128 MiB per CPU). */
 #define ONCPU_RING_MAX_CAPACITY ((size_t)1 << 24)
 
@@ -75,7 +76,7 @@ struct _oncpu_ring_slot {
 
 /*
  * oncpu_ring_new - a ring of capacity_per_cpu pointers for every CPU.
- * oncpu_ring_new_flags - the same with flags (ONCPU_RING_VCPU).
+ * oncpu_ring_new_flags - the same with flags (ONCPU_F_VCPU).
  * Returns NULL with errno EINVAL (capacity 0 or above
  * ONCPU_RING_MAX_CAPACITY, unknown flag) or ENOMEM.
  */
@@ -193,8 +194,8 @@ ONCPU_API void *oncpu_ring_pop(struct oncpu_ring *r);
 
 /*
  * oncpu_ring_pop_cpu - remove the oldest pointer of ring `cpu` (a cpu id,
- * or a vcpu id for ONCPU_RING_VCPU rings) from any thread: for consumers
- * that serve every CPU and to empty a ring before oncpu_ring_free. Costs a
+ * or a vcpu id for ONCPU_F_VCPU rings) from any thread: for consumers
+ * that serve every CPU and to empty a ring before oncpu_ring_destroy. Costs a
  * section when the caller runs there, otherwise the slot's lock and, when
  * sections use this ring, an exclusion step (doc/slot-protocol.md). NULL when that
  * ring is empty (errno unchanged), NULL with errno EINVAL for a NULL r or cpu
@@ -202,9 +203,11 @@ ONCPU_API void *oncpu_ring_pop(struct oncpu_ring *r);
  */
 ONCPU_API void *oncpu_ring_pop_cpu(struct oncpu_ring *r, int cpu);
 
-/* oncpu_ring_free - release the ring and its arrays (NULL is ignored);
+/* oncpu_ring_destroy - release the ring and its arrays (NULL is ignored);
  * pointers still in it are dropped, not freed. */
-ONCPU_API void oncpu_ring_free(struct oncpu_ring *r);
+ONCPU_API void oncpu_ring_destroy(struct oncpu_ring *r);
+/* Deprecated alias, removed in the next release. */
+ONCPU_API void oncpu_ring_free(struct oncpu_ring *r) ONCPU_DEPRECATED("use oncpu_ring_destroy");
 
 ONCPU_END_DECLS
 

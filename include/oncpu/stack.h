@@ -20,7 +20,7 @@
  *   default           one list per possible CPU, selected by the CPU the
  *                     thread runs on. A list is only ever written from its
  *                     CPU (cache-local).
- *   ONCPU_STACK_VCPU  one list per virtual CPU (mm_cid, see oncpu/thread.h).
+ *   ONCPU_F_VCPU      one list per virtual CPU (mm_cid, see oncpu/thread.h).
  *                     Ids are dense: a process with 4 threads on a 256-CPU
  *                     machine uses about 4 lists instead of up to 256, so
  *                     pops find nodes more often and fewer nodes sit stranded
@@ -46,8 +46,8 @@
  * Concurrency: push, pop, pop_cpu and drain may run concurrently with each
  * other from any threads. drain returns every node that was on a list when
  * it started and was not popped meanwhile; nodes pushed while it runs may be
- * left for later. new and free must not run concurrently with other calls on
- * the same stack.
+ * left for later. new and destroy must not run concurrently with other calls
+ * on the same stack.
  *
  * Signals: in a thread that runs sections, push and pop are
  * async-signal-safe, on parked lists too: a handler whose thread holds
@@ -78,8 +78,9 @@ struct oncpu_stack_node {
 	struct oncpu_stack_node *next;
 };
 
-/* Flags of oncpu_stack_new_flags. */
-#define ONCPU_STACK_VCPU 1u /* one list per virtual CPU (see above) */
+/* Flags of oncpu_stack_new_flags: ONCPU_F_VCPU (oncpu/cs.h; see above).
+ * ONCPU_STACK_VCPU is its deprecated alias, removed in the next release. */
+enum { ONCPU_STACK_VCPU ONCPU_DEPRECATED("use ONCPU_F_VCPU") = ONCPU_F_VCPU };
 
 /* The handle. Its fields are internal; they are here for the inline paths. */
 struct oncpu_stack {
@@ -99,7 +100,7 @@ struct _oncpu_stack_slot {
 
 /*
  * oncpu_stack_new - an empty stack with one list per possible CPU.
- * oncpu_stack_new_flags - the same with flags (ONCPU_STACK_VCPU).
+ * oncpu_stack_new_flags - the same with flags (ONCPU_F_VCPU).
  * Per-CPU memory is reserved for every possible CPU but only committed on
  * the CPUs that use it (oncpu/percpu.h). Returns NULL with errno EINVAL
  * (unknown flag) or ENOMEM.
@@ -109,7 +110,8 @@ ONCPU_API struct oncpu_stack *oncpu_stack_new_flags(unsigned flags);
 
 /*
  * oncpu_stack_push - put n on the current CPU's list. n must not be on any
- * list of any stack. A NULL s or n is reported and aborts the process.
+ * list of any stack. A NULL s or n is reported and aborts the process (push
+ * cannot report an error; oncpu(7)).
  *
  * oncpu_stack_pop - take the node last pushed on the current CPU's list and
  * still there, or NULL when that list is empty (errno unchanged), or NULL
@@ -215,7 +217,7 @@ ONCPU_API struct oncpu_stack_node *oncpu_stack_pop(struct oncpu_stack *s);
 
 /*
  * oncpu_stack_pop_cpu - take the top node of list `cpu` (a cpu id, or a
- * vcpu id for ONCPU_STACK_VCPU stacks), from any thread. Costs one section
+ * vcpu id for ONCPU_F_VCPU stacks), from any thread. Costs one section
  * when the caller runs there, otherwise the slot's lock and, when sections
  * use this stack, an exclusion step (a membarrier system call; see above).
  * Returns NULL when that list is empty (errno unchanged), or NULL with
@@ -233,11 +235,13 @@ ONCPU_API struct oncpu_stack_node *oncpu_stack_pop_cpu(struct oncpu_stack *s, in
 ONCPU_API struct oncpu_stack_node *oncpu_stack_drain(struct oncpu_stack *s);
 
 /*
- * oncpu_stack_free - release the stack (NULL is ignored). Nodes still on
+ * oncpu_stack_destroy - release the stack (NULL is ignored). Nodes still on
  * its lists are not touched: drain first if they need to be found. Nothing
  * may run concurrently on s.
  */
-ONCPU_API void oncpu_stack_free(struct oncpu_stack *s);
+ONCPU_API void oncpu_stack_destroy(struct oncpu_stack *s);
+/* Deprecated alias, removed in the next release. */
+ONCPU_API void oncpu_stack_free(struct oncpu_stack *s) ONCPU_DEPRECATED("use oncpu_stack_destroy");
 
 ONCPU_END_DECLS
 

@@ -7,7 +7,13 @@
  * registers its own 32-byte area (legacy ABI) lazily, on the first call of a
  * thread, and unregisters it when the thread exits. When the kernel refuses
  * rseq (ENOSYS: old kernel, seccomp, valgrind) every API keeps working
- * through atomic fallbacks, and oncpu_rseq_active() says false.
+ * through atomic fallbacks, and oncpu_thread_rseq_active() says false.
+ *
+ * Names: oncpu_thread_* is the calling thread's registration (init,
+ * rseq_active, registration, area); oncpu_cpu*, oncpu_vcpu* and oncpu_node
+ * are the ids and their properties (the id, its bound oncpu_cpu_count, and
+ * oncpu_vcpu_dense), named after the id as the ONCPU_CPU and ONCPU_VCPU
+ * tokens of oncpu/cs.h are.
  *
  * Ids:
  *   cpu   the CPU the thread runs on (rseq cpu_id), in [0, oncpu_cpu_count()).
@@ -43,8 +49,10 @@ ONCPU_BEGIN_DECLS
  */
 ONCPU_API int oncpu_thread_init(void);
 
-/* oncpu_rseq_active - true when this thread runs real rseq sections. */
-ONCPU_API bool oncpu_rseq_active(void);
+/* oncpu_thread_rseq_active - true when this thread runs real rseq sections. */
+ONCPU_API bool oncpu_thread_rseq_active(void);
+/* Deprecated alias, removed in the next release. */
+ONCPU_API bool oncpu_rseq_active(void) ONCPU_DEPRECATED("use oncpu_thread_rseq_active");
 
 /* oncpu_cpu_count - bound on cpu and vcpu ids: the number of possible CPUs. */
 ONCPU_API int oncpu_cpu_count(void);

@@ -26,7 +26,7 @@ __attribute__((constructor)) static void use_oncpu_early(void)
 	ctor_results.cpu = oncpu_cpu();
 	ctor_results.vcpu = oncpu_vcpu();
 	ctor_results.cpu_count = oncpu_cpu_count();
-	ctor_results.active = oncpu_rseq_active();
+	ctor_results.active = oncpu_thread_rseq_active();
 	ctor_results.registration = (int)oncpu_thread_registration();
 	struct oncpu_counter *c = oncpu_counter_new();
 	if (c) {

@@ -28,7 +28,7 @@ __attribute__((constructor(101))) static void use_oncpu_early(void)
 	ctor_results.cpu = oncpu_cpu();
 	ctor_results.vcpu = oncpu_vcpu();
 	ctor_results.cpu_count = oncpu_cpu_count();
-	ctor_results.active = oncpu_rseq_active();
+	ctor_results.active = oncpu_thread_rseq_active();
 	ctor_results.registration = (int)oncpu_thread_registration();
 	struct oncpu_counter *c = oncpu_counter_new();
 	if (c) {
@@ -63,7 +63,7 @@ int main(void)
 	CHECK_MSG(r->active == test_expect_rseq(), "rseq active %d in the constructor", r->active);
 	CHECK(r->registration == (int)test_expected_registration());
 	CHECK_MSG(r->counter && r->sum == CTOR_ADDS, "constructor sum %ld", r->sum);
-	CHECK(oncpu_rseq_active() == test_expect_rseq());
+	CHECK(oncpu_thread_rseq_active() == test_expect_rseq());
 
 	pthread_t t[THREADS];
 	for (int i = 0; i < THREADS; i++)
@@ -72,7 +72,7 @@ int main(void)
 	for (int i = 0; i < THREADS; i++)
 		CHECK(pthread_join(t[i], NULL) == 0);
 	CHECK(oncpu_counter_sum(r->counter) == CTOR_ADDS + (THREADS + 1) * ADDS);
-	oncpu_counter_free(r->counter);
+	oncpu_counter_destroy(r->counter);
 	printf("constructor: all checks passed (%s)\n", test_mode());
 	return 0;
 }

@@ -24,7 +24,7 @@ static struct {
 	struct oncpu_counter *(*counter_new)(void);
 	void (*counter_add)(struct oncpu_counter *, long);
 	long (*counter_sum)(struct oncpu_counter *);
-	void (*counter_free)(struct oncpu_counter *);
+	void (*counter_destroy)(struct oncpu_counter *);
 	int (*cpu)(void);
 	int (*vcpu)(void);
 	int (*cpu_count)(void);
@@ -108,11 +108,11 @@ int main(int argc, char **argv)
 	SYM(counter_new, "oncpu_counter_new");
 	SYM(counter_add, "oncpu_counter_add");
 	SYM(counter_sum, "oncpu_counter_sum");
-	SYM(counter_free, "oncpu_counter_free");
+	SYM(counter_destroy, "oncpu_counter_destroy");
 	SYM(cpu, "oncpu_cpu");
 	SYM(vcpu, "oncpu_vcpu");
 	SYM(cpu_count, "oncpu_cpu_count");
-	SYM(rseq_active, "oncpu_rseq_active");
+	SYM(rseq_active, "oncpu_thread_rseq_active");
 	SYM(thread_init, "oncpu_thread_init");
 	SYM(thread_registration, "oncpu_thread_registration");
 	SYM(version, "oncpu_version");
@@ -139,7 +139,7 @@ int main(int argc, char **argv)
 	CHECK_MSG(again, "liboncpu was unloaded by dlclose");
 	api.counter_add(counter, 1);
 	CHECK(api.counter_sum(counter) == want + 1);
-	api.counter_free(counter);
+	api.counter_destroy(counter);
 	printf("dlopen: all checks passed (%s)\n", test_mode());
 	return 0;
 }

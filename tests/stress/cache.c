@@ -144,7 +144,7 @@ int main(int argc, char **argv)
 	ds_init(argc, argv);
 	unsetenv("ONCPU_CACHE_DEBUG");
 	CHECK(caches[0] = oncpu_cache_new_flags(OBJECT_SIZE, 0, 0));
-	CHECK(caches[1] = oncpu_cache_new_flags(OBJECT_SIZE, 0, ONCPU_CACHE_VCPU));
+	CHECK(caches[1] = oncpu_cache_new_flags(OBJECT_SIZE, 0, ONCPU_F_VCPU));
 	CHECK(caches[2] = oncpu_cache_new_flags(OBJECT_SIZE, 0, ONCPU_CACHE_DEBUG));
 	CHECK(mailbox = oncpu_stack_new());
 	struct worker *workers = aligned_alloc(64, sizeof(struct worker) * (size_t)ds.threads);
@@ -223,7 +223,7 @@ int main(int argc, char **argv)
 	       atomic_load(&allocs), handed);
 	CHECK(handed > 0);
 	ds_report("stress.cache", ops);
-	oncpu_stack_free(mailbox);
+	oncpu_stack_destroy(mailbox);
 	free(workers);
 	return 0;
 }

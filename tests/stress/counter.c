@@ -56,7 +56,7 @@ static void counters_check_and_free(const char *test)
 		long sum = oncpu_counter_sum(counters[i]);
 		CHECK_MSG(sum == (long)want, "%s: counter %d sums to %ld, expected %ld", test, i,
 		          sum, (long)want);
-		oncpu_counter_free(counters[i]);
+		oncpu_counter_destroy(counters[i]);
 	}
 }
 
@@ -151,13 +151,13 @@ static void churn_work(struct stress_worker *w)
 		if ((x >> 32) % 64 == 0) {
 			CHECK_MSG(oncpu_counter_sum(mine) == mine_sum, "private counter %ld != %ld",
 			          oncpu_counter_sum(mine), mine_sum);
-			oncpu_counter_free(mine);
+			oncpu_counter_destroy(mine);
 			mine = NULL;
 		}
 	}
 	if (mine) {
 		CHECK(oncpu_counter_sum(mine) == mine_sum);
-		oncpu_counter_free(mine);
+		oncpu_counter_destroy(mine);
 	}
 }
 

@@ -137,8 +137,9 @@ static bool ds_worker_start_mixed(int tid, int every)
 		          test_mode());
 		fallback = true;
 	}
-	CHECK_MSG(oncpu_rseq_active() == !fallback, "thread %d: rseq %s, expected %s", tid,
-	          oncpu_rseq_active() ? "active" : "inactive", fallback ? "inactive" : "active");
+	CHECK_MSG(oncpu_thread_rseq_active() == !fallback, "thread %d: rseq %s, expected %s", tid,
+	          oncpu_thread_rseq_active() ? "active" : "inactive",
+	          fallback ? "inactive" : "active");
 	atomic_fetch_add(fallback ? &ds.fallback_threads : &ds.rseq_threads, 1);
 	return fallback;
 }

@@ -126,7 +126,7 @@ int main(int argc, char **argv)
 {
 	ds_init(argc, argv);
 	for (int i = 0; i < 2; i++)
-		CHECK(rings[i] = oncpu_ring_new_flags(RING_CAP, i ? ONCPU_RING_VCPU : 0));
+		CHECK(rings[i] = oncpu_ring_new_flags(RING_CAP, i ? ONCPU_F_VCPU : 0));
 	CHECK(overflow = oncpu_stack_new());
 	nitems = ds.threads * ITEMS_PER_THREAD;
 	CHECK(items = calloc((size_t)nitems, sizeof(*items)));
@@ -195,8 +195,8 @@ int main(int argc, char **argv)
 	CHECK(atomic_load(&fulls) > 0);
 	ds_report("stress.ring", ops);
 	for (int i = 0; i < 2; i++)
-		oncpu_ring_free(rings[i]);
-	oncpu_stack_free(overflow);
+		oncpu_ring_destroy(rings[i]);
+	oncpu_stack_destroy(overflow);
 	free(seen);
 	free(items);
 	free(workers);

@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 {
 	ds_init(argc, argv);
 	for (int i = 0; i < 2; i++)
-		CHECK(stacks[i] = oncpu_stack_new_flags(i ? ONCPU_STACK_VCPU : 0));
+		CHECK(stacks[i] = oncpu_stack_new_flags(i ? ONCPU_F_VCPU : 0));
 	nitems = ds.threads * NODES_PER_THREAD;
 	CHECK(items = calloc((size_t)nitems, sizeof(*items)));
 	for (int i = 0; i < nitems; i++) {
@@ -141,7 +141,7 @@ int main(int argc, char **argv)
 	CHECK(found == nitems);
 	ds_report("stress.stack", ops);
 	for (int i = 0; i < 2; i++)
-		oncpu_stack_free(stacks[i]);
+		oncpu_stack_destroy(stacks[i]);
 	free(seen);
 	free(items);
 	free(workers);

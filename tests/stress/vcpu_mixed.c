@@ -160,9 +160,9 @@ int main(int argc, char **argv)
 	ds_init(argc, argv);
 	ds.threads = 4 * ds.cpus < DS_MAX_THREADS ? 4 * ds.cpus : DS_MAX_THREADS;
 	unsetenv("ONCPU_CACHE_DEBUG");
-	CHECK(stack = oncpu_stack_new_flags(ONCPU_STACK_VCPU));
-	CHECK(ring = oncpu_ring_new_flags(RING_CAP, ONCPU_RING_VCPU));
-	CHECK(cache = oncpu_cache_new_flags(OBJECT_SIZE, 0, ONCPU_CACHE_VCPU));
+	CHECK(stack = oncpu_stack_new_flags(ONCPU_F_VCPU));
+	CHECK(ring = oncpu_ring_new_flags(RING_CAP, ONCPU_F_VCPU));
+	CHECK(cache = oncpu_cache_new_flags(OBJECT_SIZE, 0, ONCPU_F_VCPU));
 	nitems = ds.threads * ITEMS_PER_THREAD;
 	CHECK(items = calloc((size_t)nitems, sizeof(*items)));
 	for (int i = 0; i < nitems; i++) {
@@ -238,8 +238,8 @@ int main(int argc, char **argv)
 		CHECK(atomic_load(&parked_seen) == 0); /* no sections: nothing to park */
 	ds_report("stress.vcpu_mixed", ops);
 	oncpu_cache_destroy(cache);
-	oncpu_ring_free(ring);
-	oncpu_stack_free(stack);
+	oncpu_ring_destroy(ring);
+	oncpu_stack_destroy(stack);
 	free(seen);
 	free(items);
 	free(workers);

@@ -348,7 +348,7 @@ static void stress_init(int argc, char **argv, long default_reps)
 	CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
 	stress_sig_slots = oncpu_percpu_alloc(sizeof(intptr_t), 0);
 	CHECK(stress_sig_slots);
-	CHECK(oncpu_rseq_active() == test_expect_rseq());
+	CHECK(oncpu_thread_rseq_active() == test_expect_rseq());
 }
 
 /* A per-index mutex for the fallback paths (index: sched_getcpu()). */

@@ -185,7 +185,7 @@ static TEST_UNUSED bool test_leave_rseq(void)
 			return false;
 	}
 #endif
-	return !oncpu_rseq_active();
+	return !oncpu_thread_rseq_active();
 }
 
 /*

@@ -521,7 +521,7 @@ static void test_fork(void)
 	atomic_store(&h.stop, 1);
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
-	oncpu_stack_free(h.s);
+	oncpu_stack_destroy(h.s);
 	oncpu_cache_destroy(h.c);
 }
 
@@ -584,7 +584,7 @@ int main(void)
 	ncpus = CPU_COUNT(&set);
 	CHECK(CPU_ISSET(0, &set) && (ncpus == 1 || CPU_ISSET(1, &set)));
 	unsetenv("ONCPU_CACHE_DEBUG");
-	CHECK(oncpu_rseq_active() == test_expect_rseq());
+	CHECK(oncpu_thread_rseq_active() == test_expect_rseq());
 
 	test_bad_input();
 	test_array_ops();
@@ -592,22 +592,22 @@ int main(void)
 	                                  {100, 1}, {100, 256}, {500, 4096}, {4096, 0}, {70000, 0}};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		test_objects(sizes[i][0], sizes[i][1], 0);
-		test_objects(sizes[i][0], sizes[i][1], ONCPU_CACHE_VCPU);
+		test_objects(sizes[i][0], sizes[i][1], ONCPU_F_VCPU);
 	}
 	test_reuse(0);
-	test_reuse(ONCPU_CACHE_VCPU);
+	test_reuse(ONCPU_F_VCPU);
 	test_cross_cpu(0);
-	test_cross_cpu(ONCPU_CACHE_VCPU);
+	test_cross_cpu(ONCPU_F_VCPU);
 	test_enomem();
 	test_fork();
 	test_destroy();
 	test_debug(0);
-	test_debug(ONCPU_CACHE_VCPU);
+	test_debug(ONCPU_F_VCPU);
 	static const char *const env_dbl[] = {"double free", NULL};
 	expect_abort(env_debug_child, NULL, env_dbl);
 	if (test_expect_rseq()) {
 		test_mixed(0);
-		test_mixed(ONCPU_CACHE_VCPU);
+		test_mixed(ONCPU_F_VCPU);
 	}
 	printf("unit.cache [%s]: ok\n", test_mode());
 	return 0;

@@ -33,8 +33,8 @@ static void test_basic(void)
 	CHECK(oncpu_counter_sum(c) == 0);
 	oncpu_counter_add(c, LONG_MIN);
 	CHECK(oncpu_counter_sum(c) == LONG_MIN);
-	oncpu_counter_free(c);
-	oncpu_counter_free(NULL);
+	oncpu_counter_destroy(c);
+	oncpu_counter_destroy(NULL);
 }
 
 /* Adds on every CPU land somewhere the sum sees; counters are independent. */
@@ -63,7 +63,7 @@ static void test_every_cpu(void)
 	for (int i = 0; i < N; i++)
 		CHECK(oncpu_counter_sum(c[i]) == expect[i]);
 	/* freeing one leaves the others alone */
-	oncpu_counter_free(c[2]);
+	oncpu_counter_destroy(c[2]);
 	for (int i = 0; i < N; i++)
 		if (i != 2)
 			CHECK(oncpu_counter_sum(c[i]) == expect[i]);
@@ -71,7 +71,7 @@ static void test_every_cpu(void)
 	c[2] = oncpu_counter_new();
 	CHECK(c[2] && oncpu_counter_sum(c[2]) == 0);
 	for (int i = 0; i < N; i++)
-		oncpu_counter_free(c[i]);
+		oncpu_counter_destroy(c[i]);
 }
 
 /* Reused memory starts at zero, also where a fallback slot was written. */
@@ -87,7 +87,7 @@ static void test_reuse(void)
 			oncpu_counter_add(c, 12345 + round);
 		}
 		test_unpin();
-		oncpu_counter_free(c);
+		oncpu_counter_destroy(c);
 	}
 }
 
@@ -121,7 +121,7 @@ static void test_threads(void)
 		CHECK(pthread_join(t[i], NULL) == 0);
 	CHECK_MSG(oncpu_counter_sum(shared) == expect, "sum %ld, expected %ld",
 	          oncpu_counter_sum(shared), expect);
-	oncpu_counter_free(shared);
+	oncpu_counter_destroy(shared);
 }
 
 /* The exported oncpu_counter_add (for dlsym and FFI) is the same operation. */
@@ -139,7 +139,7 @@ static void test_exported(void)
 		oncpu_counter_add(c, 1);
 	}
 	CHECK(oncpu_counter_sum(c) == 3000);
-	oncpu_counter_free(c);
+	oncpu_counter_destroy(c);
 	for (int k = 0; k < test_allowed_count(); k++) {
 		int cpu = test_allowed_nth(k);
 		CHECK(test_pin(cpu) == 0);
@@ -147,6 +147,49 @@ static void test_exported(void)
 		CHECK(oncpu_vcpu_exported() == oncpu_vcpu());
 	}
 	test_unpin();
+}
+
+/* A NULL counter (oncpu(7)): destroy ignores it; add (inline and exported)
+ * and sum cannot report an error, so they report it and abort, on every CPU
+ * (the inline section would otherwise write at NULL + cpu * stride). */
+static struct oncpu_counter *volatile null_counter;
+
+static void add_null(void *cpu)
+{
+	CHECK(test_pin((int)(intptr_t)cpu) == 0);
+	oncpu_counter_add(null_counter, 1);
+}
+
+static void add_null_exported(void *cpu)
+{
+	CHECK(test_pin((int)(intptr_t)cpu) == 0);
+	oncpu_counter_add_exported(null_counter, 1);
+}
+
+static void sum_null(void *unused)
+{
+	(void)unused;
+	printf("%ld\n", oncpu_counter_sum(null_counter));
+}
+
+static void expect_null_abort(void (*fn)(void *), void *arg, const char *expect)
+{
+	char err[1024];
+	int st = test_run_child(fn, arg, err, sizeof(err));
+	CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "%s: %s", test_status_str(st), err);
+	CHECK_MSG(strstr(err, expect), "said \"%s\", expected \"%s\"", err, expect);
+}
+
+static void test_null(void)
+{
+	oncpu_counter_destroy(NULL);
+	for (int k = 0; k < test_allowed_count() && k < 4; k++) {
+		intptr_t cpu = test_allowed_nth(k);
+		expect_null_abort(add_null, (void *)cpu,
+		                  "oncpu_counter_add(NULL, 1): NULL counter");
+		expect_null_abort(add_null_exported, (void *)cpu, "oncpu_counter_add(NULL, 1)");
+	}
+	expect_null_abort(sum_null, NULL, "oncpu_counter_sum(NULL): NULL counter");
 }
 
 /*
@@ -167,9 +210,9 @@ static void *mix_thread(void *arg)
 	static __thread struct test_rseq_area area;
 	if (foreign) {
 		CHECK(test_raw_rseq(&area, 0) == 0);
-		CHECK(!oncpu_rseq_active());
+		CHECK(!oncpu_thread_rseq_active());
 	} else {
-		CHECK(oncpu_rseq_active());
+		CHECK(oncpu_thread_rseq_active());
 	}
 	pthread_barrier_wait(&mix_barrier);
 	for (int i = 0; i < MIX_ADDS; i++)
@@ -194,7 +237,7 @@ static void test_mixed_paths(void)
 	CHECK_MSG(oncpu_counter_sum(mixed) == (long)MIX_THREADS * MIX_ADDS, "sum %ld",
 	          oncpu_counter_sum(mixed));
 	pthread_barrier_destroy(&mix_barrier);
-	oncpu_counter_free(mixed);
+	oncpu_counter_destroy(mixed);
 }
 
 /* A sum taken while adds run lies between the sums before and after. */
@@ -227,18 +270,19 @@ static void test_sum_while_adding(void)
 	__atomic_store_n(&reading, 0, __ATOMIC_RELEASE);
 	CHECK(pthread_join(r, NULL) == 0);
 	CHECK(oncpu_counter_sum(shared) == (long)THREADS * ADDS);
-	oncpu_counter_free(shared);
+	oncpu_counter_destroy(shared);
 }
 
 int main(void)
 {
 	test_allowed_cpus();
 	test_basic();
-	CHECK(oncpu_rseq_active() == test_expect_rseq());
+	CHECK(oncpu_thread_rseq_active() == test_expect_rseq());
 	test_every_cpu();
 	test_reuse();
 	test_threads();
 	test_exported();
+	test_null();
 	test_mixed_paths();
 	test_sum_while_adding();
 	printf("counter: all checks passed (%s)\n", test_mode());

@@ -484,7 +484,7 @@ int main(void)
 {
 	test_allowed_cpus();
 	rseq = test_expect_rseq();
-	CHECK(oncpu_rseq_active() == rseq);
+	CHECK(oncpu_thread_rseq_active() == rseq);
 	test_cs_id();
 
 	test_add_ONCPU_CPU();

@@ -152,7 +152,7 @@ int main(void)
 	/* One thread, on one CPU: a constant id is current where sections run. */
 	pinned_cpu = test_allowed_nth(0);
 	CHECK(test_pin(pinned_cpu) == 0);
-	CHECK(oncpu_rseq_active() == rseq); /* registers this thread */
+	CHECK(oncpu_thread_rseq_active() == rseq); /* registers this thread */
 	if (rseq)
 		CHECK(oncpu_vcpu() == 0);
 	for (enum id_source src = FROM_CPU; src <= CONSTANT; src++) {

@@ -48,7 +48,7 @@ int main()
 {
 	const bool rseq = expect_rseq();
 	CHECK(std::strcmp(oncpu_version(), ONCPU_VERSION_STRING) == 0);
-	CHECK(oncpu_rseq_active() == rseq);
+	CHECK(oncpu_thread_rseq_active() == rseq);
 	CHECK((oncpu_thread_init() == 0) == rseq);
 	CHECK((oncpu_thread_area() != nullptr) == rseq);
 	CHECK((oncpu_thread_registration() != ONCPU_REG_NONE) == rseq);
@@ -120,7 +120,7 @@ int main()
 	for (auto &t : threads)
 		t.join();
 	CHECK(oncpu_counter_sum(c) == 40000);
-	oncpu_counter_free(c);
+	oncpu_counter_destroy(c);
 	std::printf("headers (C++): all checks passed\n");
 	return 0;
 }

@@ -454,7 +454,7 @@ static int sparse_child_main(void)
 	CHECK_MSG(after >= before + 4, "Rss did not see a written page (%ld -> %ld kB)", before,
 	          after);
 	for (int i = 0; i < SPARSE_COUNTERS; i++)
-		oncpu_counter_free(c[i]);
+		oncpu_counter_destroy(c[i]);
 	return 0;
 }
 

@@ -47,11 +47,11 @@ static void test_bad_input(void)
 	errno = 777;
 	CHECK(oncpu_ring_pop(r) == NULL && errno == 777);
 	CHECK(oncpu_ring_pop_cpu(r, 0) == NULL && errno == 777);
-	oncpu_ring_free(r);
-	oncpu_ring_free(NULL);
+	oncpu_ring_destroy(r);
+	oncpu_ring_destroy(NULL);
 	/* The largest capacity is accepted (arrays come later, per CPU). */
 	CHECK(r = oncpu_ring_new(ONCPU_RING_MAX_CAPACITY));
-	oncpu_ring_free(r);
+	oncpu_ring_destroy(r);
 }
 
 /* Capacity is exact, order is FIFO, and the counters wrap the array. */
@@ -81,7 +81,7 @@ static void test_fifo(size_t cap, unsigned flags)
 		CHECK(oncpu_ring_pop(r) == NULL);
 	}
 	test_unpin();
-	oncpu_ring_free(r);
+	oncpu_ring_destroy(r);
 }
 
 /* Rings are per CPU; pop_cpu reaches another CPU's ring. */
@@ -117,7 +117,7 @@ static void test_per_cpu(unsigned flags)
 		while (oncpu_ring_pop_cpu(r, c))
 			;
 	test_unpin();
-	oncpu_ring_free(r);
+	oncpu_ring_destroy(r);
 }
 
 /* Unused CPUs: no array, and the per-CPU slot page is never written. */
@@ -134,7 +134,7 @@ static void test_memory(void)
 		CHECK(p == NULL || p == tok(1));
 	}
 	CHECK(with_array == 1);
-	oncpu_ring_free(r);
+	oncpu_ring_destroy(r);
 }
 
 /* ---- mixed process ---- */
@@ -182,7 +182,7 @@ static void test_mixed(unsigned flags)
 	}
 	CHECK(got == 8);
 	test_unpin();
-	oncpu_ring_free(m.r);
+	oncpu_ring_destroy(m.r);
 }
 
 int main(void)
@@ -194,20 +194,20 @@ int main(void)
 	CHECK(sched_getaffinity(0, sizeof(set), &set) == 0);
 	ncpus = CPU_COUNT(&set);
 	CHECK(CPU_ISSET(0, &set) && (ncpus == 1 || CPU_ISSET(1, &set)));
-	CHECK(oncpu_rseq_active() == test_expect_rseq());
+	CHECK(oncpu_thread_rseq_active() == test_expect_rseq());
 
 	test_bad_input();
 	static const size_t caps[] = {1, 2, 3, 5, 8, 100};
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
 		test_fifo(caps[i], 0);
-		test_fifo(caps[i], ONCPU_RING_VCPU);
+		test_fifo(caps[i], ONCPU_F_VCPU);
 	}
 	test_per_cpu(0);
-	test_per_cpu(ONCPU_RING_VCPU);
+	test_per_cpu(ONCPU_F_VCPU);
 	test_memory();
 	if (test_expect_rseq()) {
 		test_mixed(0);
-		test_mixed(ONCPU_RING_VCPU);
+		test_mixed(ONCPU_F_VCPU);
 	}
 	printf("unit.ring [%s]: ok\n", test_mode());
 	return 0;

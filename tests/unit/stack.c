@@ -93,8 +93,8 @@ static void test_bad_input(void)
 	CHECK(oncpu_stack_pop(s) == NULL && errno == 12345);
 	CHECK(oncpu_stack_pop_cpu(s, 0) == NULL && errno == 12345);
 	CHECK(oncpu_stack_drain(s) == NULL && errno == 12345);
-	oncpu_stack_free(s);
-	oncpu_stack_free(NULL);
+	oncpu_stack_destroy(s);
+	oncpu_stack_destroy(NULL);
 }
 
 /* Push 100 nodes on one CPU: they come back last-in first-out. */
@@ -125,7 +125,7 @@ static void test_lifo(unsigned flags)
 	CHECK(oncpu_stack_pop(s) == &items[0].link);
 	CHECK(oncpu_stack_pop(s) == NULL);
 	test_unpin();
-	oncpu_stack_free(s);
+	oncpu_stack_destroy(s);
 }
 
 /* Lists are per CPU: a node pushed on CPU 0 is not popped on CPU 1, but
@@ -176,7 +176,7 @@ static void test_per_cpu(unsigned flags)
 	for (int c = 0; c < oncpu_cpu_count(); c++)
 		CHECK(oncpu_stack_pop_cpu(s, c) == NULL);
 	test_unpin();
-	oncpu_stack_free(s);
+	oncpu_stack_destroy(s);
 }
 
 /* Kilobytes of anonymous memory committed in the mapping that holds p
@@ -216,7 +216,7 @@ static void test_memory(void)
 	long kb = committed_kb(s->_pcpu), limit = (long)ncpus * (long)(ONCPU_PERCPU_STRIDE / 1024);
 	CHECK_MSG(kb <= limit, "%ld KiB committed for %d CPUs that ran (at most %ld)", kb, ncpus,
 	          limit);
-	oncpu_stack_free(s);
+	oncpu_stack_destroy(s);
 }
 
 /*
@@ -320,7 +320,7 @@ static void test_mixed(unsigned flags)
 	}
 	CHECK(count == m.n);
 	test_unpin();
-	oncpu_stack_free(m.s);
+	oncpu_stack_destroy(m.s);
 }
 
 /*
@@ -387,14 +387,14 @@ static void *sig_sender_thread(void *arg)
 
 static void test_signal_on_parked_list(void)
 {
-	CHECK(sig.s = oncpu_stack_new_flags(ONCPU_STACK_VCPU));
+	CHECK(sig.s = oncpu_stack_new_flags(ONCPU_F_VCPU));
 	CHECK(test_pinned(0));
 	sig.cpu = oncpu_vcpu();
 	if (ncpus < 2 || sig.cpu >= ncpus || !test_pinned(sig.cpu)) {
 		printf("unit.stack: needs CPUs 0 and 1 and vcpu %d one of them: signal test "
 		       "skipped\n",
 		       sig.cpu);
-		oncpu_stack_free(sig.s);
+		oncpu_stack_destroy(sig.s);
 		test_unpin();
 		return;
 	}
@@ -430,7 +430,7 @@ static void test_signal_on_parked_list(void)
 	printf("unit.stack: %ld signals handled on a parked list\n", atomic_load(&sig.handled));
 	CHECK(atomic_load(&sig.handled) > 0);
 	test_unpin();
-	oncpu_stack_free(sig.s);
+	oncpu_stack_destroy(sig.s);
 }
 
 int main(void)
@@ -442,19 +442,19 @@ int main(void)
 	CHECK(sched_getaffinity(0, sizeof(set), &set) == 0);
 	ncpus = CPU_COUNT(&set);
 	CHECK(CPU_ISSET(0, &set) && (ncpus == 1 || CPU_ISSET(1, &set)));
-	CHECK_MSG(oncpu_rseq_active() == test_expect_rseq(), "mode %s but rseq %s", test_mode(),
-	          oncpu_rseq_active() ? "active" : "inactive");
+	CHECK_MSG(oncpu_thread_rseq_active() == test_expect_rseq(), "mode %s but rseq %s",
+	          test_mode(), oncpu_thread_rseq_active() ? "active" : "inactive");
 
 	test_bad_input();
 	test_lifo(0);
-	test_lifo(ONCPU_STACK_VCPU);
+	test_lifo(ONCPU_F_VCPU);
 	test_per_cpu(0);
-	test_per_cpu(ONCPU_STACK_VCPU);
+	test_per_cpu(ONCPU_F_VCPU);
 	test_memory();
 	if (test_expect_rseq()) {
 		test_guard_first();
 		test_mixed(0);
-		test_mixed(ONCPU_STACK_VCPU);
+		test_mixed(ONCPU_F_VCPU);
 		test_signal_on_parked_list();
 	}
 	printf("unit.stack [%s]: ok\n", test_mode());

@@ -67,7 +67,7 @@ static void check_thread_state(void)
 	CHECK(oncpu_thread_init() == r);
 	if (!rseq)
 		CHECK(errno == ENOSYS);
-	CHECK(oncpu_rseq_active() == rseq);
+	CHECK(oncpu_thread_rseq_active() == rseq);
 	CHECK_MSG(oncpu_thread_registration() == test_expected_registration(),
 	          "registration %d, expected %d", oncpu_thread_registration(),
 	          test_expected_registration());
@@ -143,7 +143,8 @@ static void test_ids_pinned(void)
 		int cpu = test_allowed_nth(i);
 		CHECK(test_pin(cpu) == 0);
 		unsigned gcpu, gnode;
-		CHECK(syscall(SYS_getcpu, &gcpu, &gnode, NULL) == 0); /* musl < 1.2.4: no getcpu() */
+		CHECK(syscall(SYS_getcpu, &gcpu, &gnode, NULL) ==
+		      0); /* musl < 1.2.4: no getcpu() */
 		CHECK((int)gcpu == cpu);
 		CHECK_MSG(oncpu_cpu() == cpu, "oncpu_cpu %d pinned to %d", oncpu_cpu(), cpu);
 		CHECK(sched_getcpu() == cpu);
@@ -216,7 +217,7 @@ static void *foreign_thread(void *arg)
 	}
 	CHECK_ERRNO(oncpu_thread_init(), EBUSY);
 	CHECK_ERRNO(oncpu_thread_init(), EBUSY); /* sticky */
-	CHECK(!oncpu_rseq_active());
+	CHECK(!oncpu_thread_rseq_active());
 	CHECK(oncpu_thread_registration() == ONCPU_REG_NONE);
 	CHECK(oncpu_thread_area() == NULL);
 	CHECK(!oncpu_vcpu_dense());
@@ -244,7 +245,7 @@ static void *foreign_thread(void *arg)
 	for (int i = 0; i < 1000; i++)
 		oncpu_counter_add(c, 3);
 	CHECK(oncpu_counter_sum(c) == 3000);
-	oncpu_counter_free(c);
+	oncpu_counter_destroy(c);
 	/* untouched by oncpu: no section armed, flags 0, still ours to unregister */
 	CHECK(foreign.rseq_cs == 0 && foreign.flags == 0);
 	CHECK(test_raw_rseq(&foreign, UNREGISTER) == 0);
@@ -291,7 +292,7 @@ static void test_signal_first_use(void)
 	CHECK(sig_counter);
 	run_thread(signal_first_thread, NULL);
 	CHECK(oncpu_counter_sum(sig_counter) == 12);
-	oncpu_counter_free(sig_counter);
+	oncpu_counter_destroy(sig_counter);
 	signal(SIGUSR2, SIG_DFL);
 }
 
@@ -330,7 +331,7 @@ static void probe_destructor(void *p)
 static void *exit_thread(void *arg)
 {
 	(void)arg;
-	CHECK(oncpu_rseq_active() == test_expect_rseq());
+	CHECK(oncpu_thread_rseq_active() == test_expect_rseq());
 	CHECK(oncpu_thread_registration() == test_expected_registration());
 	oncpu_counter_add(exit_counter, 1);
 	if (test_expect_rseq()) {
@@ -359,7 +360,7 @@ static void test_thread_exit(void)
 			CHECK(pthread_join(t[j], NULL) == 0);
 	}
 	CHECK(oncpu_counter_sum(exit_counter) == EXIT_THREADS);
-	oncpu_counter_free(exit_counter);
+	oncpu_counter_destroy(exit_counter);
 	CHECK(probe_ok + probe_fail == EXIT_THREADS);
 	if (test_mode_is("rseq-own"))
 		CHECK_MSG(probe_ok == EXIT_THREADS,
@@ -411,7 +412,7 @@ static void exercise_process(struct oncpu_counter *c, long base)
 	CHECK(c2 && oncpu_counter_sum(c2) == 0);
 	oncpu_counter_add(c2, -9);
 	CHECK(oncpu_counter_sum(c2) == -9);
-	oncpu_counter_free(c2);
+	oncpu_counter_destroy(c2);
 }
 
 static void fork_child_body(void *arg)
@@ -444,7 +445,7 @@ static void test_fork(void)
 	CHECK(oncpu_counter_sum(c) == 100);
 	/* the parent still works */
 	exercise_process(c, 100);
-	oncpu_counter_free(c);
+	oncpu_counter_destroy(c);
 }
 
 /* `thread exec-child`: a freshly exec'd program using oncpu. */
@@ -455,7 +456,7 @@ static int exec_child_main(void)
 	CHECK(c);
 	exercise_process(c, 0);
 	test_ids_pinned();
-	oncpu_counter_free(c);
+	oncpu_counter_destroy(c);
 	return 0;
 }
 

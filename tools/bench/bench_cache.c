@@ -154,12 +154,12 @@ static void *setup_oncpu(int threads)
 
 static void *setup_vcpu(int threads)
 {
-	return setup_cache("cache.vcpu", threads, ONCPU_CACHE_VCPU);
+	return setup_cache("cache.vcpu", threads, ONCPU_F_VCPU);
 }
 
 static void *setup_vcpu_mixed(int threads)
 {
-	return setup_cache("cache.vcpu_mixed", threads, ONCPU_CACHE_VCPU);
+	return setup_cache("cache.vcpu_mixed", threads, ONCPU_F_VCPU);
 }
 
 static void run_oncpu(void *ctx, int tid, long iters)
@@ -286,7 +286,7 @@ static const char *info_oncpu(void *ctx)
 	if (oncpu_cache_get_stats(c->cache, &st) != 0)
 		return NULL;
 	snprintf(buf, sizeof(buf), "cpu_capacity=%zu batch=%zu rseq=%s", st.cpu_capacity, st.batch,
-	         oncpu_rseq_active() ? "yes" : "no");
+	         oncpu_thread_rseq_active() ? "yes" : "no");
 	return buf;
 }
 

@@ -145,7 +145,7 @@ static int teardown(void *ctx)
 	long sum = 0, expected = atomic_load(&c->expected);
 	if (c->counter) {
 		sum = oncpu_counter_sum(c->counter);
-		oncpu_counter_free(c->counter);
+		oncpu_counter_destroy(c->counter);
 	} else if (c->slots) {
 		for (int i = 0; i < c->nslots; i++)
 			sum += atomic_load(&c->slots[i].v);

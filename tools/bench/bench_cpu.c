@@ -132,7 +132,7 @@ static int teardown(void *ctx)
 static const char *info_oncpu(void *ctx)
 {
 	(void)ctx;
-	return oncpu_rseq_active() ? "via=rseq" : "via=sched_getcpu";
+	return oncpu_thread_rseq_active() ? "via=rseq" : "via=sched_getcpu";
 }
 
 static const char *info_sched_getcpu(void *ctx)

@@ -85,12 +85,12 @@ static void *setup_oncpu(int threads)
 
 static void *setup_vcpu(int threads)
 {
-	return setup_ring("ring.vcpu", threads, ONCPU_RING_VCPU);
+	return setup_ring("ring.vcpu", threads, ONCPU_F_VCPU);
 }
 
 static void *setup_vcpu_mixed(int threads)
 {
-	return setup_ring("ring.vcpu_mixed", threads, ONCPU_RING_VCPU);
+	return setup_ring("ring.vcpu_mixed", threads, ONCPU_F_VCPU);
 }
 
 static void run_oncpu(void *ctx, int tid, long iters)
@@ -188,7 +188,7 @@ static int teardown(void *ctx)
 				left++;
 			}
 		}
-		oncpu_ring_free(c->ring);
+		oncpu_ring_destroy(c->ring);
 	} else {
 		for (; c->head != c->tail; c->head++, left++)
 			bad |= !is_token(c, c->array[c->head % c->cap]);

@@ -127,12 +127,12 @@ static void *setup_oncpu(int threads)
 
 static void *setup_vcpu(int threads)
 {
-	return setup_stack("stack.vcpu", threads, ONCPU_STACK_VCPU);
+	return setup_stack("stack.vcpu", threads, ONCPU_F_VCPU);
 }
 
 static void *setup_vcpu_mixed(int threads)
 {
-	return setup_stack("stack.vcpu_mixed", threads, ONCPU_STACK_VCPU);
+	return setup_stack("stack.vcpu_mixed", threads, ONCPU_F_VCPU);
 }
 
 static void run_oncpu(void *ctx, int tid, long iters)
@@ -301,7 +301,7 @@ static int teardown(void *ctx)
 		bad = 1;
 	free(seen);
 	if (c->stack)
-		oncpu_stack_free(c->stack);
+		oncpu_stack_destroy(c->stack);
 	pthread_mutex_destroy(&c->lock);
 	free(c->nodes);
 	free(c->pt);

@@ -446,7 +446,7 @@ static void print_header(void)
 	printf("oncpu-bench: liboncpu %s, Linux %s, %d CPUs to run on, %d possible\n",
 	       oncpu_version(), u.release, opt.cpus, oncpu_cpu_count());
 	printf("registration: %s; rseq active: %s; vcpu dense: %s\n", registration_name(reg),
-	       oncpu_rseq_active() ? "yes" : "no",
+	       oncpu_thread_rseq_active() ? "yes" : "no",
 	       oncpu_vcpu_dense() ? "yes (mm_cid)" : "no (vcpu = cpu)");
 	if (opt.iters)
 		printf("method: median of %d interleaved runs of %ld iterations per thread;\n",

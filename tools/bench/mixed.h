@@ -46,7 +46,7 @@ static inline bool mixed_leave_rseq(void)
 		    syscall(SYS_rseq, &mixed_foreign, 32, 0, ONCPU_RSEQ_SIG) == 0;
 	}
 #endif
-	return !oncpu_rseq_active();
+	return !oncpu_thread_rseq_active();
 }
 
 /* Before the thread exits: unregister the foreign area (it lives in TLS). */
