@@ -16,7 +16,6 @@
 
 #include "slot.h"
 
-#define LOCK_OFF  offsetof(struct _oncpu_cache_slot, lock)
 #define MAX_CAP   128                 /* M for small objects */
 #define CPU_BYTES (32 * 1024)         /* what one CPU's array aims to hold */
 #define MIN_SLAB  ((size_t)256 << 10) /* bytes mapped at a time (at least) */
@@ -65,6 +64,20 @@ static struct _oncpu_cache_slot *slot_of(struct cache *c, int idx)
 	return (struct _oncpu_cache_slot *)oncpu_ptr(c->pub._pcpu, idx);
 }
 
+static const struct slot_kind cache_kind = SLOT_KIND(struct cache, struct _oncpu_cache_slot,
+                                                     ONCPU_CACHELINE, offsetof(struct cache, lock));
+
+/* Outside debug mode the gate publishes the array for the inline paths,
+ * in the field of the cache's mode. */
+static struct slot_set set_of(struct cache *c)
+{
+	struct slot_set set = _oncpu_slot_set(&cache_kind, c);
+	if (!c->debug)
+		set.fast =
+		    set.mode == _oncpu_mode_ONCPU_VCPU ? &c->pub._fast_vcpu : &c->pub._fast_cpu;
+	return set;
+}
+
 /* ---- creation ---- */
 
 static bool env_debug(void)
@@ -86,37 +99,20 @@ struct oncpu_cache *oncpu_cache_new_flags(size_t object_size, size_t align, unsi
 		errno = EINVAL;
 		return NULL;
 	}
-	struct cache *c =
-	    aligned_alloc(ONCPU_CACHELINE, (sizeof(struct cache) + ONCPU_CACHELINE - 1) &
-	                                       ~(size_t)(ONCPU_CACHELINE - 1));
-	if (!c) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	memset(c, 0, sizeof(*c));
-	c->size = object_size;
-	c->stride = (object_size + align - 1) & ~(align - 1);
-	if (c->stride < sizeof(void *))
-		c->stride = sizeof(void *); /* the loose list links through objects */
-	size_t cap = CPU_BYTES / c->stride;
+	size_t stride = (object_size + align - 1) & ~(align - 1);
+	if (stride < sizeof(void *))
+		stride = sizeof(void *); /* the loose list links through objects */
+	size_t cap = CPU_BYTES / stride;
 	cap = cap > MAX_CAP ? MAX_CAP : cap < 2 ? 2 : cap & ~(size_t)1;
+	struct cache *c = _oncpu_slot_new(
+	    &cache_kind, sizeof(struct _oncpu_cache_slot) + cap * sizeof(void *), flags);
+	if (!c)
+		return NULL;
+	c->size = object_size;
+	c->stride = stride;
 	c->batch = cap / 2;
 	c->debug = (flags & ONCPU_CACHE_DEBUG) || env_debug();
 	c->max_empty = 8 + 2 * (size_t)_oncpu_ds_slots();
-	pthread_mutex_init(&c->lock, NULL);
-	c->pub._pcpu = oncpu_percpu_alloc(sizeof(struct _oncpu_cache_slot) + cap * sizeof(void *),
-	                                  ONCPU_CACHELINE);
-	if (c->pub._pcpu && !_oncpu_ds_register(c->pub._pcpu, LOCK_OFF, &c->lock)) {
-		oncpu_percpu_free(c->pub._pcpu);
-		c->pub._pcpu = NULL;
-	}
-	if (!c->pub._pcpu) {
-		pthread_mutex_destroy(&c->lock);
-		free(c);
-		errno = ENOMEM;
-		return NULL;
-	}
-	c->pub._mode = (flags & ONCPU_F_VCPU) ? _oncpu_mode_ONCPU_VCPU : _oncpu_mode_ONCPU_CPU;
 	c->pub._flags = c->debug ? _ONCPU_CACHE_CHECKED : 0;
 	c->pub._cap = (intptr_t)cap;
 	return &c->pub;
@@ -132,7 +128,6 @@ void oncpu_cache_destroy(struct oncpu_cache *pub)
 	if (!pub)
 		return;
 	struct cache *c = impl(pub);
-	_oncpu_ds_unregister(pub->_pcpu);
 	for (struct mag *m = c->full, *next; m; m = next) {
 		next = m->next;
 		free(m);
@@ -148,9 +143,7 @@ void oncpu_cache_destroy(struct oncpu_cache *pub)
 		free(s);
 	}
 	free(c->reg);
-	oncpu_percpu_free(pub->_pcpu);
-	pthread_mutex_destroy(&c->lock);
-	free(c);
+	_oncpu_slot_delete(&cache_kind, c);
 }
 
 /* ---- slabs and the depot (c->lock held) ---- */
@@ -302,183 +295,185 @@ static void depot_put_loose(struct cache *c, void *obj)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* ---- threads that run sections ---- */
+/* ---- the operations on a slot's array (slot.h) ---- */
 
-static void *alloc_locked(struct cache *c);
-static void free_locked(struct cache *c, void *obj);
+/* Take the top object; obj 0 when the array was empty. */
+struct take {
+	struct slot_op op; /* first */
+	struct cache *c;
+	intptr_t obj;
+};
 
-/* Copy what fits of m into the current slot's array under its lock (any
- * thread); the rest stays in m. */
-static void refill_locked(struct cache *c, struct mag *m)
+static int take_section(struct slot_op *op, void *slot, int id)
 {
-	int idx;
-	struct _oncpu_cache_slot *slot =
-	    _oncpu_ds_lock_current(c->pub._pcpu, LOCK_OFF, c->pub._mode, &c->pub._flags, &idx);
-	intptr_t n = DS_LOAD(&slot->count);
-	size_t k = (size_t)(c->pub._cap - n) < m->n ? (size_t)(c->pub._cap - n) : m->n;
-	memcpy(&_ONCPU_CACHE_OBJS(slot)[n], &m->objs[m->n - k], k * sizeof(void *));
-	m->n -= k;
-	DS_STORE(&slot->count, n + (intptr_t)k);
-	_oncpu_ds_unlock_current(&slot->lock);
-}
-
-/* Copy what fits of m into the current CPU's array; the rest stays in m. */
-static void refill_sections(struct cache *c, struct mag *m)
-{
-	int mode = c->pub._mode;
-	intptr_t cap = c->pub._cap;
-	while (m->n > 0) {
-		int cpu = _oncpu_cs_id(mode);
-		struct _oncpu_cache_slot *slot = slot_of(c, cpu);
-		if (_oncpu_ds_parked(&slot->lock)) {
-			refill_locked(c, m);
-			return;
-		}
-		intptr_t n = DS_LOAD(&slot->count);
-		intptr_t k = cap - n < (intptr_t)m->n ? cap - n : (intptr_t)m->n;
-		if (k <= 0)
-			return;
-		int r = _oncpu_cs_cmpeq_cmpeq_memcpy_store(
-		    mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count, n,
-		    &_ONCPU_CACHE_OBJS(slot)[n], &m->objs[m->n - (size_t)k],
-		    (size_t)k * sizeof(void *), n + k, cpu);
-		if (r == ONCPU_CS_COMMITTED) {
-			m->n -= (size_t)k;
-			return;
-		}
+	struct take *o = (struct take *)op;
+	struct _oncpu_cache_slot *sl = slot;
+	intptr_t n = DS_LOAD(&sl->count);
+	if (n == 0) {
+		o->obj = 0;
+		return SLOT_DONE;
 	}
+	int r = _oncpu_cs_cmpeq_cmpeq_load_store(o->c->pub._mode, &sl->lock, 0, &sl->count, n,
+	                                         &_ONCPU_CACHE_OBJS(sl)[n - 1], &o->obj, n - 1, id);
+	return r == ONCPU_CS_COMMITTED ? SLOT_DONE : SLOT_AGAIN;
 }
 
-static void *alloc_sections(struct cache *c)
+static void take_locked(struct slot_op *op, void *slot)
 {
-	int mode = c->pub._mode;
-	for (;;) {
-		int cpu = _oncpu_cs_id(mode);
-		struct _oncpu_cache_slot *slot = slot_of(c, cpu);
-		if (_oncpu_ds_parked(&slot->lock))
-			return alloc_locked(c);
-		intptr_t n = DS_LOAD(&slot->count);
-		if (n > 0) {
-			intptr_t obj;
-			int r = _oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->count,
-			                                         n, &_ONCPU_CACHE_OBJS(slot)[n - 1],
-			                                         &obj, n - 1, cpu);
-			if (r == ONCPU_CS_COMMITTED)
-				return (void *)obj;
-			continue;
-		}
-		struct mag *m = depot_take(c);
-		if (!m)
-			return NULL;
-		void *obj = m->objs[--m->n];
-		refill_sections(c, m);
-		depot_put(c, m);
-		return obj;
-	}
-}
-
-static void free_sections(struct cache *c, void *obj)
-{
-	int mode = c->pub._mode;
-	intptr_t cap = c->pub._cap;
-	struct mag *m = NULL;
-	for (;;) {
-		int cpu = _oncpu_cs_id(mode);
-		struct _oncpu_cache_slot *slot = slot_of(c, cpu);
-		if (_oncpu_ds_parked(&slot->lock)) {
-			free_locked(c, obj);
-			break;
-		}
-		intptr_t n = DS_LOAD(&slot->count);
-		int r;
-		if (n < cap) {
-			r = _oncpu_cs_cmpeq_cmpeq_trystore_store(
-			    mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0, &slot->count, n,
-			    &_ONCPU_CACHE_OBJS(slot)[n], (intptr_t)obj, n + 1, cpu);
-			if (r == ONCPU_CS_COMMITTED)
-				break;
-		} else {
-			/* Full: batch - 1 objects and obj make one magazine. */
-			if (!m && !(m = depot_empty(c))) {
-				depot_put_loose(c, obj);
-				return;
-			}
-			intptr_t k = (intptr_t)c->batch - 1;
-			r = k == 0 ? ONCPU_CS_COMMITTED
-			           : _oncpu_cs_cmpeq_cmpeq_memcpy_store(
-			                 mode, _oncpu_mo_ONCPU_RELAXED, &slot->lock, 0,
-			                 &slot->count, n, m->objs, &_ONCPU_CACHE_OBJS(slot)[n - k],
-			                 (size_t)k * sizeof(void *), n - k, cpu);
-			if (r == ONCPU_CS_COMMITTED) {
-				m->objs[k] = obj;
-				m->n = (size_t)k + 1;
-				depot_put(c, m);
-				return;
-			}
-		}
-	}
-	if (m)
-		depot_put(c, m);
-}
-
-/* ---- threads without sections: the slot's lock (stack.h) ---- */
-
-static void *alloc_locked(struct cache *c)
-{
-	int idx;
-	struct _oncpu_cache_slot *slot =
-	    _oncpu_ds_lock_current(c->pub._pcpu, LOCK_OFF, c->pub._mode, &c->pub._flags, &idx);
-	intptr_t n = DS_LOAD(&slot->count);
+	struct take *o = (struct take *)op;
+	struct _oncpu_cache_slot *sl = slot;
+	intptr_t n = DS_LOAD(&sl->count);
+	o->obj = 0;
 	if (n > 0) {
-		void *obj = (void *)DS_LOAD(&_ONCPU_CACHE_OBJS(slot)[n - 1]);
-		DS_STORE(&slot->count, n - 1);
-		_oncpu_ds_unlock_current(&slot->lock);
-		return obj;
+		o->obj = DS_LOAD(&_ONCPU_CACHE_OBJS(sl)[n - 1]);
+		DS_STORE(&sl->count, n - 1);
 	}
-	/* Empty: refill without holding the slot lock across the depot. */
-	_oncpu_ds_unlock_current(&slot->lock);
+}
+
+/* Copy what fits of m into the array; the rest stays in m. */
+struct refill {
+	struct slot_op op; /* first */
+	struct cache *c;
+	struct mag *m;
+};
+
+/* Objects of m that fit into an array holding n. */
+static size_t fits(struct cache *c, struct mag *m, intptr_t n)
+{
+	intptr_t room = c->pub._cap - n;
+	return room <= 0 ? 0 : (size_t)room < m->n ? (size_t)room : m->n;
+}
+
+static int refill_section(struct slot_op *op, void *slot, int id)
+{
+	struct refill *o = (struct refill *)op;
+	struct _oncpu_cache_slot *sl = slot;
+	intptr_t n = DS_LOAD(&sl->count);
+	size_t k = fits(o->c, o->m, n);
+	if (k == 0)
+		return SLOT_DONE;
+	int r = _oncpu_cs_cmpeq_cmpeq_memcpy_store(
+	    o->c->pub._mode, _oncpu_mo_ONCPU_RELAXED, &sl->lock, 0, &sl->count, n,
+	    &_ONCPU_CACHE_OBJS(sl)[n], &o->m->objs[o->m->n - k], k * sizeof(void *),
+	    n + (intptr_t)k, id);
+	if (r != ONCPU_CS_COMMITTED)
+		return SLOT_AGAIN;
+	o->m->n -= k;
+	return SLOT_DONE;
+}
+
+static void refill_locked(struct slot_op *op, void *slot)
+{
+	struct refill *o = (struct refill *)op;
+	struct _oncpu_cache_slot *sl = slot;
+	intptr_t n = DS_LOAD(&sl->count);
+	size_t k = fits(o->c, o->m, n);
+	memcpy(&_ONCPU_CACHE_OBJS(sl)[n], &o->m->objs[o->m->n - k], k * sizeof(void *));
+	o->m->n -= k;
+	DS_STORE(&sl->count, n + (intptr_t)k);
+}
+
+/*
+ * Put obj on the array. When it is full, batch - 1 of its objects and obj
+ * go into the empty magazine m instead (flushed); without m, need_mag asks
+ * the caller for one.
+ */
+struct put {
+	struct slot_op op; /* first */
+	struct cache *c;
+	void *obj;
+	struct mag *m;
+	bool need_mag, flushed;
+};
+
+static int put_section(struct slot_op *op, void *slot, int id)
+{
+	struct put *o = (struct put *)op;
+	struct _oncpu_cache_slot *sl = slot;
+	int mode = o->c->pub._mode;
+	intptr_t n = DS_LOAD(&sl->count);
+	if (n < o->c->pub._cap)
+		return _oncpu_cs_cmpeq_cmpeq_trystore_store(
+		           mode, _oncpu_mo_ONCPU_RELAXED, &sl->lock, 0, &sl->count, n,
+		           &_ONCPU_CACHE_OBJS(sl)[n], (intptr_t)o->obj, n + 1,
+		           id) == ONCPU_CS_COMMITTED
+		           ? SLOT_DONE
+		           : SLOT_AGAIN;
+	if (!o->m) {
+		o->need_mag = true;
+		return SLOT_DONE;
+	}
+	intptr_t k = (intptr_t)o->c->batch - 1;
+	if (k > 0 && _oncpu_cs_cmpeq_cmpeq_memcpy_store(
+	                 mode, _oncpu_mo_ONCPU_RELAXED, &sl->lock, 0, &sl->count, n, o->m->objs,
+	                 &_ONCPU_CACHE_OBJS(sl)[n - k], (size_t)k * sizeof(void *), n - k,
+	                 id) != ONCPU_CS_COMMITTED)
+		return SLOT_AGAIN;
+	o->m->objs[k] = o->obj;
+	o->m->n = (size_t)k + 1;
+	o->flushed = true;
+	return SLOT_DONE;
+}
+
+static void put_locked(struct slot_op *op, void *slot)
+{
+	struct put *o = (struct put *)op;
+	struct _oncpu_cache_slot *sl = slot;
+	intptr_t n = DS_LOAD(&sl->count);
+	if (n < o->c->pub._cap) {
+		DS_STORE(&_ONCPU_CACHE_OBJS(sl)[n], (intptr_t)o->obj);
+		DS_STORE(&sl->count, n + 1);
+		return;
+	}
+	if (!o->m) {
+		o->need_mag = true;
+		return;
+	}
+	size_t k = o->c->batch - 1;
+	memcpy(o->m->objs, &_ONCPU_CACHE_OBJS(sl)[n - (intptr_t)k], k * sizeof(void *));
+	DS_STORE(&sl->count, n - (intptr_t)k);
+	o->m->objs[k] = o->obj;
+	o->m->n = k + 1;
+	o->flushed = true;
+}
+
+/* An object from the current array, refilled from the depot when empty
+ * (never holding the slot's lock across the depot). */
+static void *cache_take(struct cache *c)
+{
+	struct slot_set set = set_of(c);
+	struct take t = {{take_section, take_locked}, c, 0};
+	_oncpu_slot_run(&set, &t.op);
+	if (t.obj)
+		return (void *)t.obj;
 	struct mag *m = depot_take(c);
 	if (!m)
 		return NULL;
 	void *obj = m->objs[--m->n];
-	refill_locked(c, m);
+	struct refill r = {{refill_section, refill_locked}, c, m};
+	_oncpu_slot_run(&set, &r.op);
 	depot_put(c, m);
 	return obj;
 }
 
-static void free_locked(struct cache *c, void *obj)
+/* obj onto the current array, a full array's batch to the depot. */
+static void cache_put(struct cache *c, void *obj)
 {
-	struct mag *m = NULL;
+	struct slot_set set = set_of(c);
+	struct put p = {{put_section, put_locked}, c, obj, NULL, false, false};
 	for (;;) {
-		int idx;
-		struct _oncpu_cache_slot *slot = _oncpu_ds_lock_current(
-		    c->pub._pcpu, LOCK_OFF, c->pub._mode, &c->pub._flags, &idx);
-		intptr_t n = DS_LOAD(&slot->count);
-		if (n < c->pub._cap) {
-			DS_STORE(&_ONCPU_CACHE_OBJS(slot)[n], (intptr_t)obj);
-			DS_STORE(&slot->count, n + 1);
-			_oncpu_ds_unlock_current(&slot->lock);
-			if (m)
-				depot_put(c, m);
+		_oncpu_slot_run(&set, &p.op);
+		if (!p.need_mag)
+			break;
+		/* Full: get an empty magazine without holding the slot. */
+		p.need_mag = false;
+		if (!(p.m = depot_empty(c))) {
+			depot_put_loose(c, obj);
 			return;
 		}
-		if (!m) {
-			_oncpu_ds_unlock_current(&slot->lock);
-			if (!(m = depot_empty(c))) {
-				depot_put_loose(c, obj);
-				return;
-			}
-			continue;
-		}
-		size_t k = c->batch - 1;
-		memcpy(m->objs, &_ONCPU_CACHE_OBJS(slot)[n - (intptr_t)k], k * sizeof(void *));
-		DS_STORE(&slot->count, n - (intptr_t)k);
-		_oncpu_ds_unlock_current(&slot->lock);
-		m->objs[k] = obj;
-		m->n = k + 1;
-		depot_put(c, m);
-		return;
 	}
+	if (p.m)
+		depot_put(c, p.m); /* flushed, or unused */
 }
 
 /* ---- debug mode ---- */
@@ -564,26 +559,6 @@ static void debug_alloc(struct cache *c, void *obj)
 
 /* ---- entry points ---- */
 
-/*
- * True when this thread runs sections on c (the slot protocol's flag is then
- * set); then, outside debug mode, the inline paths may run them too: publish
- * the array in the field of c's mode. Release: a thread that reads it reads
- * the initialized process (_oncpu_process) and the flag after it.
- */
-static bool sections(struct cache *c)
-{
-	struct oncpu_cache *pub = &c->pub;
-	if (!_oncpu_ds_sections(&pub->_flags, pub->_mode))
-		return false;
-	if (!c->debug) {
-		void **fast =
-		    pub->_mode == _oncpu_mode_ONCPU_VCPU ? &pub->_fast_vcpu : &pub->_fast_cpu;
-		if (!__atomic_load_n(fast, __ATOMIC_RELAXED))
-			__atomic_store_n(fast, pub->_pcpu, __ATOMIC_RELEASE);
-	}
-	return true;
-}
-
 void *_oncpu_cache_alloc_slow(struct oncpu_cache *pub)
 {
 	if (!pub) {
@@ -591,7 +566,7 @@ void *_oncpu_cache_alloc_slow(struct oncpu_cache *pub)
 		return NULL;
 	}
 	struct cache *c = impl(pub);
-	void *obj = sections(c) ? alloc_sections(c) : alloc_locked(c);
+	void *obj = cache_take(c);
 	if (obj && c->debug)
 		debug_alloc(c, obj);
 	return obj;
@@ -607,10 +582,7 @@ void _oncpu_cache_free_slow(struct oncpu_cache *pub, void *obj, const char *file
 	struct cache *c = impl(pub);
 	if (c->debug)
 		debug_free(c, obj, file, line);
-	if (sections(c))
-		free_sections(c, obj);
-	else
-		free_locked(c, obj);
+	cache_put(c, obj);
 }
 
 int oncpu_cache_get_stats(struct oncpu_cache *pub, struct oncpu_cache_stats *st)

@@ -150,7 +150,6 @@ static const struct _oncpu_desched_provider *provider_by_name(const char *name)
 	return NULL;
 }
 
-static void desched_atfork_child(void);
 static void desched_thread_exit(void *blk);
 
 static void desched_init(void)
@@ -176,7 +175,7 @@ static void desched_init(void)
 		}
 	}
 	pthread_key_create(&exit_key, desched_thread_exit);
-	pthread_atfork(NULL, NULL, desched_atfork_child);
+	_oncpu_fork_register(); /* calls _oncpu_desched_fork_child */
 	__atomic_store_n(&active, chosen, __ATOMIC_RELEASE);
 }
 
@@ -300,8 +299,10 @@ static void desched_thread_exit(void *arg)
 }
 
 /* In the child after fork(): only the forking thread exists. */
-static void desched_atfork_child(void)
+void _oncpu_desched_fork_child(void)
 {
+	if (!active)
+		return; /* never initialized: nothing to fix */
 	_oncpu_fork_generation++;
 	uint32_t n = __atomic_load_n(&pool_next, __ATOMIC_RELAXED);
 	for (uint32_t i = 1; i < n && i <= ONCPU_DESCHED_MAX_INDEX; i++) {

@@ -19,4 +19,15 @@ __attribute__((noreturn, format(printf, 3, 4))) void _oncpu_fatal(const char *fi
                                                                   const char *fmt, ...);
 #define ONCPU_FATAL(...) _oncpu_fatal(__FILE__, __LINE__, __VA_ARGS__)
 
+/*
+ * fork(): the process has one pthread_atfork registration, in slot.c; it
+ * calls these hooks in lock order next to the slot layer's own. Each is
+ * safe whether or not its module was ever used. Modules with state to fix
+ * in the child call _oncpu_fork_register (idempotent) before they have any.
+ */
+void _oncpu_fork_register(void);
+void _oncpu_percpu_fork_prepare(void);
+void _oncpu_percpu_fork_release(void);
+void _oncpu_desched_fork_child(void);
+
 #endif /* ONCPU_INTERNAL_H */

@@ -37,19 +37,14 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct chunk *chunks;
 
 /* fork() while another thread allocates must not leave the child's lock
- * held: take it around fork. */
-static void fork_prepare(void)
+ * held: taken around fork (slot.c's registration calls these). */
+void _oncpu_percpu_fork_prepare(void)
 {
 	pthread_mutex_lock(&lock);
 }
-static void fork_release(void)
+void _oncpu_percpu_fork_release(void)
 {
 	pthread_mutex_unlock(&lock);
-}
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void install_atfork(void)
-{
-	pthread_atfork(fork_prepare, fork_release, fork_release);
 }
 
 static bool unit_used(const struct chunk *c, size_t u)
@@ -118,7 +113,7 @@ void *oncpu_percpu_alloc(size_t size, size_t align)
 	size_t step = align > UNIT ? align / UNIT : 1;
 	void *item = NULL;
 
-	pthread_once(&atfork_once, install_atfork);
+	_oncpu_fork_register();
 	pthread_mutex_lock(&lock);
 	for (struct chunk *c = chunks;; c = c->next) {
 		if (!c && !(c = chunk_new()))

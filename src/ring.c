@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ring.c - per-CPU rings: creation, lazy arrays, slow paths, pop_cpu.
+ * ring.c - per-CPU rings: creation, lazy arrays, the operations' bodies
+ * for the slot layer (slot.h), pop_cpu.
  */
 #define _GNU_SOURCE
 #define _ONCPU_BUILDING_EXPORTS 1
@@ -9,7 +10,8 @@
 
 #include "slot.h"
 
-#define LOCK_OFF offsetof(struct _oncpu_ring_slot, lock)
+static const struct slot_kind ring_kind =
+    SLOT_KIND(struct oncpu_ring, struct _oncpu_ring_slot, sizeof(struct _oncpu_ring_slot), -1);
 
 struct oncpu_ring *oncpu_ring_new_flags(size_t capacity_per_cpu, unsigned flags)
 {
@@ -18,27 +20,12 @@ struct oncpu_ring *oncpu_ring_new_flags(size_t capacity_per_cpu, unsigned flags)
 		errno = EINVAL;
 		return NULL;
 	}
-	struct oncpu_ring *r = aligned_alloc(ONCPU_CACHELINE, ONCPU_CACHELINE);
-	if (!r) {
-		errno = ENOMEM;
+	struct oncpu_ring *r = _oncpu_slot_new(&ring_kind, sizeof(struct _oncpu_ring_slot), flags);
+	if (!r)
 		return NULL;
-	}
-	r->_pcpu =
-	    oncpu_percpu_alloc(sizeof(struct _oncpu_ring_slot), sizeof(struct _oncpu_ring_slot));
-	if (r->_pcpu && !_oncpu_ds_register(r->_pcpu, LOCK_OFF, NULL)) {
-		oncpu_percpu_free(r->_pcpu);
-		r->_pcpu = NULL;
-	}
-	if (!r->_pcpu) {
-		free(r);
-		errno = ENOMEM;
-		return NULL;
-	}
 	size_t len = 1;
 	while (len < capacity_per_cpu)
 		len <<= 1;
-	r->_mode = (flags & ONCPU_F_VCPU) ? _oncpu_mode_ONCPU_VCPU : _oncpu_mode_ONCPU_CPU;
-	r->_flags = 0;
 	r->_cap = (intptr_t)capacity_per_cpu;
 	r->_mask = (intptr_t)len - 1;
 	return r;
@@ -58,9 +45,7 @@ void oncpu_ring_destroy(struct oncpu_ring *r)
 		struct _oncpu_ring_slot *slot = oncpu_ptr(r->_pcpu, cpu);
 		free(slot->array); /* reading an unused slot commits nothing */
 	}
-	_oncpu_ds_unregister(r->_pcpu);
-	oncpu_percpu_free(r->_pcpu);
-	free(r);
+	_oncpu_slot_delete(&ring_kind, r);
 }
 
 /* The slot's array, allocated by whoever needs it first. NULL: ENOMEM. */
@@ -82,30 +67,52 @@ static intptr_t *array_of(struct oncpu_ring *r, struct _oncpu_ring_slot *slot)
 	return a;
 }
 
-/* Lock holder's push and pop. */
-static int locked_push(struct oncpu_ring *r, struct _oncpu_ring_slot *slot, void *p)
+/* ---- push ---- */
+
+struct push {
+	struct slot_op op; /* first */
+	struct oncpu_ring *r;
+	void *p;
+	int ret; /* the result: 0, or -1 with errno set */
+};
+
+static int push_section(struct slot_op *op, void *slot, int id)
 {
-	intptr_t *array = array_of(r, slot);
-	if (!array)
-		return -1;
-	intptr_t tail = DS_LOAD(&slot->tail), head = DS_LOAD(&slot->head);
-	if (tail - head >= r->_cap) {
-		errno = ENOBUFS;
-		return -1;
+	struct push *o = (struct push *)op;
+	struct _oncpu_ring_slot *sl = slot;
+	if (!array_of(o->r, sl)) {
+		o->ret = -1;
+		return SLOT_DONE;
 	}
-	DS_STORE(&array[tail & r->_mask], (intptr_t)p);
-	__atomic_store_n(&slot->tail, tail + 1, __ATOMIC_RELEASE);
-	return 0;
+	int step = _oncpu_ring_push_step(o->r, o->r->_mode, sl, o->p, id);
+	if (step != _ONCPU_DS_SLOW)
+		return step;
+	/* Full when head was read (tail was read first); a lock holder may be
+	 * mid-operation: let it finish. */
+	if (DS_LOAD(&sl->lock))
+		return SLOT_AGAIN;
+	errno = ENOBUFS;
+	o->ret = -1;
+	return SLOT_DONE;
 }
 
-static void *locked_pop(struct oncpu_ring *r, struct _oncpu_ring_slot *slot)
+static void push_locked(struct slot_op *op, void *slot)
 {
-	intptr_t head = DS_LOAD(&slot->head), tail = DS_LOAD(&slot->tail);
-	if (head == tail)
-		return NULL;
-	void *p = (void *)DS_LOAD(&slot->array[head & r->_mask]);
-	__atomic_store_n(&slot->head, head + 1, __ATOMIC_RELEASE);
-	return p;
+	struct push *o = (struct push *)op;
+	struct _oncpu_ring_slot *sl = slot;
+	intptr_t *array = array_of(o->r, sl);
+	if (!array) {
+		o->ret = -1;
+		return;
+	}
+	intptr_t tail = DS_LOAD(&sl->tail), head = DS_LOAD(&sl->head);
+	if (tail - head >= o->r->_cap) {
+		errno = ENOBUFS;
+		o->ret = -1;
+		return;
+	}
+	DS_STORE(&array[tail & o->r->_mask], (intptr_t)o->p);
+	__atomic_store_n(&sl->tail, tail + 1, __ATOMIC_RELEASE);
 }
 
 int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p)
@@ -114,40 +121,35 @@ int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p)
 		errno = EINVAL;
 		return -1;
 	}
-	int mode = r->_mode;
-	if (_oncpu_ds_sections(&r->_flags, mode)) {
-		for (;;) {
-			int cpu = _oncpu_cs_id(mode);
-			struct _oncpu_ring_slot *slot = oncpu_ptr(r->_pcpu, cpu);
-			intptr_t *array = array_of(r, slot);
-			if (!array)
-				return -1;
-			if (_oncpu_ds_parked(&slot->lock))
-				break; /* the locked path */
-			intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
-			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
-			if (tail - head >= r->_cap) {
-				/* Full when head was read (tail was read first); a
-				 * lock holder may be mid-operation: let it finish. */
-				if (!DS_LOAD(&slot->lock)) {
-					errno = ENOBUFS;
-					return -1;
-				}
-				continue;
-			}
-			int res = _oncpu_cs_cmpeq_cmpeq_trystore_store(
-			    mode, _oncpu_mo_ONCPU_RELEASE, &slot->lock, 0, &slot->tail, tail,
-			    &array[tail & r->_mask], (intptr_t)p, tail + 1, cpu);
-			if (res == ONCPU_CS_COMMITTED)
-				return 0;
-		}
-	}
-	int idx;
-	struct _oncpu_ring_slot *slot =
-	    _oncpu_ds_lock_current(r->_pcpu, LOCK_OFF, mode, &r->_flags, &idx);
-	int ret = locked_push(r, slot, p);
-	_oncpu_ds_unlock_current(&slot->lock);
-	return ret;
+	struct slot_set set = _oncpu_slot_set(&ring_kind, r);
+	struct push o = {{push_section, push_locked}, r, p, 0};
+	_oncpu_slot_run(&set, &o.op);
+	return o.ret;
+}
+
+/* ---- pop ---- */
+
+struct pop {
+	struct slot_op op; /* first */
+	struct oncpu_ring *r;
+	intptr_t p; /* the result: the pointer, 0 for empty */
+};
+
+static int pop_section(struct slot_op *op, void *slot, int id)
+{
+	struct pop *o = (struct pop *)op;
+	return _oncpu_ring_pop_step(o->r, o->r->_mode, slot, &o->p, id);
+}
+
+static void pop_locked(struct slot_op *op, void *slot)
+{
+	struct pop *o = (struct pop *)op;
+	struct _oncpu_ring_slot *sl = slot;
+	intptr_t head = DS_LOAD(&sl->head), tail = DS_LOAD(&sl->tail);
+	if (head == tail)
+		return;
+	o->p = DS_LOAD(&sl->array[head & o->r->_mask]);
+	__atomic_store_n(&sl->head, head + 1, __ATOMIC_RELEASE);
 }
 
 void *_oncpu_ring_pop_slow(struct oncpu_ring *r)
@@ -156,32 +158,10 @@ void *_oncpu_ring_pop_slow(struct oncpu_ring *r)
 		errno = EINVAL;
 		return NULL;
 	}
-	int mode = r->_mode;
-	if (_oncpu_ds_sections(&r->_flags, mode)) {
-		for (;;) {
-			int cpu = _oncpu_cs_id(mode);
-			struct _oncpu_ring_slot *slot = oncpu_ptr(r->_pcpu, cpu);
-			if (_oncpu_ds_parked(&slot->lock))
-				break; /* the locked path */
-			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
-			intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
-			if (head == tail)
-				return NULL;
-			intptr_t *array = __atomic_load_n(&slot->array, __ATOMIC_ACQUIRE);
-			intptr_t p;
-			int res = _oncpu_cs_cmpeq_cmpeq_load_store(
-			    mode, &slot->lock, 0, &slot->head, head, &array[head & r->_mask], &p,
-			    head + 1, cpu);
-			if (res == ONCPU_CS_COMMITTED)
-				return (void *)p;
-		}
-	}
-	int idx;
-	struct _oncpu_ring_slot *slot =
-	    _oncpu_ds_lock_current(r->_pcpu, LOCK_OFF, mode, &r->_flags, &idx);
-	void *p = locked_pop(r, slot);
-	_oncpu_ds_unlock_current(&slot->lock);
-	return p;
+	struct slot_set set = _oncpu_slot_set(&ring_kind, r);
+	struct pop o = {{pop_section, pop_locked}, r, 0};
+	_oncpu_slot_run(&set, &o.op);
+	return (void *)o.p;
 }
 
 void *oncpu_ring_pop_cpu(struct oncpu_ring *r, int cpu)
@@ -190,29 +170,14 @@ void *oncpu_ring_pop_cpu(struct oncpu_ring *r, int cpu)
 		errno = EINVAL;
 		return NULL;
 	}
-	int mode = r->_mode;
 	struct _oncpu_ring_slot *slot = oncpu_ptr(r->_pcpu, cpu);
 	if (__atomic_load_n(&slot->head, __ATOMIC_ACQUIRE) ==
 	    __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE))
 		return NULL; /* empty when read; commits no memory on unused CPUs */
-	if (_oncpu_ds_sections(&r->_flags, mode)) {
-		while (_oncpu_cs_id(mode) == cpu && !_oncpu_ds_parked(&slot->lock)) {
-			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
-			intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
-			if (head == tail)
-				return NULL;
-			intptr_t p;
-			int res = _oncpu_cs_cmpeq_cmpeq_load_store(
-			    mode, &slot->lock, 0, &slot->head, head, &slot->array[head & r->_mask],
-			    &p, head + 1, cpu);
-			if (res == ONCPU_CS_COMMITTED)
-				return (void *)p;
-		}
-	}
-	_oncpu_ds_lock_slot(r->_pcpu, LOCK_OFF, mode, &r->_flags, cpu);
-	void *p = locked_pop(r, slot);
-	_oncpu_ds_unlock(&slot->lock);
-	return p;
+	struct slot_set set = _oncpu_slot_set(&ring_kind, r);
+	struct pop o = {{pop_section, pop_locked}, r, 0};
+	_oncpu_slot_run_on(&set, &o.op, cpu);
+	return (void *)o.p;
 }
 
 /* Exported copies of the inline paths. */

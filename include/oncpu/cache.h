@@ -31,12 +31,12 @@
  * so fewer objects sit idle and a thread that migrates keeps its array; the
  * price is arrays whose cache lines move between CPUs and, in a process
  * where some threads cannot run sections, arrays that run locked for every
- * thread while those threads use them (parked; oncpu/stack.h describes the
- * protocol). Where the kernel
+ * thread while those threads use them (parked; doc/slot-protocol.md describes
+ * the protocol). Where the kernel
  * has no mm_cid (before 6.3) both modes behave alike.
  *
  * Fallback mode and mixed processes: threads without sections take the
- * per-CPU lock word of the CPU they run on (oncpu/stack.h); every mix of
+ * per-CPU lock word of the CPU they run on (doc/slot-protocol.md); every mix of
  * threads with and without sections is supported.
  *
  * Debug mode (ONCPU_CACHE_DEBUG at creation, or the environment variable
@@ -51,7 +51,7 @@
  * Concurrency: alloc and free run concurrently from any threads. new and
  * destroy must not run concurrently with other calls on the same cache.
  * Signals: alloc and free are not async-signal-safe (refills lock the depot).
- * fork(): safe, see oncpu/stack.h (objects a vanished thread held are lost
+ * fork(): safe, see doc/slot-protocol.md (objects a vanished thread held are lost
  * to the child, never handed out twice).
  */
 #ifndef ONCPU_CACHE_H

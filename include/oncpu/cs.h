@@ -62,7 +62,7 @@
  *
  * Guarded operations: a first compare against a guard word (g, gexpect),
  * typically a per-CPU lock word that threads without sections take
- * (oncpu/stack.h gives the protocol). The guard is read right after the id
+ * (doc/slot-protocol.md gives the protocol). The guard is read right after the id
  * check and before every other load of the section. That order matters: a
  * lock holder writes the data and then releases the lock, so a section that
  * read the data first could pair a stale value with the released lock and
@@ -267,16 +267,27 @@ extern volatile long _oncpu_ds_aborts __attribute__((weak));
 #endif
 
 /*
- * After a section on a slot guarded by `lock` (oncpu/stack.h) that did not
- * commit: true when the inline path should give up and take the slow path
- * (a compare failed and the lock word is not 0: held or parked). Otherwise it runs the section
- * again: aborted, or the slot changed under it, or (ONCPU_CS_UNAVAILABLE)
- * its next id check sends it to the slow path.
+ * One attempt of a guarded section on a slot, as the inline paths and
+ * liboncpu's slow paths (src/slot.h) both run it, answers one of these:
+ *   _ONCPU_DS_DONE    finished: committed, or a final answer (empty)
+ *   _ONCPU_DS_AGAIN   aborted or the slot changed (or ONCPU_CS_UNAVAILABLE:
+ *                     the next id check sends the caller to the slow path)
+ *   _ONCPU_DS_LOCKED  a compare failed on a lock word that is not 0 (held
+ *                     or parked): the inline path takes the slow path
+ *   _ONCPU_DS_SLOW    the inline path cannot finish (no memory yet, full):
+ *                     the slow path decides
  */
-ONCPU_INLINE int _oncpu_ds_locked(int r, const intptr_t *lock)
+enum { _ONCPU_DS_DONE = 0, _ONCPU_DS_AGAIN = 1, _ONCPU_DS_LOCKED = 2, _ONCPU_DS_SLOW = 3 };
+
+/* The step of a section's result r on a slot guarded by `lock`. */
+ONCPU_INLINE int _oncpu_ds_step(int r, const intptr_t *lock)
 {
+	if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
+		return _ONCPU_DS_DONE;
 	_ONCPU_DS_NOTE(r);
-	return r == ONCPU_CS_CMPFAIL && __atomic_load_n(lock, __ATOMIC_RELAXED) != 0;
+	return r == ONCPU_CS_CMPFAIL && __atomic_load_n(lock, __ATOMIC_RELAXED) != 0
+	           ? _ONCPU_DS_LOCKED
+	           : _ONCPU_DS_AGAIN;
 }
 
 ONCPU_END_DECLS

@@ -27,7 +27,7 @@
  * wherever it now runs; a ring's cache lines may move between CPUs, and in
  * a mixed process the rings that threads without sections use run locked
  * for every thread for a while (parked). The trade-off and the fallback
- * protocol are those of oncpu/stack.h.
+ * protocol are those of oncpu/stack.h (doc/slot-protocol.md).
  *
  * Fallback mode and mixed processes: as in oncpu/stack.h, every mix of
  * threads with and without sections is supported; threads without sections
@@ -98,6 +98,43 @@ ONCPU_API struct oncpu_ring *oncpu_ring_new_flags(size_t capacity_per_cpu, unsig
 ONCPU_API int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p);
 ONCPU_API void *_oncpu_ring_pop_slow(struct oncpu_ring *r);
 
+/* One push section on slot (id id), a step of oncpu/cs.h; _ONCPU_DS_SLOW
+ * when the slot has no array yet or was full when read (tail first:
+ * tail - head is then never above the true count). liboncpu's slow path
+ * runs the same. */
+ONCPU_INLINE int _oncpu_ring_push_step(struct oncpu_ring *r, int mode,
+                                       struct _oncpu_ring_slot *slot, void *p, int id)
+{
+	intptr_t *array = __atomic_load_n(&slot->array, __ATOMIC_ACQUIRE);
+	intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
+	intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
+	if (ONCPU_UNLIKELY(!array || tail - head >= r->_cap))
+		return _ONCPU_DS_SLOW;
+	return _oncpu_ds_step(_oncpu_cs_cmpeq_cmpeq_trystore_store(
+	                          mode, _oncpu_mo_ONCPU_RELEASE, &slot->lock, 0, &slot->tail, tail,
+	                          &array[tail & r->_mask], (intptr_t)p, tail + 1, id),
+	                      &slot->lock);
+}
+
+/* One pop section on slot (id id): _ONCPU_DS_DONE with *p (0 when the ring
+ * was empty: head first, so head == tail means empty at the tail read),
+ * _ONCPU_DS_AGAIN or _ONCPU_DS_LOCKED. */
+ONCPU_INLINE int _oncpu_ring_pop_step(struct oncpu_ring *r, int mode, struct _oncpu_ring_slot *slot,
+                                      intptr_t *p, int id)
+{
+	intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
+	intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
+	if (head == tail) {
+		*p = 0;
+		return _ONCPU_DS_DONE;
+	}
+	intptr_t *array = __atomic_load_n(&slot->array, __ATOMIC_ACQUIRE);
+	return _oncpu_ds_step(_oncpu_cs_cmpeq_cmpeq_load_store(mode, &slot->lock, 0, &slot->head,
+	                                                       head, &array[head & r->_mask], p,
+	                                                       head + 1, id),
+	                      &slot->lock);
+}
+
 ONCPU_INLINE int _oncpu_ring_push_fast(struct oncpu_ring *r, void *p)
 {
 	if (ONCPU_LIKELY(r && p &&
@@ -109,20 +146,11 @@ ONCPU_INLINE int _oncpu_ring_push_fast(struct oncpu_ring *r, void *p)
 				break;
 			struct _oncpu_ring_slot *slot =
 			    (struct _oncpu_ring_slot *)oncpu_ptr(r->_pcpu, cpu);
-			intptr_t *array = __atomic_load_n(&slot->array, __ATOMIC_ACQUIRE);
-			/* tail first: tail - head is then never above the true count. */
-			intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
-			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
-			if (ONCPU_UNLIKELY(!array || tail - head >= r->_cap))
-				break; /* first use of this CPU, or full: the slow path says which
-				        */
-			int res = _oncpu_cs_cmpeq_cmpeq_trystore_store(
-			    mode, _oncpu_mo_ONCPU_RELEASE, &slot->lock, 0, &slot->tail, tail,
-			    &array[tail & r->_mask], (intptr_t)p, tail + 1, cpu);
-			if (ONCPU_LIKELY(res == ONCPU_CS_COMMITTED))
+			int step = _oncpu_ring_push_step(r, mode, slot, p, cpu);
+			if (ONCPU_LIKELY(step == _ONCPU_DS_DONE))
 				return 0;
-			if (_oncpu_ds_locked(res, &slot->lock))
-				break;
+			if (step != _ONCPU_DS_AGAIN)
+				break; /* locked, first use of this CPU, or full */
 		}
 	}
 	return _oncpu_ring_push_slow(r, p);
@@ -139,19 +167,11 @@ ONCPU_INLINE void *_oncpu_ring_pop_fast(struct oncpu_ring *r)
 				break;
 			struct _oncpu_ring_slot *slot =
 			    (struct _oncpu_ring_slot *)oncpu_ptr(r->_pcpu, cpu);
-			/* head first: head == tail then means empty at the tail read. */
-			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_ACQUIRE);
-			intptr_t tail = __atomic_load_n(&slot->tail, __ATOMIC_ACQUIRE);
-			if (head == tail)
-				return NULL;
-			intptr_t *array = __atomic_load_n(&slot->array, __ATOMIC_ACQUIRE);
 			intptr_t p;
-			int res = _oncpu_cs_cmpeq_cmpeq_load_store(
-			    mode, &slot->lock, 0, &slot->head, head, &array[head & r->_mask], &p,
-			    head + 1, cpu);
-			if (ONCPU_LIKELY(res == ONCPU_CS_COMMITTED))
+			int step = _oncpu_ring_pop_step(r, mode, slot, &p, cpu);
+			if (ONCPU_LIKELY(step == _ONCPU_DS_DONE))
 				return (void *)p;
-			if (_oncpu_ds_locked(res, &slot->lock))
+			if (step == _ONCPU_DS_LOCKED)
 				break;
 		}
 	}
@@ -177,7 +197,7 @@ ONCPU_API void *oncpu_ring_pop(struct oncpu_ring *r);
  * or a vcpu id for ONCPU_F_VCPU rings) from any thread: for consumers
  * that serve every CPU and to empty a ring before oncpu_ring_destroy. Costs a
  * section when the caller runs there, otherwise the slot's lock and, when
- * sections use this ring, an exclusion step (oncpu/stack.h). NULL when that
+ * sections use this ring, an exclusion step (doc/slot-protocol.md). NULL when that
  * ring is empty (errno unchanged), NULL with errno EINVAL for a NULL r or cpu
  * outside [0, oncpu_cpu_count()).
  */

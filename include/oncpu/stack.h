@@ -28,77 +28,20 @@
  *                     written from different CPUs over time (its cache lines
  *                     move), and in a mixed process the lists that threads
  *                     without sections use run locked for every thread for
- *                     a while ("parked", step 4 below).
+ *                     a while ("parked", see below).
  *                     Where the kernel has no mm_cid (before 6.3) vcpu is the
  *                     cpu and both modes behave alike.
  *
  * Threads without sections (fallback mode: rseq refused by the kernel or by
  * seccomp, ONCPU_DISABLE_RSEQ, another library's rseq area on the thread, an
  * architecture without rseq assembly) stay correct through a lock word in
- * every per-CPU slot. The same protocol serves oncpu/ring.h and oncpu/cache.h:
- *   1. A fallback thread picks the slot of the CPU it runs on (sched_getcpu),
- *      takes the slot's lock word with an atomic compare-and-swap, works on
- *      the slot with ordinary loads and stores, and releases the lock with a
- *      release store. Operations on another CPU's slot (pop_cpu, drain) do
- *      the same from any thread.
- *   2. Every critical section compares the lock word with 0 inside the
- *      section, right after the id check and before it reads anything else
- *      of the slot (the guarded operations of oncpu/cs.h); a section that
- *      finds it taken waits. Reading the lock first matters: the holder
- *      writes the slot and then releases the lock, so a section that read
- *      the slot first could pair stale contents with a free lock.
- *   3. A section that read the lock as 0 just before it was taken may still
- *      be in flight; the lock holder excludes it before touching the slot
- *      (sections that start later see the lock taken, by 2):
- *      a. If no thread has ever run a section on this structure, there is
- *         none. A thread sets the structure's "sections" flag with a full
- *         fence before its first section on it, and the lock holder reads the
- *         flag after its compare-and-swap, so one of the two sees the other
- *         (store-buffering argument): either the holder sees the flag, or
- *         the section sees the lock. A process entirely in fallback mode
- *         therefore pays one uncontended compare-and-swap, one store and one
- *         sched_getcpu per operation, and never a system call.
- *      b. CPU indexing: if the holder runs on the slot's CPU after taking the
- *         lock, no other thread runs there, so every section in flight on
- *         that CPU was preempted and aborts when it resumes. If the holder
- *         is elsewhere (it migrated), it releases the lock and starts over on
- *         its new CPU; pop_cpu and drain use (c) instead.
- *      c. Otherwise membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)
- *         restarts every section in flight on the slot's CPU (CPU indexing,
- *         MEMBARRIER_CMD_FLAG_CPU) or in the whole process (vCPU indexing,
- *         where a slot's sections may run on any CPU). oncpu registers the
- *         intent (MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ) once, on
- *         first need. Where the kernel lacks it (Linux < 5.10, or seccomp
- *         forbids membarrier) CPU indexing moves the caller onto the slot's
- *         CPU for a moment (sched_setaffinity), which proves exclusion as in
- *         (b); vCPU indexing has no such proof and reports the problem and
- *         aborts the process rather than risk a lost node.
- *   4. Parking (vCPU indexing): a thread without sections that paid the
- *      process-wide membarrier of (c) releases the lock word as "parked", a
- *      free value other than 0. Every section fails its compare with 0 on
- *      it, so while a slot stays parked no section can be in flight there
- *      and later holders skip the exclusion step; threads with sections
- *      that find their slot parked take the lock word too (compare-and-swap,
- *      no system call). The slot stays parked while threads without
- *      sections keep using it; DS_UNPARK_AFTER (src/slot.h) operations in a
- *      row by threads with sections release it as 0 again, after which the
- *      next holder excludes as in 3. So the membarrier is paid at most once
- *      per parking, not once per operation. A thread with sections that
- *      holds the lock of its own id's slot excludes like (b): after taking
- *      the lock it reads its id again, and if that is still the slot, no
- *      other running thread has that id (the kernel gives concurrently
- *      running threads distinct mm_cids and changes a thread's only when it
- *      is switched, which aborts its section), so every section in flight
- *      on the slot was preempted and aborts.
- *
- * Supported mixes: every one. A process where every thread runs sections,
- * one where none does, and one where some threads run sections and others
- * cannot (for any reason above, including a per-thread seccomp filter or a
- * foreign rseq area on a single thread) all keep every node exactly once.
- * Costs in the mixed case: fallback threads pay (b) with CPU indexing; with
- * vCPU indexing every thread pays a compare-and-swap per operation on the
- * parked slots (4), and a membarrier once per parking; sections that meet a
- * held lock wait for it (spinning, then sched_yield).
+ * every per-CPU slot, which every section compares with 0 before it commits;
+ * a lock holder excludes the sections that may still be in flight (by
+ * running on the slot's CPU, or membarrier(PRIVATE_EXPEDITED_RSEQ)), and
+ * with vCPU indexing leaves the slot "parked" so that the system call is
+ * paid once per parking. Every mix of threads with and without sections is
+ * supported. The same protocol serves oncpu/ring.h and oncpu/cache.h; it and
+ * why it is sound are in doc/slot-protocol.md (steps 1-4) of the source.
  *
  * Concurrency: push, pop, pop_cpu and drain may run concurrently with each
  * other from any threads. drain returns every node that was on a list when
@@ -107,19 +50,16 @@
  * on the same stack.
  *
  * Signals: in a thread that runs sections, push and pop are
- * async-signal-safe, on parked lists (4) too: a handler whose thread holds
+ * async-signal-safe, on parked lists too: a handler whose thread holds
  * the lock of the list it should use takes another list. In fallback mode
  * a handler's push or pop likewise never waits for its own thread. pop_cpu
  * and drain spin on the locks of the lists they name: called from a signal
  * handler whose thread holds one of those (in any call on the stack), they
  * wait forever.
  *
- * fork(): the child may use every stack, ring and cache of the parent. Lock
- * words held by other threads at the fork (which do not exist in the child)
- * are released in the child, and caches' depot mutexes are held across the
- * fork; every locked operation keeps its slot consistent after each of its
- * stores, so a slot is whole wherever the vanished holder stopped (a node it
- * was moving is lost to the child, never duplicated).
+ * fork(): the child may use every stack, ring and cache of the parent (a
+ * node a vanished thread was moving is lost to the child, never duplicated;
+ * doc/slot-protocol.md).
  */
 #ifndef ONCPU_STACK_H
 #define ONCPU_STACK_H
@@ -182,6 +122,42 @@ ONCPU_API struct oncpu_stack *oncpu_stack_new_flags(unsigned flags);
 ONCPU_API void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n);
 ONCPU_API struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s);
 
+/* One push section on slot (id id), a step of oncpu/cs.h; liboncpu's
+ * slow path runs the same. */
+ONCPU_INLINE int _oncpu_stack_push_step(int mode, struct _oncpu_stack_slot *slot,
+                                        struct oncpu_stack_node *n, int id)
+{
+	intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_RELAXED);
+	/* Written before the section: the commit publishes it (TSO). */
+	n->next = (struct oncpu_stack_node *)head;
+	return _oncpu_ds_step(
+	    _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->lock, 0, &slot->head, head, (intptr_t)n, id),
+	    &slot->lock);
+}
+
+/* One pop section on slot (id id): _ONCPU_DS_DONE with *node (0 when the
+ * list was empty), _ONCPU_DS_AGAIN or _ONCPU_DS_LOCKED. */
+ONCPU_INLINE int _oncpu_stack_pop_step(int mode, struct _oncpu_stack_slot *slot, intptr_t *node,
+                                       int id)
+{
+	int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
+	    mode, &slot->lock, 0, &slot->head, 0,
+	    (ptrdiff_t)offsetof(struct oncpu_stack_node, next), node, id);
+	if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
+		return _ONCPU_DS_DONE;
+	_ONCPU_DS_NOTE(r);
+	if (r == ONCPU_CS_CMPFAIL) {
+		/* Empty, or locked: an empty list read now is a valid answer. */
+		if (__atomic_load_n(&slot->head, __ATOMIC_RELAXED) == 0) {
+			*node = 0;
+			return _ONCPU_DS_DONE;
+		}
+		if (__atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
+			return _ONCPU_DS_LOCKED;
+	}
+	return _ONCPU_DS_AGAIN;
+}
+
 ONCPU_INLINE void _oncpu_stack_push_fast(struct oncpu_stack *s, struct oncpu_stack_node *n)
 {
 	if (ONCPU_LIKELY(s && n &&
@@ -193,14 +169,10 @@ ONCPU_INLINE void _oncpu_stack_push_fast(struct oncpu_stack *s, struct oncpu_sta
 				break;
 			struct _oncpu_stack_slot *slot =
 			    (struct _oncpu_stack_slot *)oncpu_ptr(s->_pcpu, cpu);
-			intptr_t head = __atomic_load_n(&slot->head, __ATOMIC_RELAXED);
-			/* Written before the section: the commit publishes it (TSO). */
-			n->next = (struct oncpu_stack_node *)head;
-			int r = _oncpu_cs_cmpeq_cmpeq_store(mode, &slot->lock, 0, &slot->head, head,
-			                                    (intptr_t)n, cpu);
-			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
+			int step = _oncpu_stack_push_step(mode, slot, n, cpu);
+			if (ONCPU_LIKELY(step == _ONCPU_DS_DONE))
 				return;
-			if (_oncpu_ds_locked(r, &slot->lock))
+			if (step == _ONCPU_DS_LOCKED)
 				break;
 		}
 	}
@@ -219,19 +191,11 @@ ONCPU_INLINE struct oncpu_stack_node *_oncpu_stack_pop_fast(struct oncpu_stack *
 			struct _oncpu_stack_slot *slot =
 			    (struct _oncpu_stack_slot *)oncpu_ptr(s->_pcpu, cpu);
 			intptr_t node;
-			int r = _oncpu_cs_cmpeq_cmpne_load_off_store(
-			    mode, &slot->lock, 0, &slot->head, 0,
-			    (ptrdiff_t)offsetof(struct oncpu_stack_node, next), &node, cpu);
-			if (ONCPU_LIKELY(r == ONCPU_CS_COMMITTED))
+			int step = _oncpu_stack_pop_step(mode, slot, &node, cpu);
+			if (ONCPU_LIKELY(step == _ONCPU_DS_DONE))
 				return (struct oncpu_stack_node *)node;
-			_ONCPU_DS_NOTE(r);
-			if (r == ONCPU_CS_CMPFAIL) {
-				/* Empty, or locked: an empty list read now is a valid answer. */
-				if (__atomic_load_n(&slot->head, __ATOMIC_RELAXED) == 0)
-					return NULL;
-				if (__atomic_load_n(&slot->lock, __ATOMIC_RELAXED))
-					break;
-			}
+			if (step == _ONCPU_DS_LOCKED)
+				break;
 		}
 	}
 	return _oncpu_stack_pop_slow(s);

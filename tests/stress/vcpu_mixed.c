@@ -2,7 +2,7 @@
 /*
  * stress/vcpu_mixed.c - vCPU-indexed stack, ring and cache shared by threads
  * with and without sections, every slot going through the parked state
- * (oncpu/stack.h, step 4) and back, under forced aborts.
+ * (doc/slot-protocol.md, step 4) and back, under forced aborts.
  *
  * 4 x CPUs threads; in the rseq modes every second one runs without rseq.
  * Those fallback threads work in bursts and pause in between, so that a slot

@@ -220,8 +220,8 @@ static void test_memory(void)
 }
 
 /*
- * The guarded operations of oncpu/cs.h (the lock-word protocol stack.h
- * describes) must read the guard before anything else: with the guard
+ * The guarded operations of oncpu/cs.h (the lock-word protocol of
+ * doc/slot-protocol.md) must read the guard before anything else: with the guard
  * failing, none of them may touch the data word, here on a PROT_NONE page
  * (reading it first would fault).
  */
@@ -326,7 +326,7 @@ static void test_mixed(unsigned flags)
 /*
  * A signal handler that uses a vCPU stack while the thread it interrupted,
  * one with sections, holds the lock of its list: the list stays parked
- * (oncpu/stack.h, step 4) because a thread without rseq keeps using it, so
+ * (doc/slot-protocol.md, step 4) because a thread without rseq keeps using it, so
  * the interrupted push or pop takes the lock word. The handler must not
  * wait for its own thread (it uses another list); a watchdog fails the
  * test if it does: no signal handled for SIG_WATCHDOG_S seconds (a count,
