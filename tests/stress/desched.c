@@ -23,7 +23,8 @@
 
 struct slot {
 	oncpu_desched_token_t token; /* 0: empty */
-	volatile int state;          /* 0 empty, 1 alive (token valid), 2 joined */
+	volatile int state;          /* 0 empty, 3 being created, 5 started (token valid), 1 alive
+	                                (token and thread valid), 4 being retired */
 	pthread_t thread;
 	volatile int release;
 };
@@ -71,7 +72,7 @@ static void *short_lived(void *arg)
 	int st = oncpu_desched_state(me);
 	CHECK(st == (tracked ? ONCPU_DESCHED_ON_CPU : ONCPU_DESCHED_UNTRACKED));
 	s->token = me;
-	__atomic_store_n(&s->state, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->state, 5, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&s->release, __ATOMIC_ACQUIRE))
 		sleep_us(50);
 	CHECK(w[0] == me); /* nobody else wrote our words */
@@ -103,11 +104,17 @@ static void *spawner_main(void *arg)
 		}
 		s->release = 0;
 		s->token = 0;
-		CHECK(pthread_create(&s->thread, NULL, short_lived, s) == 0);
+		/* The handle goes to the slot only after pthread_create returned
+		 * (the new thread may run first: musl stores the handle after
+		 * clone), and the slot is published alive (1) only then, so that
+		 * no other spawner joins a stale handle. */
+		pthread_t t;
+		CHECK(pthread_create(&t, NULL, short_lived, s) == 0);
 		__atomic_fetch_add(&threads_run, 1, __ATOMIC_RELAXED);
-		/* state 3 -> 1 is done by the thread; wait for it */
 		while (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == 3)
-			sched_yield();
+			sched_yield(); /* 3 -> 5 is done by the thread */
+		s->thread = t;
+		__atomic_store_n(&s->state, 1, __ATOMIC_RELEASE);
 	}
 	return NULL;
 }
