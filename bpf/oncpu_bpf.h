@@ -149,8 +149,8 @@ enum oncpu_bpf_stat {
 #define ONCPU_BPF_STAT_NAMES                                                                       \
 	{                                                                                          \
 		"switch_out", "switch_in", "writes", "unarmed", "missed_out", "repaired",          \
-		    "bad_entry", "arm_ok", "arm_refused", "arm_noreg", "arm_nomem", "exit", "exec", \
-		    "dropped" \
+		    "bad_entry", "arm_ok", "arm_refused", "arm_noreg", "arm_nomem", "exit",        \
+		    "exec", "dropped"                                                              \
 	}
 
 #endif /* ONCPU_BPF_H */

@@ -36,7 +36,6 @@
 
 extern void _oncpu_desched_bpf_arm(void *block);
 
-
 /* ---- victims: fork+exec of this program with argv[1] = "victim1|2" ---- */
 
 struct victim {

@@ -35,19 +35,6 @@ static bool tracked;
 static long threads_run, observations, gone_seen, alive_seen, forks;
 static uint32_t max_index;
 
-static void sleep_us(long us)
-{
-	struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-	nanosleep(&ts, NULL);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void *short_lived(void *arg)
 {
 	struct slot *s = arg;
@@ -74,7 +61,7 @@ static void *short_lived(void *arg)
 	s->token = me;
 	__atomic_store_n(&s->state, 5, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&s->release, __ATOMIC_ACQUIRE))
-		sleep_us(50);
+		test_sleep_us(50);
 	CHECK(w[0] == me); /* nobody else wrote our words */
 	return NULL;
 }
@@ -182,7 +169,7 @@ static void *forker_main(void *arg)
 		CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork child: %s: %s",
 		          test_status_str(st), err);
 		forks++;
-		sleep_us(20000);
+		test_sleep_us(20000);
 	}
 	return NULL;
 }
@@ -208,12 +195,12 @@ int main(void)
 	for (long i = 0; i < OBSERVERS; i++)
 		CHECK(pthread_create(&ob[i], NULL, observer_main, (void *)i) == 0);
 	CHECK(pthread_create(&fk, NULL, forker_main, NULL) == 0);
-	double t0 = now_s();
-	sleep_us((long)(seconds * 1e6));
+	double t0 = test_now_s();
+	test_sleep_us((long)(seconds * 1e6));
 	/* The reuse check below needs more threads than slots: on a slow
 	 * (emulated) machine run on until there were; the watchdog bounds it. */
 	while (__atomic_load_n(&threads_run, __ATOMIC_RELAXED) <= SLOTS)
-		sleep_us(100000);
+		test_sleep_us(100000);
 	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < SPAWNERS; i++)
 		CHECK(pthread_join(sp[i], NULL) == 0);
@@ -241,7 +228,7 @@ int main(void)
 	if (getenv("ONCPU_STRESS_VERBOSE"))
 		printf("stress.desched: %s provider %s: %.1f s: %ld threads, %ld observations "
 		       "(%ld gone), %ld forks, max block index %u\n",
-		       test_mode(), oncpu_desched_provider(), now_s() - t0, threads_run,
+		       test_mode(), oncpu_desched_provider(), test_now_s() - t0, threads_run,
 		       observations, gone_seen, forks, max_index);
 	printf("stress.desched: all checks passed (%s)\n", test_mode());
 	return 0;

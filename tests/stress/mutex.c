@@ -51,19 +51,6 @@ static __thread struct worker *self_worker;
 static long churn_ops, churn_threads; /* under locks[0] */
 static long starving_seen, waiters_seen;
 
-static void sleep_us(long us)
-{
-	struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-	nanosleep(&ts, NULL); /* EINTR from the disturber's signals is fine */
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -80,13 +67,13 @@ static void critical(struct guarded *g, pid_t tid, uint64_t r)
 	CHECK(a == g->b);
 	g->a = a + 1;
 	if (r % 1024 < 2) {
-		sleep_us(20 + (long)((r >> 20) % 200)); /* owner off CPU */
+		test_sleep_us(20 + (long)((r >> 20) % 200)); /* owner off CPU */
 	} else if (r % 1024 < 18) {
 		sched_yield();
 	} else if (r % 1024 < 26) {
 		/* long on CPU: waiters spin while it runs (or until preempted) */
-		double until = now_s() + (double)(10 + (r >> 20) % 40) * 1e-6;
-		while (now_s() < until)
+		double until = test_now_s() + (double)(10 + (r >> 20) % 40) * 1e-6;
+		while (test_now_s() < until)
 			;
 	} else {
 		for (volatile int i = 0; i < (int)((r >> 40) % 64); i++)
@@ -187,7 +174,7 @@ static void *disturber_main(void *arg)
 		uint32_t state = __atomic_load_n(&locks[0].m._state, __ATOMIC_RELAXED);
 		starving_seen += handoff != 0;
 		waiters_seen += (state >> 1) & 1;
-		sleep_us(50);
+		test_sleep_us(50);
 		n++;
 	}
 	return NULL;
@@ -228,7 +215,7 @@ int main(void)
 	}
 	for (int i = 0; i < nworkers; i++)
 		while (!__atomic_load_n(&workers[i].tid, __ATOMIC_RELAXED))
-			sleep_us(100);
+			test_sleep_us(100);
 	pthread_t spawner, disturber, *hogs = calloc((size_t)test_allowed_count(), sizeof(*hogs));
 	CHECK(hogs);
 	for (int i = 0; i < test_allowed_count(); i++)
@@ -236,10 +223,10 @@ int main(void)
 		                     (void *)(intptr_t)test_allowed_nth(i)) == 0);
 	CHECK(pthread_create(&spawner, NULL, spawner_main, NULL) == 0);
 	CHECK(pthread_create(&disturber, NULL, disturber_main, NULL) == 0);
-	double t0 = now_s();
-	sleep_us((long)(seconds * 1e6));
+	double t0 = test_now_s();
+	test_sleep_us((long)(seconds * 1e6));
 	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
-	double t_stop = now_s();
+	double t_stop = test_now_s();
 	void *spawned;
 	CHECK(pthread_join(spawner, &spawned) == 0);
 	CHECK(pthread_join(disturber, NULL) == 0);
@@ -253,7 +240,7 @@ int main(void)
 			total[k] += workers[i].ops[k];
 		signals += workers[i].signals;
 	}
-	double drain = now_s() - t_stop;
+	double drain = test_now_s() - t_stop;
 	total[0] += churn_ops;
 	for (int k = 0; k < NLOCKS; k++) {
 		CHECK_MSG(locks[k].a == total[k] && locks[k].b == total[k],

@@ -34,19 +34,6 @@ static struct {
 
 static volatile int stop;
 
-static void sleep_us(long us)
-{
-	struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-	nanosleep(&ts, NULL);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void critical(long sleep)
 {
 	CHECK_MSG(g.inside == 0, "two threads inside the lock");
@@ -55,7 +42,7 @@ static void critical(long sleep)
 	CHECK(a == g.b);
 	g.a = a + 1;
 	if (sleep)
-		sleep_us(sleep);
+		test_sleep_us(sleep);
 	g.b = a + 1;
 	g.ops++;
 	g.inside = 0;
@@ -71,7 +58,7 @@ static void *worker_main(void *arg)
 		critical(r % 2 ? 100 : 0); /* owners off CPU: waiters sleep and starve */
 		oncpu_mutex_unlock(&g.m);
 		if ((r >> 8) % 4 == 0)
-			sleep_us(50); /* the lock is free at times */
+			test_sleep_us(50); /* the lock is free at times */
 		mine++;
 	}
 	return (void *)mine;
@@ -140,15 +127,15 @@ int main(void)
 
 	/* This thread forks; it never takes the lock in the parent. */
 	long children = 0, took = 0, with_request = 0;
-	double end = now_s() + seconds;
-	while (now_s() < end) {
+	double end = test_now_s() + seconds;
+	while (test_now_s() < end) {
 		/* Wait (a little) for a pending hand-off request and a free lock. */
 		bool request = false;
 		for (int i = 0; i < 2000 && !request; i++) {
 			request = __atomic_load_n(&g.m._handoff, __ATOMIC_RELAXED) != 0 &&
 			          !(__atomic_load_n(&g.m._state, __ATOMIC_RELAXED) & 1);
 			if (!request && i % 64 == 63)
-				sleep_us(10);
+				test_sleep_us(10);
 		}
 		fflush(stdout);
 		fflush(stderr);

@@ -27,6 +27,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <oncpu.h>
@@ -304,6 +305,24 @@ static TEST_UNUSED long test_mapping_rss_kb(const void *addr, uintptr_t *start, 
 	}
 	fclose(f);
 	return rss;
+}
+
+/* ---- time ---- */
+
+/* Sleep us microseconds (resumed after a signal: the whole time). */
+static TEST_UNUSED void test_sleep_us(long us)
+{
+	struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+	while (nanosleep(&ts, &ts) != 0)
+		CHECK(errno == EINTR);
+}
+
+/* CLOCK_MONOTONIC in seconds. */
+static TEST_UNUSED double test_now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- randomness ---- */

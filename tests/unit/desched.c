@@ -26,13 +26,6 @@
 static const char *provider;
 static bool tracked; /* a provider writes the words */
 
-static void sleep_us(long us)
-{
-	struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-	while (nanosleep(&ts, &ts) != 0)
-		CHECK(errno == EINTR);
-}
-
 static void test_provider(void)
 {
 	provider = oncpu_desched_provider();
@@ -167,7 +160,7 @@ static void *sleeper_main(void *arg)
 	while (!__atomic_load_n(&s->go, __ATOMIC_ACQUIRE))
 		; /* spin: on CPU */
 	__atomic_store_n(&s->phase, 2, __ATOMIC_RELEASE);
-	sleep_us(200000);
+	test_sleep_us(200000);
 	s->after_wake = *w; /* the resume value is written before user code runs */
 	__atomic_store_n(&s->phase, 3, __ATOMIC_RELEASE);
 	while (__atomic_load_n(&s->go, __ATOMIC_ACQUIRE) != 2)
@@ -189,7 +182,7 @@ static void test_values_written(void)
 	__atomic_store_n(&s.go, 1, __ATOMIC_RELEASE);
 	while (__atomic_load_n(&s.phase, __ATOMIC_ACQUIRE) < 2)
 		;
-	sleep_us(50000); /* the sleeper is in nanosleep now */
+	test_sleep_us(50000); /* the sleeper is in nanosleep now */
 	CHECK_MSG(*s.word == 7, "user entry reads %u while its thread sleeps", *s.word);
 	CHECK(oncpu_desched_state(s.token) == ONCPU_DESCHED_OFF_CPU);
 	while (__atomic_load_n(&s.phase, __ATOMIC_ACQUIRE) < 3)
@@ -200,7 +193,7 @@ static void test_values_written(void)
 		int on = 0;
 		for (int i = 0; i < 20000 && !on; i++) { /* up to 2 s+ on a loaded machine */
 			on = oncpu_desched_state(s.token) == ONCPU_DESCHED_ON_CPU;
-			sleep_us(100);
+			test_sleep_us(100);
 		}
 		CHECK_MSG(on, "a spinning thread never read as on CPU");
 	}
@@ -266,7 +259,7 @@ static void *holder_main(void *arg)
 	(void)arg;
 	holder_token = oncpu_desched_self();
 	while (!__atomic_load_n(&holder_go, __ATOMIC_ACQUIRE))
-		sleep_us(1000);
+		test_sleep_us(1000);
 	return NULL;
 }
 
@@ -297,7 +290,7 @@ static void test_fork(void)
 	pthread_t t;
 	CHECK(pthread_create(&t, NULL, holder_main, NULL) == 0);
 	while (!__atomic_load_n(&holder_token, __ATOMIC_ACQUIRE))
-		sleep_us(100);
+		test_sleep_us(100);
 	((uint32_t *)oncpu_desched_words())[1] = 0x12345678;
 	oncpu_desched_token_t me = oncpu_desched_self();
 	char err[2048];

@@ -18,20 +18,6 @@
 
 static oncpu_mutex_t gm = ONCPU_MUTEX_INIT;
 
-static void sleep_us(long us)
-{
-	struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-	while (nanosleep(&ts, &ts) != 0)
-		CHECK(errno == EINTR);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void *trylock_main(void *arg)
 {
 	oncpu_mutex_t *m = arg;
@@ -93,7 +79,7 @@ static void *hammer_main(void *arg)
 		CHECK(a == s->b);
 		s->a = a + 1;
 		if (s->sleep_every && i % s->sleep_every == 0)
-			sleep_us(100);
+			test_sleep_us(100);
 		else if (i % 101 == 0)
 			sched_yield();
 		s->b = a + 1;
@@ -132,7 +118,7 @@ static void *late_waiter(void *arg)
 {
 	oncpu_mutex_t *m = arg;
 	oncpu_mutex_lock(m);
-	acquired_at = now_s();
+	acquired_at = test_now_s();
 	oncpu_mutex_unlock(m);
 	return NULL;
 }
@@ -149,9 +135,9 @@ static void test_wakeup(void)
 		 * loaded machine takes to run it) */
 		while (!((__atomic_load_n(&m._state, __ATOMIC_RELAXED) & 2) ||
 		         __atomic_load_n(&m._handoff, __ATOMIC_RELAXED) != 0))
-			sleep_us(1000);
+			test_sleep_us(1000);
 		CHECK(acquired_at == 0);
-		double released = now_s();
+		double released = test_now_s();
 		oncpu_mutex_unlock(&m);
 		CHECK(pthread_join(t, NULL) == 0);
 		CHECK(acquired_at >= released);
@@ -188,13 +174,13 @@ static void test_fairness(void)
 		n = 64;
 	for (int i = 0; i < n; i++)
 		CHECK(pthread_create(&t[i], NULL, fair_hammer, &f) == 0);
-	sleep_us(20000);
+	test_sleep_us(20000);
 	double worst = 0;
 	for (int i = 0; i < 50; i++) {
-		sleep_us(1000);
-		double t0 = now_s();
+		test_sleep_us(1000);
+		double t0 = test_now_s();
 		oncpu_mutex_lock(&f.m);
-		double waited = now_s() - t0;
+		double waited = test_now_s() - t0;
 		oncpu_mutex_unlock(&f.m);
 		if (waited > worst)
 			worst = waited;
@@ -223,7 +209,7 @@ static void *churn_owner(void *arg)
 		oncpu_mutex_lock(&c->m);
 		c->total++;
 		if (i == 19)
-			sleep_us(50); /* waiters read this block while its owner exits */
+			test_sleep_us(50); /* waiters read this block while its owner exits */
 		oncpu_mutex_unlock(&c->m);
 	}
 	return NULL; /* exits right after the unlock: its block is released */
@@ -249,8 +235,8 @@ static void test_owner_exit(void)
 	for (int i = 0; i < 4; i++)
 		CHECK(pthread_create(&w[i], NULL, churn_waiter, &c) == 0);
 	long owners = 0;
-	double end = now_s() + 0.5;
-	while (now_s() < end) {
+	double end = test_now_s() + 0.5;
+	while (test_now_s() < end) {
 		pthread_t t[8];
 		for (int i = 0; i < 8; i++)
 			CHECK(pthread_create(&t[i], NULL, churn_owner, &c) == 0);
@@ -342,7 +328,7 @@ static void orphan_child(void *arg)
 	uint32_t reuser_index = 0;
 	CHECK(pthread_create(&reuser, NULL, orphan_reuser, &reuser_index) == 0);
 	while (!__atomic_load_n(&reuser_index, __ATOMIC_ACQUIRE))
-		sleep_us(100);
+		test_sleep_us(100);
 	/* the lock's owner field names a thread that runs */
 	CHECK_MSG(reuser_index == orphan_m._owner, "block %u not reused (owner %u)", reuser_index,
 	          orphan_m._owner);
@@ -359,7 +345,7 @@ static void orphan_child(void *arg)
 			    __atomic_load_n(&tids[i], __ATOMIC_ACQUIRE) && thread_sleeps(tids[i]);
 		if (asleep == n)
 			break;
-		sleep_us(1000);
+		test_sleep_us(1000);
 	}
 	CHECK(orphan_m._state & 1);
 	_exit(0); /* the waiters stay blocked: nobody will release the lock */
@@ -383,7 +369,7 @@ static void *other_holder(void *arg)
 	(void)arg;
 	oncpu_mutex_lock(&fork_held_by_other);
 	while (!__atomic_load_n(&other_release, __ATOMIC_ACQUIRE))
-		sleep_us(1000);
+		test_sleep_us(1000);
 	oncpu_mutex_unlock(&fork_held_by_other);
 	return NULL;
 }
@@ -429,19 +415,19 @@ static void test_fork(void)
 	CHECK(pthread_create(&other, NULL, other_holder, NULL) == 0);
 	while (oncpu_mutex_trylock(&fork_held_by_other) == 0) {
 		oncpu_mutex_unlock(&fork_held_by_other);
-		sleep_us(100);
+		test_sleep_us(100);
 	}
 	for (int i = 0; i < 6; i++)
 		CHECK(pthread_create(&cont[i], NULL, contender, (void *)0L) == 0);
 	for (int round = 0; round < 10; round++) {
 		oncpu_mutex_lock(&fork_contended);
-		sleep_us(2000); /* contenders are spinning and sleeping now */
+		test_sleep_us(2000); /* contenders are spinning and sleeping now */
 		char err[2048];
 		int st = test_run_child(fork_child, NULL, err, sizeof(err));
 		CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "fork child: %s: %s",
 		          test_status_str(st), err);
 		oncpu_mutex_unlock(&fork_contended);
-		sleep_us(1000);
+		test_sleep_us(1000);
 	}
 	__atomic_store_n(&contenders_stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < 6; i++)
@@ -466,7 +452,7 @@ static void *ghost_main(void *arg)
 	/* gets its block, which is a ghost in the child */
 	__atomic_store_n((uint32_t *)arg, (uint32_t)oncpu_desched_self(), __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&ghost_release, __ATOMIC_ACQUIRE))
-		sleep_us(1000);
+		test_sleep_us(1000);
 	return NULL;
 }
 
@@ -495,7 +481,7 @@ static void test_fork_stale_handoff(void)
 	uint32_t index = 0;
 	CHECK(pthread_create(&ghost, NULL, ghost_main, &index) == 0);
 	while (!__atomic_load_n(&index, __ATOMIC_ACQUIRE))
-		sleep_us(100);
+		test_sleep_us(100);
 	stale_index = index;
 	expect_child_ok(stale_handoff_child, "hung on the copied request");
 	__atomic_store_n(&ghost_release, 1, __ATOMIC_RELEASE);
