@@ -3,7 +3,8 @@
  * oncpu/resched.h - reschedule detection: "was this thread switched out,
  * migrated or signalled since I last looked?" in two instructions.
  *
- * tcmalloc's trick (seeds/000): the kernel rewrites rseq's cpu_id_start with
+ * tcmalloc's trick (described in the LKML thread "On-CPU state for user
+ * space", Vyukov, 2023): the kernel rewrites rseq's cpu_id_start with
  * the current CPU (a value below 2^31) after every context switch and before
  * every signal delivery. oncpu_resched_arm() stores a value with the high bit
  * set there; oncpu_resched_check() is true once the high bit is gone.
