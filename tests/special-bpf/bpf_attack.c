@@ -209,15 +209,9 @@ static void bounds(void)
 /* BPF_OBJ_GET of a pin: 0 when it opened, else -errno. */
 static int pin_open(const char *name, uint32_t flags)
 {
-	char p[512];
-	snprintf(p, sizeof(p), "%s/%s", bpftest_pin_dir(), name);
-	struct {
-		uint64_t pathname;
-		uint32_t bpf_fd, file_flags;
-	} get = {(uint64_t)(uintptr_t)p, 0, flags};
-	int fd = (int)bpftest_sys(7 /* BPF_OBJ_GET */, &get, sizeof(get));
+	int fd = bpftest_pin_get(name, flags);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	close(fd);
 	return 0;
 }

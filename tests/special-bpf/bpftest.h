@@ -86,20 +86,28 @@ static TEST_UNUSED long long bpftest_stat(enum oncpu_bpf_stat which)
 	return sum;
 }
 
+/* BPF_OBJ_GET of pin `name` opened with flags (BPF_F_RDONLY/WRONLY, or 0):
+ * the fd, or -errno. */
+static TEST_UNUSED int bpftest_pin_get(const char *name, uint32_t flags)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", bpftest_pin_dir(), name);
+	struct {
+		uint64_t pathname;
+		uint32_t bpf_fd, file_flags;
+	} get = {(uint64_t)(uintptr_t)p, 0, flags};
+	int fd = (int)bpftest_sys(7 /* BPF_OBJ_GET */, &get, sizeof(get));
+	return fd < 0 ? -errno : fd;
+}
+
 /* BPF_MAP_LOOKUP_ELEM (1), UPDATE_ELEM (2) or DELETE_ELEM (3) of thread
  * tid's registration (value {block, 0}), through the reg pin opened with
  * open_flags (BPF_F_RDONLY/WRONLY, or 0). 0 or -errno. */
 static TEST_UNUSED int bpftest_reg_op(int cmd, pid_t tid, void *block, uint32_t open_flags)
 {
-	char p[512];
-	snprintf(p, sizeof(p), "%s/%s", bpftest_pin_dir(), ONCPU_BPF_PIN_REG);
-	struct {
-		uint64_t pathname;
-		uint32_t bpf_fd, file_flags;
-	} get = {(uint64_t)(uintptr_t)p, 0, open_flags};
-	int fd = (int)bpftest_sys(7 /* BPF_OBJ_GET */, &get, sizeof(get));
+	int fd = bpftest_pin_get(ONCPU_BPF_PIN_REG, open_flags);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	int pidfd = (int)syscall(SYS_pidfd_open, tid, O_EXCL /* PIDFD_THREAD */);
 	if (pidfd < 0) {
 		int e = errno;
