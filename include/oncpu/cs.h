@@ -182,6 +182,25 @@ ONCPU_INLINE int _oncpu_cs_aborted(void)
 #define _ONCPU_ARCH_SECTIONS 1
 #include <oncpu/arch.h>
 
+/*
+ * A committed section leaves rseq_cs pointing at its descriptor (the kernel
+ * clears it lazily), so a module whose code holds sections must stay mapped:
+ * one constructor per module marks it RTLD_NODELETE (src/module.c). A module
+ * that must be unloadable is built with -DONCPU_UNLOADABLE (all its files):
+ * its sections then clear rseq_cs on every exit, one store more each.
+ */
+ONCPU_API void _oncpu_module_pin(const void *addr_in_module);
+#if defined(ONCPU_HAVE_RSEQ_ASM) && !defined(ONCPU_UNLOADABLE) && !defined(_ONCPU_IN_LIBRARY)
+__attribute__((weak, visibility("hidden"))) char _oncpu_module_pinned;
+__attribute__((constructor, used)) static void _oncpu_pin_this_module(void)
+{
+	if (!_oncpu_module_pinned) {
+		_oncpu_module_pinned = 1;
+		_oncpu_module_pin(&_oncpu_module_pinned);
+	}
+}
+#endif
+
 /* The per-CPU array operations check that the process is initialized; the
  * architecture's _init variants leave that out (see oncpu/arch/generic.h). */
 ONCPU_INLINE int _oncpu_cs_percpu_array_pop(int mode, void *base, intptr_t *load)

@@ -62,6 +62,10 @@ for t in "$src"/tests/unit/thread.c "$src"/tests/unit/cs.c "$src"/tests/unit/per
 	$readelf -h "$out" | grep -q "Machine:.*AArch64" || fail "$out is not aarch64"
 done
 
+# ONCPU_UNLOADABLE's variant of the sections (they clear rseq_cs) compiles too
+$cc $flags -DONCPU_UNLOADABLE -c "$src"/tests/unit/cs.c -o "$build/cs-unloadable.o" ||
+	fail "compiling tests/unit/cs.c with ONCPU_UNLOADABLE for aarch64"
+
 # oncpu-inspect (a host program) reads the aarch64 files: it must find
 # sections, with the arm64 signature before every abort handler, and
 # validate every descriptor (exit status 0, no line other than "ok").

@@ -52,6 +52,22 @@ static void *thread_pointer(void)
 }
 
 /* What every thread of this mode must see (called from many threads). */
+/*
+ * rseq_cs of a thread outside any section: 0, or (a committed section stays
+ * armed, oncpu/cs.h) a well-formed descriptor whose range excludes the
+ * caller, which the kernel would simply clear.
+ */
+static bool rseq_cs_idle(uint64_t p)
+{
+	if (p == 0)
+		return true;
+	const struct oncpu_rseq_cs *d = (const struct oncpu_rseq_cs *)(uintptr_t)p;
+	uintptr_t here = (uintptr_t)__builtin_return_address(0);
+	return p % 32 == 0 && d->version == 0 && d->flags == 0 && d->post_commit_offset > 0 &&
+	       d->post_commit_offset < 4096 && d->abort_ip - d->start_ip >= d->post_commit_offset &&
+	       here - d->start_ip >= d->post_commit_offset;
+}
+
 static void check_thread_state(void)
 {
 	bool rseq = test_expect_rseq();
@@ -76,7 +92,7 @@ static void check_thread_state(void)
 	CHECK(oncpu_vcpu_dense() == (rseq && kernel_has_mm_cid()));
 	if (area) {
 		CHECK(area->flags == 0);
-		CHECK(area->rseq_cs == 0); /* no section active here */
+		CHECK(rseq_cs_idle(area->rseq_cs)); /* no section active here */
 		CHECK((int)area->cpu_id >= 0 && (int)area->cpu_id < oncpu_cpu_count());
 		/* the area is at the same offset from the thread pointer in every thread */
 		static ptrdiff_t first_offset;
@@ -159,7 +175,7 @@ static void test_ids_pinned(void)
 			struct oncpu_rseq_area *a = oncpu_thread_area();
 			CHECK(a->cpu_id == (uint32_t)cpu);
 			CHECK(a->cpu_id_start == (uint32_t)cpu);
-			CHECK(a->flags == 0 && a->rseq_cs == 0);
+			CHECK(a->flags == 0 && rseq_cs_idle(a->rseq_cs));
 			if (kernel_has_node_id())
 				CHECK(a->node_id == gnode);
 			if (oncpu_vcpu_dense()) {

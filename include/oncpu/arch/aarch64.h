@@ -70,7 +70,8 @@ ONCPU_INLINE void _oncpu_tp_store32(ptrdiff_t off, uint32_t v)
  *       commit, which branches over the exits (see _ONCPU_ASM_STUBS)
  *   5:  compare-failed exit, 6: not-registered exit; both recorded in
  *       __rseq_exit_point_array.
- * Every exit clears rseq_cs. The area and the id are addressed through
+ * rseq_cs stays armed after an exit unless the module is built with
+ * ONCPU_UNLOADABLE (oncpu/cs.h). The area and the id are addressed through
  * registers the compiler computes from TPIDR_EL0 (no TLS addressing mode).
  * Scratch registers: x9, x10, x12-x14; x11 for race-window injection.
  *
@@ -132,8 +133,13 @@ extern volatile int _oncpu_inject_loops[8];
 	"str x9, [%[area], #" _ONCPU_XS(ONCPU_RSEQ_OFF_RSEQ_CS) "]\n\t" \
 	"1:\n\t"
 
+/* Disarm on exit: only for unloadable modules (see oncpu/cs.h). */
+#ifdef ONCPU_UNLOADABLE
 #define _ONCPU_ASM_CLEAR                                               \
 	"str xzr, [%[area], #" _ONCPU_XS(ONCPU_RSEQ_OFF_RSEQ_CS) "]\n\t"
+#else
+#define _ONCPU_ASM_CLEAR ""
+#endif
 
 /* Abort if the thread's id is no longer [id]. */
 #define _ONCPU_ASM_CHECK_ID                                            \

@@ -31,9 +31,10 @@
  * its abort handler and ONCPU_CS_UNAVAILABLE, without a section, for an
  * id that fails _oncpu_cs_id_usable() (both in oncpu/cs.h). Each section
  *   - stores its descriptor's address into rseq_cs (tp + rseq_offset + 8)
- *     before its first instruction, and clears rseq_cs on every exit
- *     (commit, compare failure, abort, not registered): no descriptor
- *     stays referenced after its module is unloaded;
+ *     before its first instruction and leaves it there on exit (the kernel
+ *     clears it lazily; oncpu/cs.h keeps the module mapped), except with
+ *     ONCPU_UNLOADABLE, where every exit (commit, compare failure, abort,
+ *     not registered) clears rseq_cs: _ONCPU_ASM_CLEAR;
  *   - emits the descriptor into __rseq_cs (32-byte aligned {version 0,
  *     flags 0, start_ip, post_commit_offset, abort_ip}), its address into
  *     __rseq_cs_ptr_array, and {start_ip, exit_ip} for every exit that is

@@ -11,8 +11,8 @@
  *   4:  abort handler in __rseq_failure, preceded by the signature
  *   5:  compare-failed exit, 6: not-registered exit; both recorded in
  *       __rseq_exit_point_array so a debugger can stop at every exit.
- * Every exit clears rseq_cs so no descriptor stays referenced after a
- * module holding it is unloaded.
+ * rseq_cs stays armed after an exit (the kernel clears it lazily) unless
+ * the module is built with ONCPU_UNLOADABLE (oncpu/cs.h).
  */
 #ifndef _ONCPU_ARCH_INCLUDE_OK
 #error "do not include <oncpu/arch/x86_64.h> directly; include <oncpu/cs.h>"
@@ -122,8 +122,13 @@ extern volatile int _oncpu_inject_loops[8];
 	"movq %%rax, %%fs:" _ONCPU_XS(ONCPU_RSEQ_OFF_RSEQ_CS) "(%[off])\n\t" \
 	"1:\n\t"
 
+/* Disarm on exit: only for unloadable modules (see oncpu/cs.h). */
+#ifdef ONCPU_UNLOADABLE
 #define _ONCPU_ASM_CLEAR                                               \
 	"movq $0, %%fs:" _ONCPU_XS(ONCPU_RSEQ_OFF_RSEQ_CS) "(%[off])\n\t"
+#else
+#define _ONCPU_ASM_CLEAR ""
+#endif
 
 /* Abort if the thread's id is no longer [id]. */
 #define _ONCPU_ASM_CHECK_ID                                            \
