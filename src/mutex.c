@@ -21,7 +21,8 @@
  * the futex word that sleeper waits on.
  *
  * _spins: glibc's adaptive spin estimate, for owners nobody tracks, and
- * the adaptive defer (below).
+ * the adaptive defer (below); its top bit is the benchmarks' "ignore the
+ * provider" mark (mutex_hooks.h), which the updates keep.
  *
  * _aux: the number of long spinners, the number of wake-ups in flight
  * (woken threads that have not yet looked at the lock), SKIPPED, and the
@@ -84,6 +85,7 @@
 
 #include "desched_provider.h"
 #include "internal.h"
+#include "mutex_hooks.h"
 
 #define LOCKED     0x1U
 #define WAITERS    0x2U
@@ -120,14 +122,15 @@
 #define DEFER_SHIFT_MAX 9 /* 512 pauses: about 5 to 30 us */
 #define DEFER_SHORTEN   4 /* a defer is shortened after every 4th race not lost */
 
-/* _spins: the spin estimate (low 16 bits) and the defer shift (bits 16-19;
- * 0 reads as DEFER_SHIFT_MIN, so that ONCPU_MUTEX_INIT needs no value). */
+/* _spins: the spin estimate (low 16 bits), the defer shift (bits 16-19;
+ * 0 reads as DEFER_SHIFT_MIN, so that ONCPU_MUTEX_INIT needs no value) and
+ * _ONCPU_MUTEX_SPINS_IGNORE_PROVIDER (bit 31). */
 #define SPINS_EST_MASK    0xFFFFU
 #define SPINS_DEFER_SHIFT 16
+#define SPINS_DEFER_MASK  0xFU
 
 static uint32_t max_spinners;
 static uint64_t roundtrip_ns; /* 0 until measured */
-int _oncpu_mutex_ignore_provider;
 
 static inline uint64_t aux_gen(void)
 {
@@ -324,11 +327,11 @@ static bool spinner_enter(oncpu_mutex_t *m)
 
 /* Store a new estimate or defer shift into _spins (racy like glibc's
  * estimate: a lost update costs one less accurate guess). */
-static void spins_store(oncpu_mutex_t *m, uint32_t est, uint32_t shift)
+static void spins_store(oncpu_mutex_t *m, uint32_t est, uint32_t shift, uint32_t mark)
 {
 	if (est > SPINS_EST_MASK)
 		est = SPINS_EST_MASK;
-	__atomic_store_n(&m->_spins, est | shift << SPINS_DEFER_SHIFT, __ATOMIC_RELAXED);
+	__atomic_store_n(&m->_spins, est | shift << SPINS_DEFER_SHIFT | mark, __ATOMIC_RELAXED);
 }
 
 /*
@@ -358,7 +361,8 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 {
 	uint32_t spins = __atomic_load_n(&m->_spins, __ATOMIC_RELAXED);
 	uint32_t est = spins & SPINS_EST_MASK;
-	uint32_t shift = spins >> SPINS_DEFER_SHIFT;
+	uint32_t shift = spins >> SPINS_DEFER_SHIFT & SPINS_DEFER_MASK;
+	uint32_t mark = spins & _ONCPU_MUTEX_SPINS_IGNORE_PROVIDER;
 	if (shift < DEFER_SHIFT_MIN)
 		shift = DEFER_SHIFT_MIN;
 	uint32_t untracked_max = est * 2 + 10;
@@ -386,11 +390,11 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 				s = __atomic_load_n(&m->_state, __ATOMIC_RELAXED);
 				if (s & LOCKED) {
 					if (shift < DEFER_SHIFT_MAX)
-						spins_store(m, est, shift + 1);
+						spins_store(m, est, shift + 1, mark);
 					break; /* hot: sleep */
 				}
 				if (shift > DEFER_SHIFT_MIN && ++defer_wins % DEFER_SHORTEN == 0)
-					spins_store(m, est, shift - 1);
+					spins_store(m, est, shift - 1, mark);
 			}
 			if (take(m, s, self, slept)) {
 				got = true;
@@ -401,7 +405,7 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 		uint32_t o = __atomic_load_n(&m->_owner, __ATOMIC_RELAXED);
 		if (o != owner) {
 			owner = o;
-			blk = _oncpu_mutex_ignore_provider ? NULL : _oncpu_desched_block_at(o);
+			blk = mark ? NULL : _oncpu_desched_block_at(o);
 		}
 		uint32_t st = blk ? __atomic_load_n(&blk->oncpu, __ATOMIC_RELAXED)
 		                  : ONCPU_DESCHED_WORD_UNTRACKED;
@@ -442,7 +446,7 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 		uint32_t nest = est + (uint32_t)((int32_t)(spun - est) / 8);
 		if (nest != est) {
 			uint32_t now = __atomic_load_n(&m->_spins, __ATOMIC_RELAXED);
-			spins_store(m, nest, now >> SPINS_DEFER_SHIFT);
+			spins_store(m, nest, now >> SPINS_DEFER_SHIFT & SPINS_DEFER_MASK, mark);
 		}
 	}
 	if (counted)
