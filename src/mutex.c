@@ -83,7 +83,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "desched_provider.h"
+#include "desched_owner.h"
 #include "internal.h"
 #include "mutex_hooks.h"
 
@@ -266,20 +266,16 @@ static uint64_t sleep_roundtrip_ns(void)
 
 static uint32_t self_id(void)
 {
-	uint32_t id = _oncpu_desched_self_index;
-	if (ONCPU_UNLIKELY(id == 0)) {
-		_oncpu_desched_block_self();
-		id = _oncpu_desched_self_index;
-	}
-	return id == ONCPU_DESCHED_INDEX_NONE || id == 0 ? OWNER_ANON : id;
+	uint32_t id = _oncpu_desched_self_id();
+	return id ? id : OWNER_ANON;
 }
 
 /* Is index's thread alive in this process (a fork child's copy of another
- * thread's block is not)? */
-static bool index_live(uint32_t index)
+ * thread's block is not)? Out of line: unlock needs it only for a pending
+ * hand-off, off its common path. */
+__attribute__((noinline)) static bool index_live(uint32_t index)
 {
-	const struct _oncpu_desched_block *blk = _oncpu_desched_block_at(index);
-	return blk && __atomic_load_n(&blk->state, __ATOMIC_RELAXED) == ONCPU_DESCHED_BLOCK_LIVE;
+	return _oncpu_desched_id_live(index);
 }
 
 /* h, a hand-off request read from m, or 0 when it names a thread that does
@@ -375,7 +371,7 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 		untracked_max = 0;
 	uint32_t owner = 0, spun = 0, backoff = 1;
 	uint64_t roundtrip = 0, deadline = 0, last = 0; /* ns, while the owner runs */
-	const struct _oncpu_desched_block *blk = NULL;
+	const uint32_t *word = NULL;                    /* the owner's on-CPU word */
 	bool got = false, counted = false, untracked = false, deferred = false;
 	for (;;) {
 		uint32_t s = __atomic_load_n(&m->_state, __ATOMIC_RELAXED);
@@ -405,10 +401,9 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 		uint32_t o = __atomic_load_n(&m->_owner, __ATOMIC_RELAXED);
 		if (o != owner) {
 			owner = o;
-			blk = mark ? NULL : _oncpu_desched_block_at(o);
+			word = mark ? NULL : _oncpu_desched_oncpu_word(o);
 		}
-		uint32_t st = blk ? __atomic_load_n(&blk->oncpu, __ATOMIC_RELAXED)
-		                  : ONCPU_DESCHED_WORD_UNTRACKED;
+		uint32_t st = _oncpu_desched_word_state(word);
 		if (st == ONCPU_DESCHED_WORD_OFF)
 			break; /* the owner cannot release it before it runs again */
 		if (st != ONCPU_DESCHED_WORD_ON) {
@@ -561,8 +556,8 @@ static void lock_slow(oncpu_mutex_t *m)
 
 void oncpu_mutex_lock(oncpu_mutex_t *m)
 {
-	uint32_t self = _oncpu_desched_self_index, free_state = 0;
-	if (ONCPU_LIKELY(self - 1 < ONCPU_DESCHED_MAX_INDEX) &&
+	uint32_t self = _oncpu_desched_self_cached(), free_state = 0;
+	if (ONCPU_LIKELY(_oncpu_desched_id_valid(self)) &&
 	    __atomic_compare_exchange_n(&m->_state, &free_state, LOCKED, false, __ATOMIC_ACQUIRE,
 	                                __ATOMIC_RELAXED)) {
 		__atomic_store_n(&m->_owner, self, __ATOMIC_RELAXED);
