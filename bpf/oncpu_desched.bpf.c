@@ -10,7 +10,7 @@
  *     pins the user object (one page at most) when the thread registers, and
  *     programs write it through the kernel mapping, from any context.
  *   - So the library owns the target memory: one block per thread
- *     (src/desched_provider.h), whose entries point into the block itself.
+ *     (common/desched_block.h), whose entries point into the block itself.
  *     Every entry is bounds-checked here: a target outside the block's
  *     on-CPU word or user words is refused and counted.
  *   - Registration is authenticated in the thread's own context (the arm
@@ -46,7 +46,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 
-#include "desched_provider.h"
+#include "desched_block.h"
 #include "oncpu_bpf.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -10,7 +10,9 @@
 #include <oncpu/cache.h>
 #include <oncpu/config.h>
 #include <oncpu/counter.h>
+#if ONCPU_INLINE_FASTPATHS /* critical sections exist only inline */
 #include <oncpu/cs.h>
+#endif
 #include <oncpu/desched.h>
 #include <oncpu/mutex.h>
 #include <oncpu/percpu.h>

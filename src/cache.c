@@ -7,7 +7,6 @@
  * sections never hold the depot mutex while they wait for a slot's lock.
  */
 #define _GNU_SOURCE
-#define _ONCPU_BUILDING_EXPORTS 1
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -608,15 +607,4 @@ int oncpu_cache_get_stats(struct oncpu_cache *pub, struct oncpu_cache_stats *st)
 	st->slab_bytes = c->slab_bytes;
 	pthread_mutex_unlock(&c->lock);
 	return 0;
-}
-
-/* Exported copies of the inline paths. */
-void *oncpu_cache_alloc(struct oncpu_cache *c)
-{
-	return _oncpu_cache_alloc_fast(c);
-}
-
-void oncpu_cache_free(struct oncpu_cache *c, void *obj)
-{
-	_oncpu_cache_free_fast(c, obj, NULL, 0);
 }

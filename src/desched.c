@@ -27,6 +27,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "desched_owner.h"
+#include "desched_pool.h"
 #include "desched_provider.h"
 #include "internal.h"
 

@@ -10,7 +10,7 @@
  * a __uptr, in the caller's own address space), then calls
  * _oncpu_desched_bpf_arm(): a uprobe there runs the arm program as this
  * thread, which checks that the pinned page is this thread's block and only
- * then arms the registration (the protocol is in bpf/oncpu_bpf.h).
+ * then arms the registration (the protocol is in common/oncpu_bpf.h).
  *
  * Only root and the group that the administrator gave to `oncpu-bpfd load
  * --group` may open the reg map for writing. A registration can still be
@@ -49,7 +49,7 @@
 #include "desched_provider.h"
 #include "internal.h"
 
-#include "../bpf/oncpu_bpf.h"
+#include "oncpu_bpf.h"
 
 /* bpf(2) and pidfd_open(2), mirrored from linux/bpf.h and linux/pidfd.h so
  * that liboncpu builds without recent kernel headers. */

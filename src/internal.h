@@ -29,5 +29,8 @@ void _oncpu_fork_register(void);
 void _oncpu_percpu_fork_prepare(void);
 void _oncpu_percpu_fork_release(void);
 void _oncpu_desched_fork_child(void);
+/* Incremented in every fork child (by _oncpu_desched_fork_child): state
+ * tagged with an older value was copied from the parent. */
+extern uint32_t _oncpu_fork_generation __attribute__((visibility("hidden")));
 
 #endif /* ONCPU_INTERNAL_H */

@@ -21,7 +21,8 @@
  * the futex word that sleeper waits on.
  *
  * _spins: glibc's adaptive spin estimate, for owners nobody tracks, and
- * the adaptive defer (below).
+ * the adaptive defer (below); its top bit is the benchmarks' "ignore the
+ * provider" mark (mutex_hooks.h), which the updates keep.
  *
  * _aux: the number of long spinners, the number of wake-ups in flight
  * (woken threads that have not yet looked at the lock), SKIPPED, and the
@@ -82,8 +83,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "desched_provider.h"
+#include "desched_owner.h"
 #include "internal.h"
+#include "mutex_hooks.h"
 
 #define LOCKED     0x1U
 #define WAITERS    0x2U
@@ -120,14 +122,15 @@
 #define DEFER_SHIFT_MAX 9 /* 512 pauses: about 5 to 30 us */
 #define DEFER_SHORTEN   4 /* a defer is shortened after every 4th race not lost */
 
-/* _spins: the spin estimate (low 16 bits) and the defer shift (bits 16-19;
- * 0 reads as DEFER_SHIFT_MIN, so that ONCPU_MUTEX_INIT needs no value). */
+/* _spins: the spin estimate (low 16 bits), the defer shift (bits 16-19;
+ * 0 reads as DEFER_SHIFT_MIN, so that ONCPU_MUTEX_INIT needs no value) and
+ * _ONCPU_MUTEX_SPINS_IGNORE_PROVIDER (bit 31). */
 #define SPINS_EST_MASK    0xFFFFU
 #define SPINS_DEFER_SHIFT 16
+#define SPINS_DEFER_MASK  0xFU
 
 static uint32_t max_spinners;
 static uint64_t roundtrip_ns; /* 0 until measured */
-int _oncpu_mutex_ignore_provider;
 
 static inline uint64_t aux_gen(void)
 {
@@ -263,20 +266,16 @@ static uint64_t sleep_roundtrip_ns(void)
 
 static uint32_t self_id(void)
 {
-	uint32_t id = _oncpu_desched_self_index;
-	if (ONCPU_UNLIKELY(id == 0)) {
-		_oncpu_desched_block_self();
-		id = _oncpu_desched_self_index;
-	}
-	return id == ONCPU_DESCHED_INDEX_NONE || id == 0 ? OWNER_ANON : id;
+	uint32_t id = _oncpu_desched_self_id();
+	return id ? id : OWNER_ANON;
 }
 
 /* Is index's thread alive in this process (a fork child's copy of another
- * thread's block is not)? */
-static bool index_live(uint32_t index)
+ * thread's block is not)? Out of line: unlock needs it only for a pending
+ * hand-off, off its common path. */
+__attribute__((noinline)) static bool index_live(uint32_t index)
 {
-	const struct _oncpu_desched_block *blk = _oncpu_desched_block_at(index);
-	return blk && __atomic_load_n(&blk->state, __ATOMIC_RELAXED) == ONCPU_DESCHED_BLOCK_LIVE;
+	return _oncpu_desched_id_live(index);
 }
 
 /* h, a hand-off request read from m, or 0 when it names a thread that does
@@ -324,11 +323,11 @@ static bool spinner_enter(oncpu_mutex_t *m)
 
 /* Store a new estimate or defer shift into _spins (racy like glibc's
  * estimate: a lost update costs one less accurate guess). */
-static void spins_store(oncpu_mutex_t *m, uint32_t est, uint32_t shift)
+static void spins_store(oncpu_mutex_t *m, uint32_t est, uint32_t shift, uint32_t mark)
 {
 	if (est > SPINS_EST_MASK)
 		est = SPINS_EST_MASK;
-	__atomic_store_n(&m->_spins, est | shift << SPINS_DEFER_SHIFT, __ATOMIC_RELAXED);
+	__atomic_store_n(&m->_spins, est | shift << SPINS_DEFER_SHIFT | mark, __ATOMIC_RELAXED);
 }
 
 /*
@@ -358,7 +357,8 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 {
 	uint32_t spins = __atomic_load_n(&m->_spins, __ATOMIC_RELAXED);
 	uint32_t est = spins & SPINS_EST_MASK;
-	uint32_t shift = spins >> SPINS_DEFER_SHIFT;
+	uint32_t shift = spins >> SPINS_DEFER_SHIFT & SPINS_DEFER_MASK;
+	uint32_t mark = spins & _ONCPU_MUTEX_SPINS_IGNORE_PROVIDER;
 	if (shift < DEFER_SHIFT_MIN)
 		shift = DEFER_SHIFT_MIN;
 	uint32_t untracked_max = est * 2 + 10;
@@ -371,7 +371,7 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 		untracked_max = 0;
 	uint32_t owner = 0, spun = 0, backoff = 1;
 	uint64_t roundtrip = 0, deadline = 0, last = 0; /* ns, while the owner runs */
-	const struct _oncpu_desched_block *blk = NULL;
+	const uint32_t *word = NULL;                    /* the owner's on-CPU word */
 	bool got = false, counted = false, untracked = false, deferred = false;
 	for (;;) {
 		uint32_t s = __atomic_load_n(&m->_state, __ATOMIC_RELAXED);
@@ -386,11 +386,11 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 				s = __atomic_load_n(&m->_state, __ATOMIC_RELAXED);
 				if (s & LOCKED) {
 					if (shift < DEFER_SHIFT_MAX)
-						spins_store(m, est, shift + 1);
+						spins_store(m, est, shift + 1, mark);
 					break; /* hot: sleep */
 				}
 				if (shift > DEFER_SHIFT_MIN && ++defer_wins % DEFER_SHORTEN == 0)
-					spins_store(m, est, shift - 1);
+					spins_store(m, est, shift - 1, mark);
 			}
 			if (take(m, s, self, slept)) {
 				got = true;
@@ -401,10 +401,9 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 		uint32_t o = __atomic_load_n(&m->_owner, __ATOMIC_RELAXED);
 		if (o != owner) {
 			owner = o;
-			blk = _oncpu_mutex_ignore_provider ? NULL : _oncpu_desched_block_at(o);
+			word = mark ? NULL : _oncpu_desched_oncpu_word(o);
 		}
-		uint32_t st = blk ? __atomic_load_n(&blk->oncpu, __ATOMIC_RELAXED)
-		                  : ONCPU_DESCHED_WORD_UNTRACKED;
+		uint32_t st = _oncpu_desched_word_state(word);
 		if (st == ONCPU_DESCHED_WORD_OFF)
 			break; /* the owner cannot release it before it runs again */
 		if (st != ONCPU_DESCHED_WORD_ON) {
@@ -442,7 +441,7 @@ static bool spin(oncpu_mutex_t *m, uint32_t self, bool slept)
 		uint32_t nest = est + (uint32_t)((int32_t)(spun - est) / 8);
 		if (nest != est) {
 			uint32_t now = __atomic_load_n(&m->_spins, __ATOMIC_RELAXED);
-			spins_store(m, nest, now >> SPINS_DEFER_SHIFT);
+			spins_store(m, nest, now >> SPINS_DEFER_SHIFT & SPINS_DEFER_MASK, mark);
 		}
 	}
 	if (counted)
@@ -557,8 +556,8 @@ static void lock_slow(oncpu_mutex_t *m)
 
 void oncpu_mutex_lock(oncpu_mutex_t *m)
 {
-	uint32_t self = _oncpu_desched_self_index, free_state = 0;
-	if (ONCPU_LIKELY(self - 1 < ONCPU_DESCHED_MAX_INDEX) &&
+	uint32_t self = _oncpu_desched_self_cached(), free_state = 0;
+	if (ONCPU_LIKELY(_oncpu_desched_id_valid(self)) &&
 	    __atomic_compare_exchange_n(&m->_state, &free_state, LOCKED, false, __ATOMIC_ACQUIRE,
 	                                __ATOMIC_RELAXED)) {
 		__atomic_store_n(&m->_owner, self, __ATOMIC_RELAXED);

@@ -4,7 +4,6 @@
  * for the slot layer (slot.h), pop_cpu.
  */
 #define _GNU_SOURCE
-#define _ONCPU_BUILDING_EXPORTS 1
 #include <errno.h>
 #include <stdlib.h>
 
@@ -178,15 +177,4 @@ void *oncpu_ring_pop_cpu(struct oncpu_ring *r, int cpu)
 	struct pop o = {{pop_section, pop_locked}, r, 0};
 	_oncpu_slot_run_on(&set, &o.op, cpu);
 	return (void *)o.p;
-}
-
-/* Exported copies of the inline paths. */
-int oncpu_ring_push(struct oncpu_ring *r, void *p)
-{
-	return _oncpu_ring_push_fast(r, p);
-}
-
-void *oncpu_ring_pop(struct oncpu_ring *r)
-{
-	return _oncpu_ring_pop_fast(r);
 }

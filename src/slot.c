@@ -7,7 +7,6 @@
  * is sound: doc/slot-protocol.md (step numbers below refer to it).
  */
 #define _GNU_SOURCE
-#define _ONCPU_BUILDING_EXPORTS 1
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>

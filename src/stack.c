@@ -4,7 +4,6 @@
  * (slot.h), pop_cpu, drain.
  */
 #define _GNU_SOURCE
-#define _ONCPU_BUILDING_EXPORTS 1
 #include <errno.h>
 #include <stdlib.h>
 
@@ -151,15 +150,4 @@ struct oncpu_stack_node *oncpu_stack_drain(struct oncpu_stack *s)
 	struct oncpu_stack_node *out = NULL;
 	_oncpu_slot_each_locked(&set, nonempty, take_list, &out);
 	return out;
-}
-
-/* Exported copies of the inline paths. */
-void oncpu_stack_push(struct oncpu_stack *s, struct oncpu_stack_node *n)
-{
-	_oncpu_stack_push_fast(s, n);
-}
-
-struct oncpu_stack_node *oncpu_stack_pop(struct oncpu_stack *s)
-{
-	return _oncpu_stack_pop_fast(s);
 }

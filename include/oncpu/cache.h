@@ -61,12 +61,14 @@
 #include <stdint.h>
 
 #include <oncpu/config.h>
-#include <oncpu/cs.h>
 #include <oncpu/percpu.h>
+#if ONCPU_INLINE_FASTPATHS
+#include <oncpu/cs.h>
+#endif
 
 ONCPU_BEGIN_DECLS
 
-/* Flags of oncpu_cache_new_flags: ONCPU_F_VCPU (oncpu/cs.h: one array per
+/* Flags of oncpu_cache_new_flags: ONCPU_F_VCPU (oncpu/percpu.h: one array per
  * virtual CPU) and this one. ONCPU_CACHE_VCPU is ONCPU_F_VCPU's deprecated
  * alias, removed in the next release. */
 #define ONCPU_CACHE_DEBUG 2u /* detect double free, foreign pointers, writes after free */
@@ -76,6 +78,7 @@ enum { ONCPU_CACHE_VCPU ONCPU_DEPRECATED("use ONCPU_F_VCPU") = ONCPU_F_VCPU };
 #define ONCPU_CACHE_MAX_OBJECT_SIZE ((size_t)1 << 20)
 #define ONCPU_CACHE_MAX_ALIGN       ((size_t)4096)
 
+#if ONCPU_INLINE_FASTPATHS
 /* The handle. Its fields are internal; they are here for the inline paths. */
 struct oncpu_cache {
 	void *_pcpu;     /* per-CPU struct _oncpu_cache_slot + M object pointers */
@@ -100,6 +103,9 @@ struct _oncpu_cache_slot {
 	               /* followed by void *objs[M] */
 };
 #define _ONCPU_CACHE_OBJS(slot) ((intptr_t *)((struct _oncpu_cache_slot *)(slot) + 1))
+#else
+struct oncpu_cache; /* opaque */
+#endif
 
 /*
  * oncpu_cache_new - a cache of objects of object_size bytes aligned to
@@ -125,11 +131,16 @@ ONCPU_API struct oncpu_cache *oncpu_cache_new_flags(size_t object_size, size_t a
  * ignored; a NULL c with an object is reported and aborts (free cannot
  * report an error; oncpu(7)).
  *
- * Inline here (one critical section each in the common case); liboncpu also
- * exports them. oncpu_cache_free is also a macro that passes the caller's
- * __FILE__ and __LINE__ to the debug report; (oncpu_cache_free)(c, obj) and
- * &oncpu_cache_free are the function.
+ * Functions of liboncpu; with ONCPU_INLINE_FASTPATHS (oncpu/config.h)
+ * macros over their fast paths (one critical section each in the common
+ * case), and oncpu_cache_free passes the caller's __FILE__ and __LINE__ to
+ * the debug report; (oncpu_cache_free)(c, obj) and &oncpu_cache_free are
+ * the function.
  */
+ONCPU_API void *oncpu_cache_alloc(struct oncpu_cache *c);
+ONCPU_API void oncpu_cache_free(struct oncpu_cache *c, void *obj);
+
+#if ONCPU_INLINE_FASTPATHS
 ONCPU_API void *_oncpu_cache_alloc_slow(struct oncpu_cache *c);
 ONCPU_API void _oncpu_cache_free_slow(struct oncpu_cache *c, void *obj, const char *file, int line);
 
@@ -193,20 +204,9 @@ ONCPU_INLINE void _oncpu_cache_free_fast(struct oncpu_cache *c, void *obj, const
 	_oncpu_cache_free_slow(c, obj, file, line);
 }
 
-#ifndef _ONCPU_BUILDING_EXPORTS
-ONCPU_INLINE void *oncpu_cache_alloc(struct oncpu_cache *c)
-{
-	return _oncpu_cache_alloc_fast(c);
-}
-ONCPU_INLINE void(oncpu_cache_free)(struct oncpu_cache *c, void *obj)
-{
-	_oncpu_cache_free_fast(c, obj, NULL, 0);
-}
+#define oncpu_cache_alloc(c)     _oncpu_cache_alloc_fast(c)
 #define oncpu_cache_free(c, obj) _oncpu_cache_free_fast((c), (obj), __FILE__, __LINE__)
-#else
-ONCPU_API void *oncpu_cache_alloc(struct oncpu_cache *c);
-ONCPU_API void oncpu_cache_free(struct oncpu_cache *c, void *obj);
-#endif
+#endif /* ONCPU_INLINE_FASTPATHS */
 
 /* oncpu_cache_destroy - release every slab, magazine and per-CPU array
  * (NULL is ignored). Objects still allocated become invalid. */

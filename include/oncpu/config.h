@@ -15,6 +15,29 @@
 #error "oncpu needs C11 (or C++11)"
 #endif
 
+/*
+ * ONCPU_INLINE_FASTPATHS - how a program calls the operations that have a
+ * fast path (oncpu_cpu, oncpu_vcpu, oncpu_counter_add, the push and pop of
+ * stacks and rings, oncpu_cache_alloc and oncpu_cache_free, and
+ * oncpu_resched_arm, _check, _epoch and _cpu_ptr). Define it before the
+ * first oncpu header, for the whole program (oncpu(7)):
+ *   1 (default)  each is a macro over an inline fast path: no call, but the
+ *                program reads liboncpu's internal layouts and private
+ *                symbols (the "private, stable" part of its version script)
+ *                and is tied to them.
+ *   0            each is a call of the function liboncpu exports, handles
+ *                are opaque and no header exposes an internal symbol or
+ *                layout: the program depends on the public ABI only.
+ *                oncpu/cs.h (critical sections, inline by nature) refuses.
+ * Either way liboncpu exports every one of them as a function.
+ */
+#ifndef ONCPU_INLINE_FASTPATHS
+#define ONCPU_INLINE_FASTPATHS 1
+#endif
+#if ONCPU_INLINE_FASTPATHS != 0 && ONCPU_INLINE_FASTPATHS != 1
+#error "ONCPU_INLINE_FASTPATHS must be 0 or 1"
+#endif
+
 /* Exported from liboncpu; everything else there is hidden. */
 #define ONCPU_API         __attribute__((visibility("default")))
 #define ONCPU_INLINE      static inline __attribute__((always_inline))

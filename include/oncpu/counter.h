@@ -19,7 +19,9 @@
 #define ONCPU_COUNTER_H
 
 #include <oncpu/config.h>
+#if ONCPU_INLINE_FASTPATHS
 #include <oncpu/cs.h>
+#endif
 
 ONCPU_BEGIN_DECLS
 
@@ -35,6 +37,11 @@ ONCPU_API void oncpu_counter_destroy(struct oncpu_counter *c);
 ONCPU_API void oncpu_counter_free(struct oncpu_counter *c)
     ONCPU_DEPRECATED("use oncpu_counter_destroy");
 
+/* oncpu_counter_add - add delta (may be negative). A function of liboncpu;
+ * with ONCPU_INLINE_FASTPATHS (oncpu/config.h) a macro over its fast path. */
+ONCPU_API void oncpu_counter_add(struct oncpu_counter *c, long delta);
+
+#if ONCPU_INLINE_FASTPATHS
 ONCPU_API void _oncpu_counter_add_slow(struct oncpu_counter *c, long delta);
 
 ONCPU_INLINE void _oncpu_counter_add_fast(struct oncpu_counter *c, long delta)
@@ -51,17 +58,8 @@ ONCPU_INLINE void _oncpu_counter_add_fast(struct oncpu_counter *c, long delta)
 	if (ONCPU_UNLIKELY(r != ONCPU_CS_COMMITTED))
 		_oncpu_counter_add_slow(c, delta);
 }
-
-/* oncpu_counter_add - add delta (may be negative).
- * Inline here; liboncpu also exports it as a function. */
-#ifndef _ONCPU_BUILDING_EXPORTS
-ONCPU_INLINE void oncpu_counter_add(struct oncpu_counter *c, long delta)
-{
-	_oncpu_counter_add_fast(c, delta);
-}
-#else
-ONCPU_API void oncpu_counter_add(struct oncpu_counter *c, long delta);
-#endif
+#define oncpu_counter_add(c, delta) _oncpu_counter_add_fast(c, delta)
+#endif /* ONCPU_INLINE_FASTPATHS */
 
 ONCPU_END_DECLS
 

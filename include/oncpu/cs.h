@@ -117,6 +117,10 @@
 #include <oncpu/percpu.h>
 #include <oncpu/thread.h>
 
+#if !ONCPU_INLINE_FASTPATHS
+#error "oncpu/cs.h: critical sections are inline code; they need ONCPU_INLINE_FASTPATHS=1"
+#endif
+
 ONCPU_BEGIN_DECLS
 
 enum oncpu_cs_result {
@@ -126,15 +130,7 @@ enum oncpu_cs_result {
 	ONCPU_CS_CMPFAIL = 1,
 };
 
-/*
- * ONCPU_F_VCPU - the creation flag of every per-CPU structure (stack, ring,
- * cache: oncpu_*_new_flags): index its slots by virtual CPU. A structure
- * created with it runs its sections in mode ONCPU_VCPU, one without it in
- * ONCPU_CPU: the flag is the run-time choice, made once per structure, of
- * the indexing that the ONCPU_VCPU token names at compile time for one
- * operation. Bits above it are a structure's own flags (ONCPU_CACHE_DEBUG).
- */
-#define ONCPU_F_VCPU 1u
+/* ONCPU_F_VCPU, the structures' flag for the ONCPU_VCPU indexing: oncpu/percpu.h. */
 
 /* Token tables: only these modes and orders exist. */
 enum { _oncpu_mode_ONCPU_CPU = 0, _oncpu_mode_ONCPU_VCPU = 1 };

@@ -88,11 +88,6 @@ ONCPU_API int oncpu_mutex_trylock(oncpu_mutex_t *m);
 /* oncpu_mutex_unlock - release m, which the caller owns. */
 ONCPU_API void oncpu_mutex_unlock(oncpu_mutex_t *m);
 
-/* Internal, for benchmarks and tests: non-zero makes waiters ignore the
- * owners' on-CPU words, as under provider "none" (set it while no thread
- * waits on any oncpu mutex). */
-extern ONCPU_API int _oncpu_mutex_ignore_provider;
-
 ONCPU_END_DECLS
 
 #endif /* ONCPU_MUTEX_H */

@@ -40,7 +40,19 @@ ONCPU_API void *oncpu_percpu_alloc(size_t size, size_t align);
  * on stderr and aborts the process. */
 ONCPU_API void oncpu_percpu_free(void *handle);
 
-/* oncpu_ptr - CPU `cpu`'s instance of the item `handle`. */
+/*
+ * ONCPU_F_VCPU - the creation flag of every per-CPU structure (stack, ring,
+ * cache: oncpu_*_new_flags): index its slots by virtual CPU. A structure
+ * created with it runs its sections in mode ONCPU_VCPU (oncpu/cs.h), one
+ * without it in ONCPU_CPU: the flag is the run-time choice, made once per
+ * structure, of the indexing that the ONCPU_VCPU token names at compile
+ * time for one operation. Bits above it are a structure's own flags
+ * (ONCPU_CACHE_DEBUG).
+ */
+#define ONCPU_F_VCPU 1u
+
+/* oncpu_ptr - CPU `cpu`'s instance of the item `handle` (inline in both
+ * settings of ONCPU_INLINE_FASTPATHS: the stride is part of the API). */
 ONCPU_INLINE void *oncpu_ptr(void *handle, int cpu)
 {
 	return (char *)handle + (size_t)cpu * ONCPU_PERCPU_STRIDE;

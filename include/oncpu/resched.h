@@ -54,14 +54,10 @@ ONCPU_BEGIN_DECLS
  */
 ONCPU_API int oncpu_resched_init(void);
 
-/* ---- internal state read by the inline functions ---- */
-/* Offset of cpu_id_start from the thread pointer when detection works, else
- * 0 (undecided or unsupported). */
-extern ONCPU_API ptrdiff_t _oncpu_resched_offset;
-/* This thread's reschedule epoch (see oncpu_resched_epoch()). */
-extern ONCPU_API __thread uint64_t _oncpu_resched_epoch_tls
-    __attribute__((tls_model("initial-exec")));
-ONCPU_API bool _oncpu_resched_arm_slow(void);
+/*
+ * The functions below are functions of liboncpu; with ONCPU_INLINE_FASTPATHS
+ * (oncpu/config.h) macros over their fast paths.
+ */
 
 /*
  * oncpu_resched_arm - start watching: from now on, a switch-out, migration
@@ -69,36 +65,14 @@ ONCPU_API bool _oncpu_resched_arm_slow(void);
  * when detection does not work here (check() is then always true). Also
  * advances this thread's epoch. Async-signal-safe after the first call.
  */
-ONCPU_INLINE bool oncpu_resched_arm(void)
-{
-#if defined(ONCPU_HAVE_TP_LOAD)
-	ptrdiff_t off = _oncpu_resched_offset;
-	/* cpu_id >= 0: this thread's area is registered (own mode registers
-	 * threads lazily). */
-	if (ONCPU_LIKELY(off != 0) &&
-	    ONCPU_LIKELY(_oncpu_tp_load32(off + ONCPU_RSEQ_OFF_CPU_ID) >= 0)) {
-		_oncpu_resched_epoch_tls++;
-		_oncpu_tp_store32(off + ONCPU_RSEQ_OFF_CPU_ID_START, ONCPU_RESCHED_MARK);
-		return true;
-	}
-#endif
-	return _oncpu_resched_arm_slow();
-}
+ONCPU_API bool oncpu_resched_arm(void);
 
 /*
  * oncpu_resched_check - true when this thread may have been switched out,
  * migrated or signalled since its last oncpu_resched_arm() (always true
  * where detection does not work, or before the first arm). Does not re-arm.
  */
-ONCPU_INLINE bool oncpu_resched_check(void)
-{
-#if defined(ONCPU_HAVE_TP_LOAD)
-	ptrdiff_t off = _oncpu_resched_offset;
-	return ONCPU_UNLIKELY(off == 0) || _oncpu_tp_load32(off + ONCPU_RSEQ_OFF_CPU_ID_START) >= 0;
-#else
-	return true;
-#endif
-}
+ONCPU_API bool oncpu_resched_check(void);
 
 /*
  * oncpu_resched_epoch - a per-thread number that changes whenever this
@@ -108,12 +82,7 @@ ONCPU_INLINE bool oncpu_resched_check(void)
  * not steal the mark from each other. Where detection does not work, every
  * call returns a new epoch. Never returns 0.
  */
-ONCPU_INLINE uint64_t oncpu_resched_epoch(void)
-{
-	if (ONCPU_UNLIKELY(oncpu_resched_check()))
-		oncpu_resched_arm();
-	return _oncpu_resched_epoch_tls;
-}
+ONCPU_API uint64_t oncpu_resched_epoch(void);
 
 /*
  * A per-CPU pointer cached per thread and revalidated only after a
@@ -132,9 +101,54 @@ struct oncpu_resched_cache {
 #define ONCPU_RESCHED_CACHE_INIT {0, -1, NULL}
 /* clang-format on */
 
-ONCPU_INLINE void *oncpu_resched_cpu_ptr(struct oncpu_resched_cache *c, void *handle)
+ONCPU_API void *oncpu_resched_cpu_ptr(struct oncpu_resched_cache *c, void *handle);
+
+#if ONCPU_INLINE_FASTPATHS
+/* ---- internal state read by the inline functions ---- */
+/* Offset of cpu_id_start from the thread pointer when detection works, else
+ * 0 (undecided or unsupported). */
+extern ONCPU_API ptrdiff_t _oncpu_resched_offset;
+/* This thread's reschedule epoch (see oncpu_resched_epoch()). */
+extern ONCPU_API __thread uint64_t _oncpu_resched_epoch_tls
+    __attribute__((tls_model("initial-exec")));
+ONCPU_API bool _oncpu_resched_arm_slow(void);
+
+ONCPU_INLINE bool _oncpu_resched_arm_fast(void)
 {
-	uint64_t e = oncpu_resched_epoch();
+#if defined(ONCPU_HAVE_TP_LOAD)
+	ptrdiff_t off = _oncpu_resched_offset;
+	/* cpu_id >= 0: this thread's area is registered (own mode registers
+	 * threads lazily). */
+	if (ONCPU_LIKELY(off != 0) &&
+	    ONCPU_LIKELY(_oncpu_tp_load32(off + ONCPU_RSEQ_OFF_CPU_ID) >= 0)) {
+		_oncpu_resched_epoch_tls++;
+		_oncpu_tp_store32(off + ONCPU_RSEQ_OFF_CPU_ID_START, ONCPU_RESCHED_MARK);
+		return true;
+	}
+#endif
+	return _oncpu_resched_arm_slow();
+}
+
+ONCPU_INLINE bool _oncpu_resched_check_fast(void)
+{
+#if defined(ONCPU_HAVE_TP_LOAD)
+	ptrdiff_t off = _oncpu_resched_offset;
+	return ONCPU_UNLIKELY(off == 0) || _oncpu_tp_load32(off + ONCPU_RSEQ_OFF_CPU_ID_START) >= 0;
+#else
+	return true;
+#endif
+}
+
+ONCPU_INLINE uint64_t _oncpu_resched_epoch_fast(void)
+{
+	if (ONCPU_UNLIKELY(_oncpu_resched_check_fast()))
+		_oncpu_resched_arm_fast();
+	return _oncpu_resched_epoch_tls;
+}
+
+ONCPU_INLINE void *_oncpu_resched_cpu_ptr_fast(struct oncpu_resched_cache *c, void *handle)
+{
+	uint64_t e = _oncpu_resched_epoch_fast();
 	if (ONCPU_UNLIKELY(c->epoch != e)) {
 		/* After the arm in epoch(): a migration from here on is caught
 		 * by the next call. */
@@ -144,6 +158,12 @@ ONCPU_INLINE void *oncpu_resched_cpu_ptr(struct oncpu_resched_cache *c, void *ha
 	}
 	return c->ptr;
 }
+
+#define oncpu_resched_arm()              _oncpu_resched_arm_fast()
+#define oncpu_resched_check()            _oncpu_resched_check_fast()
+#define oncpu_resched_epoch()            _oncpu_resched_epoch_fast()
+#define oncpu_resched_cpu_ptr(c, handle) _oncpu_resched_cpu_ptr_fast(c, handle)
+#endif /* ONCPU_INLINE_FASTPATHS */
 
 ONCPU_END_DECLS
 

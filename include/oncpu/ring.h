@@ -46,17 +46,20 @@
 #include <stdint.h>
 
 #include <oncpu/config.h>
-#include <oncpu/cs.h>
 #include <oncpu/percpu.h>
+#if ONCPU_INLINE_FASTPATHS
+#include <oncpu/cs.h>
+#endif
 
 ONCPU_BEGIN_DECLS
 
-/* Flags of oncpu_ring_new_flags: ONCPU_F_VCPU (oncpu/cs.h; see above).
+/* Flags of oncpu_ring_new_flags: ONCPU_F_VCPU (oncpu/percpu.h; see above).
  * ONCPU_RING_VCPU is its deprecated alias, removed in the next release. */
 enum { ONCPU_RING_VCPU ONCPU_DEPRECATED("use ONCPU_F_VCPU") = ONCPU_F_VCPU };
 /* Largest capacity_per_cpu accepted (2^24 pointers, 128 MiB per CPU). */
 #define ONCPU_RING_MAX_CAPACITY ((size_t)1 << 24)
 
+#if ONCPU_INLINE_FASTPATHS
 /* The handle. Its fields are internal; they are here for the inline paths. */
 struct oncpu_ring {
 	void *_pcpu;     /* per-CPU struct _oncpu_ring_slot */
@@ -73,6 +76,9 @@ struct _oncpu_ring_slot {
 	intptr_t lock;   /* 0: free; odd: held; even: parked (src/slot.h) */
 	intptr_t *array; /* NULL until the first push here; then fixed */
 };
+#else
+struct oncpu_ring; /* opaque */
+#endif
 
 /*
  * oncpu_ring_new - a ring of capacity_per_cpu pointers for every CPU.
@@ -93,8 +99,13 @@ ONCPU_API struct oncpu_ring *oncpu_ring_new_flags(size_t capacity_per_cpu, unsig
  * CPU's ring; NULL when it is empty (errno unchanged), or NULL with errno
  * EINVAL for a NULL r.
  *
- * Inline here (one critical section each); liboncpu also exports them.
+ * Functions of liboncpu; with ONCPU_INLINE_FASTPATHS (oncpu/config.h)
+ * macros over their fast paths (one critical section each).
  */
+ONCPU_API int oncpu_ring_push(struct oncpu_ring *r, void *p);
+ONCPU_API void *oncpu_ring_pop(struct oncpu_ring *r);
+
+#if ONCPU_INLINE_FASTPATHS
 ONCPU_API int _oncpu_ring_push_slow(struct oncpu_ring *r, void *p);
 ONCPU_API void *_oncpu_ring_pop_slow(struct oncpu_ring *r);
 
@@ -178,19 +189,9 @@ ONCPU_INLINE void *_oncpu_ring_pop_fast(struct oncpu_ring *r)
 	return _oncpu_ring_pop_slow(r);
 }
 
-#ifndef _ONCPU_BUILDING_EXPORTS
-ONCPU_INLINE int oncpu_ring_push(struct oncpu_ring *r, void *p)
-{
-	return _oncpu_ring_push_fast(r, p);
-}
-ONCPU_INLINE void *oncpu_ring_pop(struct oncpu_ring *r)
-{
-	return _oncpu_ring_pop_fast(r);
-}
-#else
-ONCPU_API int oncpu_ring_push(struct oncpu_ring *r, void *p);
-ONCPU_API void *oncpu_ring_pop(struct oncpu_ring *r);
-#endif
+#define oncpu_ring_push(r, p) _oncpu_ring_push_fast(r, p)
+#define oncpu_ring_pop(r)     _oncpu_ring_pop_fast(r)
+#endif /* ONCPU_INLINE_FASTPATHS */
 
 /*
  * oncpu_ring_pop_cpu - remove the oldest pointer of ring `cpu` (a cpu id,

@@ -68,8 +68,10 @@
 #include <stdint.h>
 
 #include <oncpu/config.h>
-#include <oncpu/cs.h>
 #include <oncpu/percpu.h>
+#if ONCPU_INLINE_FASTPATHS
+#include <oncpu/cs.h>
+#endif
 
 ONCPU_BEGIN_DECLS
 
@@ -78,10 +80,11 @@ struct oncpu_stack_node {
 	struct oncpu_stack_node *next;
 };
 
-/* Flags of oncpu_stack_new_flags: ONCPU_F_VCPU (oncpu/cs.h; see above).
+/* Flags of oncpu_stack_new_flags: ONCPU_F_VCPU (oncpu/percpu.h; see above).
  * ONCPU_STACK_VCPU is its deprecated alias, removed in the next release. */
 enum { ONCPU_STACK_VCPU ONCPU_DEPRECATED("use ONCPU_F_VCPU") = ONCPU_F_VCPU };
 
+#if ONCPU_INLINE_FASTPATHS
 /* The handle. Its fields are internal; they are here for the inline paths. */
 struct oncpu_stack {
 	void *_pcpu;     /* per-CPU struct _oncpu_stack_slot */
@@ -97,6 +100,9 @@ struct _oncpu_stack_slot {
 	intptr_t head; /* struct oncpu_stack_node *, 0 when empty */
 	intptr_t lock; /* 0: free; odd: held; even: parked (src/slot.h) */
 };
+#else
+struct oncpu_stack; /* opaque */
+#endif
 
 /*
  * oncpu_stack_new - an empty stack with one list per possible CPU.
@@ -117,8 +123,13 @@ ONCPU_API struct oncpu_stack *oncpu_stack_new_flags(unsigned flags);
  * still there, or NULL when that list is empty (errno unchanged), or NULL
  * with errno EINVAL for a NULL s.
  *
- * Inline here (one critical section each); liboncpu also exports them.
+ * Functions of liboncpu; with ONCPU_INLINE_FASTPATHS (oncpu/config.h)
+ * macros over their fast paths (one critical section each).
  */
+ONCPU_API void oncpu_stack_push(struct oncpu_stack *s, struct oncpu_stack_node *n);
+ONCPU_API struct oncpu_stack_node *oncpu_stack_pop(struct oncpu_stack *s);
+
+#if ONCPU_INLINE_FASTPATHS
 ONCPU_API void _oncpu_stack_push_slow(struct oncpu_stack *s, struct oncpu_stack_node *n);
 ONCPU_API struct oncpu_stack_node *_oncpu_stack_pop_slow(struct oncpu_stack *s);
 
@@ -201,19 +212,9 @@ ONCPU_INLINE struct oncpu_stack_node *_oncpu_stack_pop_fast(struct oncpu_stack *
 	return _oncpu_stack_pop_slow(s);
 }
 
-#ifndef _ONCPU_BUILDING_EXPORTS
-ONCPU_INLINE void oncpu_stack_push(struct oncpu_stack *s, struct oncpu_stack_node *n)
-{
-	_oncpu_stack_push_fast(s, n);
-}
-ONCPU_INLINE struct oncpu_stack_node *oncpu_stack_pop(struct oncpu_stack *s)
-{
-	return _oncpu_stack_pop_fast(s);
-}
-#else
-ONCPU_API void oncpu_stack_push(struct oncpu_stack *s, struct oncpu_stack_node *n);
-ONCPU_API struct oncpu_stack_node *oncpu_stack_pop(struct oncpu_stack *s);
-#endif
+#define oncpu_stack_push(s, n) _oncpu_stack_push_fast(s, n)
+#define oncpu_stack_pop(s)     _oncpu_stack_pop_fast(s)
+#endif /* ONCPU_INLINE_FASTPATHS */
 
 /*
  * oncpu_stack_pop_cpu - take the top node of list `cpu` (a cpu id, or a

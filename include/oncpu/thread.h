@@ -73,6 +73,16 @@ ONCPU_API bool oncpu_vcpu_dense(void);
 /* oncpu_thread_area - this thread's registered area, or NULL in fallback mode. */
 ONCPU_API struct oncpu_rseq_area *oncpu_thread_area(void);
 
+/*
+ * oncpu_cpu - the current CPU id, 0 <= id < oncpu_cpu_count().
+ * oncpu_vcpu - the current virtual CPU id, 0 <= id < oncpu_cpu_count().
+ * Functions of liboncpu; with ONCPU_INLINE_FASTPATHS (oncpu/config.h)
+ * macros over their fast paths.
+ */
+ONCPU_API int oncpu_cpu(void);
+ONCPU_API int oncpu_vcpu(void);
+
+#if ONCPU_INLINE_FASTPATHS
 /* ---- internal: process-wide state read by the inline fast paths ---- */
 struct _oncpu_process {
 	/* Thread-pointer-relative offset of every thread's rseq area, or 0
@@ -121,24 +131,9 @@ ONCPU_INLINE int _oncpu_vcpu_fast(void)
 	return _oncpu_vcpu_slow();
 }
 
-/*
- * oncpu_cpu - the current CPU id, 0 <= id < oncpu_cpu_count().
- * oncpu_vcpu - the current virtual CPU id, 0 <= id < oncpu_cpu_count().
- * Inline here; liboncpu also exports them as functions (for dlsym and FFI).
- */
-#ifndef _ONCPU_BUILDING_EXPORTS
-ONCPU_INLINE int oncpu_cpu(void)
-{
-	return _oncpu_cpu_fast();
-}
-ONCPU_INLINE int oncpu_vcpu(void)
-{
-	return _oncpu_vcpu_fast();
-}
-#else
-ONCPU_API int oncpu_cpu(void);
-ONCPU_API int oncpu_vcpu(void);
-#endif
+#define oncpu_cpu()  _oncpu_cpu_fast()
+#define oncpu_vcpu() _oncpu_vcpu_fast()
+#endif /* ONCPU_INLINE_FASTPATHS */
 
 ONCPU_END_DECLS
 

@@ -13,7 +13,7 @@
 
 #include <oncpu/desched.h>
 
-#include "desched_provider.h"
+#include "desched_block.h"
 #include "oncpu_bpf.h"
 #include "testutil.h"
 

@@ -5,7 +5,9 @@
 # EXPECT=fail also requires the diagnostics to match REGEX, so that a test
 # cannot pass because of an unrelated error (a wrong include path).
 # Without SOURCE, compiles every public header alone (HEADERS_DIR): each
-# must be self-contained and warning-free; arch headers must refuse.
+# must be self-contained and warning-free; arch headers must refuse. With
+# -DSTABLE=1 the same with ONCPU_INLINE_FASTPATHS=0, where oncpu/cs.h
+# must refuse too.
 if(LANG STREQUAL "c++")
   set(lang_flags -x c++ -std=c++11)
 else()
@@ -45,9 +47,15 @@ else()
   foreach(h ${headers})
     string(MAKE_C_IDENTIFIER ${h} id)
     set(tu ${WORKDIR}/${id}.${LANG}.check)
-    file(WRITE ${tu} "#include <${h}>\nint oncpu_header_check_${id};\n")
+    set(prefix "")
+    if(STABLE)
+      set(prefix "#define ONCPU_INLINE_FASTPATHS 0\n")
+    endif()
+    file(WRITE ${tu} "${prefix}#include <${h}>\nint oncpu_header_check_${id};\n")
     if(h MATCHES "/arch/")
       compile(${tu} fail "do not include <oncpu/arch/")
+    elseif(STABLE AND h STREQUAL "oncpu/cs.h")
+      compile(${tu} fail "need ONCPU_INLINE_FASTPATHS=1")
     else()
       compile(${tu} ok "")
     endif()

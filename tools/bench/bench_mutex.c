@@ -77,6 +77,7 @@
 #include <oncpu.h>
 
 #include "bench.h"
+#include "mutex_hooks.h" /* liboncpu's private hook: the *_untracked variants */
 
 enum kind { ONCPU, ONCPU_UNTRACKED, PTHREAD, PTHREAD_ADAPTIVE };
 enum family { SHORT, LONG, MIXED, HOG };
@@ -172,6 +173,8 @@ static void *setup(enum family family, enum kind kind, int threads)
 	if (family == MIXED)
 		c->mixed_outside_steps = work_steps(MIXED_OUTSIDE_NS);
 	oncpu_mutex_init(&c->om);
+	if (kind == ONCPU_UNTRACKED)
+		_oncpu_mutex_ignore_provider(&c->om);
 	pthread_mutexattr_t attr;
 	pthread_mutexattr_init(&attr);
 	if (kind == PTHREAD_ADAPTIVE)
@@ -192,7 +195,6 @@ static void *setup(enum family family, enum kind kind, int threads)
 		snprintf(c->info + len, sizeof(c->info) - len, "%shogs=%d", len ? " " : "",
 		         c->nhogs);
 	}
-	_oncpu_mutex_ignore_provider = kind == ONCPU_UNTRACKED;
 	return c;
 }
 
@@ -498,7 +500,6 @@ static int teardown(void *ctx)
 	if (bad)
 		fprintf(stderr, "mutex: lost mutual exclusion: a %ld b %ld expected %ld\n", c->a,
 		        c->b, expected);
-	_oncpu_mutex_ignore_provider = 0;
 	pthread_mutex_destroy(&c->pm);
 	oncpu_mutex_destroy(&c->om);
 	free(c);

@@ -14,7 +14,7 @@
  *   oncpu-bpfd status  [--pin-dir DIR]
  *   oncpu-bpfd cost    [--pin-dir DIR] [--seconds S] [--registered]
  *
- * The pinned layout and the registration protocol are in bpf/oncpu_bpf.h;
+ * The pinned layout and the registration protocol are in common/oncpu_bpf.h;
  * the man page is doc/oncpu-bpfd.8.
  */
 #define _GNU_SOURCE
@@ -46,7 +46,7 @@
 #include <oncpu.h>
 #include <oncpu/desched.h>
 
-#include "desched_provider.h"
+#include "desched_block.h"
 #include "oncpu_bpf.h"
 #include "oncpu_desched.skel.h"
 #include "oncpu_noop.skel.h"
