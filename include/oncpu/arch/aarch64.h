@@ -54,7 +54,7 @@ ONCPU_INLINE void _oncpu_tp_store32(ptrdiff_t off, uint32_t v)
 
 #endif /* ONCPU_ARCH_AARCH64_H */
 
-/* ---- stage 2: the critical sections ---- */
+/* ---- stage 2: the critical sections' assembly ---- */
 #if defined(_ONCPU_ARCH_SECTIONS) && defined(ONCPU_HAVE_RSEQ_ASM) &&                               \
     !defined(_ONCPU_ARCH_AARCH64_SECTIONS)
 #define _ONCPU_ARCH_AARCH64_SECTIONS 1
@@ -80,17 +80,13 @@ ONCPU_INLINE void _oncpu_tp_store32(ptrdiff_t off, uint32_t v)
  * guard-first rule of oncpu/cs.h); a release commit is stlr; everything
  * else is plain loads and stores, ordered on one CPU by program order.
  */
-#define _ONCPU_S(x)         #x
-#define _ONCPU_XS(x)        _ONCPU_S(x)
 #define _ONCPU_RSEQ_SIG_ASM 0xd428bc00 /* ONCPU_RSEQ_SIG without the C suffix */
 
 /* One assembly line per string, in columns: exempt from clang-format. */
 /* clang-format off */
 
+/* Race-window injection point n (see oncpu/arch/ops.h). */
 #ifdef ONCPU_INJECT
-#define ONCPU_INJECT_DEFINE() \
-	__attribute__((visibility("hidden"))) volatile int _oncpu_inject_loops[8]
-extern volatile int _oncpu_inject_loops[8];
 #define _ONCPU_INJECT(n)                                               \
 	"adrp x11, _oncpu_inject_loops\n\t"                            \
 	"add x11, x11, :lo12:_oncpu_inject_loops\n\t"                  \
@@ -172,6 +168,29 @@ extern volatile int _oncpu_inject_loops[8];
 	_ONCPU_ASM_STUBS(abort_label, cmpfail_label,                   \
 	                 "6:\n\t" _ONCPU_ASM_CLEAR "b %l[unavailable]\n\t")
 
+/* A section that checks its id, then runs body, which commits. */
+#define _ONCPU_ASM_ID_OP(body)                                         \
+	_ONCPU_ASM_TABLE                                               \
+	_ONCPU_ASM_ENTER                                               \
+	_ONCPU_INJECT(1)                                               \
+	_ONCPU_ASM_CHECK_ID                                            \
+	body                                                           \
+	"2:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
+
+/* The same for a body that may branch to the compare-failed exit 5. */
+#define _ONCPU_ASM_ID_CMP_OP(body)                                     \
+	_ONCPU_ASM_TABLE                                               \
+	_ONCPU_ASM_EXIT_POINT("5f")                                    \
+	_ONCPU_ASM_ENTER                                               \
+	_ONCPU_INJECT(1)                                               \
+	_ONCPU_ASM_CHECK_ID                                            \
+	body                                                           \
+	"2:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+
 /* x9 = current cpu_id << stride shift, or exit 6 when unregistered. */
 #define _ONCPU_ASM_CPU_INDEX                                           \
 	"ldr w9, [%[area], #" _ONCPU_XS(ONCPU_RSEQ_OFF_CPU_ID) "]\n\t" \
@@ -188,6 +207,8 @@ extern volatile int _oncpu_inject_loops[8];
 /* The committing store of a try-store operation, by memory order. */
 #define _ONCPU_ASM_COMMIT_RELAXED "str %[newv], [%[v]]\n\t"
 #define _ONCPU_ASM_COMMIT_RELEASE "stlr %[newv], [%[v]]\n\t"
+/* Weakly ordered: a release commit is a section of its own (stlr). */
+#define _ONCPU_ARCH_ORDERED(mo) ((mo) == _oncpu_mo_ONCPU_RELEASE)
 
 /* Compare *v with expect (x10 = *v); exit 5 when they differ. */
 #define _ONCPU_ASM_CMPEQ_V                                             \
@@ -222,12 +243,30 @@ extern volatile int _oncpu_inject_loops[8];
 	"b 8b\n\t"                                                     \
 	"9:\n\t"
 
-#define _ONCPU_ASM_PERCPU_ADD(index)                                   \
+#define _ONCPU_AREA          (_oncpu_thread_pointer() + _oncpu_process.rseq_offset)
+#define _ONCPU_CS_INPUTS     [area] "r"(_ONCPU_AREA), [idp] "r"(_oncpu_thread_pointer() + _oncpu_id_offset(mode))
+#define _ONCPU_CPU_INPUTS    [area] "r"(_ONCPU_AREA)
+#define _ONCPU_VCPU_INPUTS   _ONCPU_CS_INPUTS
+#define _ONCPU_GUARD_INPUTS  _ONCPU_CS_INPUTS, [id] "r"(id), [g] "r"(g), [gexpect] "r"(gexpect)
+#define _ONCPU_CS_CLOBBERS   "memory", "cc", "x9", "x10" _ONCPU_INJECT_CLOBBER
+#define _ONCPU_COPY_CLOBBERS _ONCPU_CS_CLOBBERS, "x12", "x13", "x14"
+
+#define _ONCPU_ARCH_ADD                                                \
+	_ONCPU_ASM_ID_OP(                                              \
+		_ONCPU_INJECT(2)                                       \
+		"ldr x10, [%[v]]\n\t"                                  \
+		"add x10, x10, %[count]\n\t"                           \
+		"str x10, [%[v]]\n\t")                                 \
+	:                                                              \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [count] "r"(count) \
+	: _ONCPU_CS_CLOBBERS
+
+#define _ONCPU_ARCH_PERCPU_ADD(mode_token)                             \
 	_ONCPU_ASM_TABLE                                               \
 	_ONCPU_ASM_EXIT_POINT("6f")                                    \
 	_ONCPU_ASM_ENTER                                               \
 	_ONCPU_INJECT(1)                                               \
-	index                                                          \
+	_ONCPU_ASM_##mode_token##_INDEX                                \
 	"add x9, %[base], x9\n\t"                                      \
 	_ONCPU_INJECT(2)                                               \
 	"ldr x10, [x9]\n\t"                                            \
@@ -235,418 +274,128 @@ extern volatile int _oncpu_inject_loops[8];
 	"str x10, [x9]\n\t"                                            \
 	"2:\n\t"                                                       \
 	_ONCPU_ASM_CLEAR                                               \
-	_ONCPU_ASM_FAILURE_UNAVAILABLE("%l[abort]", "%l[abort]")
+	_ONCPU_ASM_FAILURE_UNAVAILABLE("%l[abort]", "%l[abort]")       \
+	:                                                              \
+	: _ONCPU_##mode_token##_INPUTS, [base] "r"(base), [count] "r"(count) \
+	: _ONCPU_CS_CLOBBERS
 
-#define _ONCPU_AREA          (_oncpu_thread_pointer() + _oncpu_process.rseq_offset)
-#define _ONCPU_CS_INPUTS     [area] "r"(_ONCPU_AREA), [idp] "r"(_oncpu_thread_pointer() + _oncpu_id_offset(mode))
-#define _ONCPU_CS_CLOBBERS   "memory", "cc", "x9", "x10" _ONCPU_INJECT_CLOBBER
-#define _ONCPU_COPY_CLOBBERS _ONCPU_CS_CLOBBERS, "x12", "x13", "x14"
-
-ONCPU_INLINE int _oncpu_cs_add(int mode, intptr_t *v, intptr_t count, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		_ONCPU_INJECT(2)
-		"ldr x10, [%[v]]\n\t"
-		"add x10, x10, %[count]\n\t"
-		"str x10, [%[v]]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [count] "r"(count)
-		: _ONCPU_CS_CLOBBERS
-		: abort);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-}
-
-/* *(base + id * ONCPU_PERCPU_STRIDE) += count, the id read inside the section. */
-ONCPU_INLINE int _oncpu_cs_percpu_add(int mode, void *base, intptr_t count)
-{
-	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))
-		return ONCPU_CS_UNAVAILABLE;
-	if (mode == _oncpu_mode_ONCPU_CPU)
-		__asm__ goto(_ONCPU_ASM_PERCPU_ADD(_ONCPU_ASM_CPU_INDEX)
-			     :
-			     : [area] "r"(_ONCPU_AREA), [base] "r"(base), [count] "r"(count)
-			     : _ONCPU_CS_CLOBBERS
-			     : abort, unavailable);
-	else
-		__asm__ goto(_ONCPU_ASM_PERCPU_ADD(_ONCPU_ASM_VCPU_INDEX)
-			     :
-			     : _ONCPU_CS_INPUTS, [base] "r"(base), [count] "r"(count)
-			     : _ONCPU_CS_CLOBBERS
-			     : abort, unavailable);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return ONCPU_CS_ABORTED;
-unavailable:
-	return ONCPU_CS_UNAVAILABLE;
-}
-
-ONCPU_INLINE int _oncpu_cs_cmpeq_store(int mode, intptr_t *v, intptr_t expect, intptr_t newv,
-				       int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		_ONCPU_INJECT(2)
-		_ONCPU_ASM_CMPEQ_V
-		_ONCPU_INJECT(3)
-		_ONCPU_ASM_COMMIT_RELAXED
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [expect] "r"(expect),
-		  [newv] "r"(newv)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
+#define _ONCPU_ARCH_CMPEQ_STORE                                        \
+	_ONCPU_ASM_ID_CMP_OP(                                          \
+		_ONCPU_INJECT(2)                                       \
+		_ONCPU_ASM_CMPEQ_V                                     \
+		_ONCPU_INJECT(3)                                       \
+		_ONCPU_ASM_COMMIT_RELAXED)                             \
+	:                                                              \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [expect] "r"(expect), \
+	  [newv] "r"(newv)                                             \
+	: _ONCPU_CS_CLOBBERS
 
 /* The list pop: the load of *(*v + voff) depends on *v (address order). */
-ONCPU_INLINE int _oncpu_cs_cmpne_load_off_store(int mode, intptr_t *v, intptr_t expectnot,
-						ptrdiff_t voff, intptr_t *load, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		"ldr x10, [%[v]]\n\t"
-		"cmp x10, %[expectnot]\n\t"
-		"b.eq 5f\n\t"
-		_ONCPU_INJECT(2)
-		"str x10, [%[load]]\n\t"
-		"ldr x10, [x10, %[voff]]\n\t"
-		_ONCPU_INJECT(3)
-		"str x10, [%[v]]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [expectnot] "r"(expectnot),
-		  [voff] "r"(voff), [load] "r"(load)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
+#define _ONCPU_ASM_LIST_POP                                            \
+	"ldr x10, [%[v]]\n\t"                                          \
+	"cmp x10, %[expectnot]\n\t"                                    \
+	"b.eq 5f\n\t"                                                  \
+	_ONCPU_INJECT(2)                                               \
+	"str x10, [%[load]]\n\t"                                       \
+	"ldr x10, [x10, %[voff]]\n\t"                                  \
+	_ONCPU_INJECT(3)                                               \
+	"str x10, [%[v]]\n\t"
 
-#define _ONCPU_ASM_CMPEQ_TRYSTORE_STORE(commit)                        \
-	_ONCPU_ASM_TABLE                                               \
-	_ONCPU_ASM_EXIT_POINT("5f")                                    \
-	_ONCPU_ASM_ENTER                                               \
-	_ONCPU_INJECT(1)                                               \
-	_ONCPU_ASM_CHECK_ID                                            \
+#define _ONCPU_ARCH_CMPNE_LOAD_OFF_STORE                               \
+	_ONCPU_ASM_ID_CMP_OP(_ONCPU_ASM_LIST_POP)                      \
+	:                                                              \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [expectnot] "r"(expectnot), \
+	  [voff] "r"(voff), [load] "r"(load)                           \
+	: _ONCPU_CS_CLOBBERS
+
+/* if (*v != expect) exit 5; *v2 = newv2; commit *v = newv. */
+#define _ONCPU_ASM_TRYSTORE_STORE(commit)                              \
 	_ONCPU_ASM_CMPEQ_V                                             \
 	_ONCPU_INJECT(2)                                               \
 	"str %[newv2], [%[v2]]\n\t"                                    \
 	_ONCPU_INJECT(3)                                               \
-	commit                                                         \
-	"2:\n\t"                                                       \
-	_ONCPU_ASM_CLEAR                                               \
-	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-#define _ONCPU_CMPEQ_TRYSTORE_STORE_OPERANDS                           \
+	commit
+
+#define _ONCPU_ARCH_CMPEQ_TRYSTORE_STORE(order)                        \
+	_ONCPU_ASM_ID_CMP_OP(_ONCPU_ASM_TRYSTORE_STORE(_ONCPU_ASM_COMMIT_##order)) \
+	:                                                              \
 	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [expect] "r"(expect), \
 	  [v2] "r"(v2), [newv2] "r"(newv2), [newv] "r"(newv)           \
-	: _ONCPU_CS_CLOBBERS                                           \
-	: abort, cmpfail
-
-ONCPU_INLINE int _oncpu_cs_cmpeq_trystore_store(int mode, int mo, intptr_t *v, intptr_t expect,
-						intptr_t *v2, intptr_t newv2, intptr_t newv, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	if (mo == _oncpu_mo_ONCPU_RELEASE)
-		__asm__ goto(_ONCPU_ASM_CMPEQ_TRYSTORE_STORE(_ONCPU_ASM_COMMIT_RELEASE)
-			     : _ONCPU_CMPEQ_TRYSTORE_STORE_OPERANDS);
-	else
-		__asm__ goto(_ONCPU_ASM_CMPEQ_TRYSTORE_STORE(_ONCPU_ASM_COMMIT_RELAXED)
-			     : _ONCPU_CMPEQ_TRYSTORE_STORE_OPERANDS);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
-
-#define _ONCPU_ASM_CMPEQ_MEMCPY_STORE(commit)                          \
-	_ONCPU_ASM_TABLE                                               \
-	_ONCPU_ASM_EXIT_POINT("5f")                                    \
-	_ONCPU_ASM_ENTER                                               \
-	_ONCPU_INJECT(1)                                               \
-	_ONCPU_ASM_CHECK_ID                                            \
-	_ONCPU_ASM_CMPEQ_V                                             \
-	_ONCPU_ASM_MEMCPY                                              \
-	_ONCPU_INJECT(2)                                               \
-	commit                                                         \
-	"2:\n\t"                                                       \
-	_ONCPU_ASM_CLEAR                                               \
-	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-#define _ONCPU_CMPEQ_MEMCPY_STORE_OPERANDS                             \
-	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [expect] "r"(expect), \
-	  [dst] "r"(dst), [src] "r"(src), [len] "r"(len), [newv] "r"(newv) \
-	: _ONCPU_COPY_CLOBBERS                                         \
-	: abort, cmpfail
+	: _ONCPU_CS_CLOBBERS
 
 /* The copy is a loop of loads and stores: interruptible anywhere, which
  * only aborts. */
-ONCPU_INLINE int _oncpu_cs_cmpeq_memcpy_store(int mode, int mo, intptr_t *v, intptr_t expect,
-					      void *dst, const void *src, size_t len,
-					      intptr_t newv, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	if (mo == _oncpu_mo_ONCPU_RELEASE)
-		__asm__ goto(_ONCPU_ASM_CMPEQ_MEMCPY_STORE(_ONCPU_ASM_COMMIT_RELEASE)
-			     : _ONCPU_CMPEQ_MEMCPY_STORE_OPERANDS);
-	else
-		__asm__ goto(_ONCPU_ASM_CMPEQ_MEMCPY_STORE(_ONCPU_ASM_COMMIT_RELAXED)
-			     : _ONCPU_CMPEQ_MEMCPY_STORE_OPERANDS);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
-
-ONCPU_INLINE int _oncpu_cs_deref_off_add(int mode, intptr_t *ptr, ptrdiff_t off, intptr_t inc,
-					 int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		"ldr x9, [%[ptr]]\n\t"
-		"add x9, x9, %[off]\n\t"
-		_ONCPU_INJECT(2)
-		"ldr x10, [x9]\n\t"
-		"add x10, x10, %[inc]\n\t"
-		"str x10, [x9]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [ptr] "r"(ptr), [off] "r"(off), [inc] "r"(inc)
-		: _ONCPU_CS_CLOBBERS
-		: abort);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-}
-
-/* Guarded operations: the guard (ldar) right after the id check. */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *g, intptr_t gexpect,
-					     intptr_t *v, intptr_t expect, intptr_t newv, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		_ONCPU_ASM_CHECK_GUARD
-		_ONCPU_ASM_CMPEQ_V
-		_ONCPU_INJECT(2)
-		_ONCPU_ASM_COMMIT_RELAXED
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "r"(g), [gexpect] "r"(gexpect),
-		  [v] "r"(v), [expect] "r"(expect), [newv] "r"(newv)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
-
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpne_load_off_store(int mode, intptr_t *g, intptr_t gexpect,
-						       intptr_t *v, intptr_t expectnot,
-						       ptrdiff_t voff, intptr_t *load, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		_ONCPU_ASM_CHECK_GUARD
-		"ldr x10, [%[v]]\n\t"
-		"cmp x10, %[expectnot]\n\t"
-		"b.eq 5f\n\t"
-		_ONCPU_INJECT(2)
-		"str x10, [%[load]]\n\t"
-		"ldr x10, [x10, %[voff]]\n\t"
-		_ONCPU_INJECT(3)
-		"str x10, [%[v]]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "r"(g), [gexpect] "r"(gexpect),
-		  [v] "r"(v), [expectnot] "r"(expectnot), [voff] "r"(voff), [load] "r"(load)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
-
-#define _ONCPU_ASM_CMPEQ_CMPEQ_TRYSTORE_STORE(commit)                  \
-	_ONCPU_ASM_TABLE                                               \
-	_ONCPU_ASM_EXIT_POINT("5f")                                    \
-	_ONCPU_ASM_ENTER                                               \
-	_ONCPU_INJECT(1)                                               \
-	_ONCPU_ASM_CHECK_ID                                            \
-	_ONCPU_ASM_CHECK_GUARD                                         \
-	_ONCPU_ASM_CMPEQ_V                                             \
-	_ONCPU_INJECT(2)                                               \
-	"str %[newv2], [%[v2]]\n\t"                                    \
-	_ONCPU_INJECT(3)                                               \
-	commit                                                         \
-	"2:\n\t"                                                       \
-	_ONCPU_ASM_CLEAR                                               \
-	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-#define _ONCPU_CMPEQ_CMPEQ_TRYSTORE_STORE_OPERANDS                     \
-	: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "r"(g), [gexpect] "r"(gexpect), \
-	  [v] "r"(v), [expect] "r"(expect), [v2] "r"(v2), [newv2] "r"(newv2), \
-	  [newv] "r"(newv)                                             \
-	: _ONCPU_CS_CLOBBERS                                           \
-	: abort, cmpfail
-
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t *g,
-						       intptr_t gexpect, intptr_t *v,
-						       intptr_t expect, intptr_t *v2,
-						       intptr_t newv2, intptr_t newv, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	if (mo == _oncpu_mo_ONCPU_RELEASE)
-		__asm__ goto(_ONCPU_ASM_CMPEQ_CMPEQ_TRYSTORE_STORE(_ONCPU_ASM_COMMIT_RELEASE)
-			     : _ONCPU_CMPEQ_CMPEQ_TRYSTORE_STORE_OPERANDS);
-	else
-		__asm__ goto(_ONCPU_ASM_CMPEQ_CMPEQ_TRYSTORE_STORE(_ONCPU_ASM_COMMIT_RELAXED)
-			     : _ONCPU_CMPEQ_CMPEQ_TRYSTORE_STORE_OPERANDS);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
-
-/* *src is loaded after both compares: the value the commit pairs with. */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *g, intptr_t gexpect,
-						  intptr_t *v, intptr_t expect, intptr_t *src,
-						  intptr_t *load, intptr_t newv, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		_ONCPU_ASM_CHECK_GUARD
-		_ONCPU_ASM_CMPEQ_V
-		_ONCPU_INJECT(2)
-		"ldr x10, [%[src]]\n\t"
-		"str x10, [%[load]]\n\t"
-		_ONCPU_INJECT(3)
-		_ONCPU_ASM_COMMIT_RELAXED
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "r"(g), [gexpect] "r"(gexpect),
-		  [v] "r"(v), [expect] "r"(expect), [src] "r"(src), [load] "r"(load),
-		  [newv] "r"(newv)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
-
-#define _ONCPU_ASM_CMPEQ_CMPEQ_MEMCPY_STORE(commit)                    \
-	_ONCPU_ASM_TABLE                                               \
-	_ONCPU_ASM_EXIT_POINT("5f")                                    \
-	_ONCPU_ASM_ENTER                                               \
-	_ONCPU_INJECT(1)                                               \
-	_ONCPU_ASM_CHECK_ID                                            \
-	_ONCPU_ASM_CHECK_GUARD                                         \
+#define _ONCPU_ASM_MEMCPY_STORE(commit)                                \
 	_ONCPU_ASM_CMPEQ_V                                             \
 	_ONCPU_ASM_MEMCPY                                              \
 	_ONCPU_INJECT(2)                                               \
-	commit                                                         \
-	"2:\n\t"                                                       \
-	_ONCPU_ASM_CLEAR                                               \
-	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-#define _ONCPU_CMPEQ_CMPEQ_MEMCPY_STORE_OPERANDS                       \
-	: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "r"(g), [gexpect] "r"(gexpect), \
-	  [v] "r"(v), [expect] "r"(expect), [dst] "r"(dst), [src] "r"(src), \
-	  [len] "r"(len), [newv] "r"(newv)                             \
-	: _ONCPU_COPY_CLOBBERS                                         \
-	: abort, cmpfail
+	commit
 
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *g,
-						     intptr_t gexpect, intptr_t *v,
-						     intptr_t expect, void *dst, const void *src,
-						     size_t len, intptr_t newv, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	if (mo == _oncpu_mo_ONCPU_RELEASE)
-		__asm__ goto(_ONCPU_ASM_CMPEQ_CMPEQ_MEMCPY_STORE(_ONCPU_ASM_COMMIT_RELEASE)
-			     : _ONCPU_CMPEQ_CMPEQ_MEMCPY_STORE_OPERANDS);
-	else
-		__asm__ goto(_ONCPU_ASM_CMPEQ_CMPEQ_MEMCPY_STORE(_ONCPU_ASM_COMMIT_RELAXED)
-			     : _ONCPU_CMPEQ_CMPEQ_MEMCPY_STORE_OPERANDS);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
+#define _ONCPU_ARCH_CMPEQ_MEMCPY_STORE(order)                          \
+	_ONCPU_ASM_ID_CMP_OP(_ONCPU_ASM_MEMCPY_STORE(_ONCPU_ASM_COMMIT_##order)) \
+	:                                                              \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "r"(v), [expect] "r"(expect), \
+	  [dst] "r"(dst), [src] "r"(src), [len] "r"(len), [newv] "r"(newv) \
+	: _ONCPU_COPY_CLOBBERS
+
+#define _ONCPU_ARCH_DEREF_OFF_ADD                                      \
+	_ONCPU_ASM_ID_OP(                                              \
+		"ldr x9, [%[ptr]]\n\t"                                 \
+		"add x9, x9, %[off]\n\t"                               \
+		_ONCPU_INJECT(2)                                       \
+		"ldr x10, [x9]\n\t"                                    \
+		"add x10, x10, %[inc]\n\t"                             \
+		"str x10, [x9]\n\t")                                   \
+	:                                                              \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [ptr] "r"(ptr), [off] "r"(off), [inc] "r"(inc) \
+	: _ONCPU_CS_CLOBBERS
+
+/* Guarded operations: the guard (ldar) right after the id check. */
+#define _ONCPU_ARCH_CMPEQ_CMPEQ_STORE                                  \
+	_ONCPU_ASM_ID_CMP_OP(                                          \
+		_ONCPU_ASM_CHECK_GUARD                                 \
+		_ONCPU_ASM_CMPEQ_V                                     \
+		_ONCPU_INJECT(2)                                       \
+		_ONCPU_ASM_COMMIT_RELAXED)                             \
+	:                                                              \
+	: _ONCPU_GUARD_INPUTS, [v] "r"(v), [expect] "r"(expect), [newv] "r"(newv) \
+	: _ONCPU_CS_CLOBBERS
+
+#define _ONCPU_ARCH_CMPEQ_CMPNE_LOAD_OFF_STORE                         \
+	_ONCPU_ASM_ID_CMP_OP(_ONCPU_ASM_CHECK_GUARD _ONCPU_ASM_LIST_POP) \
+	:                                                              \
+	: _ONCPU_GUARD_INPUTS, [v] "r"(v), [expectnot] "r"(expectnot), \
+	  [voff] "r"(voff), [load] "r"(load)                           \
+	: _ONCPU_CS_CLOBBERS
+
+#define _ONCPU_ARCH_CMPEQ_CMPEQ_TRYSTORE_STORE(order)                  \
+	_ONCPU_ASM_ID_CMP_OP(_ONCPU_ASM_CHECK_GUARD _ONCPU_ASM_TRYSTORE_STORE(_ONCPU_ASM_COMMIT_##order)) \
+	:                                                              \
+	: _ONCPU_GUARD_INPUTS, [v] "r"(v), [expect] "r"(expect), [v2] "r"(v2), \
+	  [newv2] "r"(newv2), [newv] "r"(newv)                         \
+	: _ONCPU_CS_CLOBBERS
+
+/* *src is loaded after both compares: the value the commit pairs with. */
+#define _ONCPU_ARCH_CMPEQ_CMPEQ_LOAD_STORE                             \
+	_ONCPU_ASM_ID_CMP_OP(                                          \
+		_ONCPU_ASM_CHECK_GUARD                                 \
+		_ONCPU_ASM_CMPEQ_V                                     \
+		_ONCPU_INJECT(2)                                       \
+		"ldr x10, [%[src]]\n\t"                                \
+		"str x10, [%[load]]\n\t"                               \
+		_ONCPU_INJECT(3)                                       \
+		_ONCPU_ASM_COMMIT_RELAXED)                             \
+	:                                                              \
+	: _ONCPU_GUARD_INPUTS, [v] "r"(v), [expect] "r"(expect), [src] "r"(src), \
+	  [load] "r"(load), [newv] "r"(newv)                           \
+	: _ONCPU_CS_CLOBBERS
+
+#define _ONCPU_ARCH_CMPEQ_CMPEQ_MEMCPY_STORE(order)                    \
+	_ONCPU_ASM_ID_CMP_OP(_ONCPU_ASM_CHECK_GUARD _ONCPU_ASM_MEMCPY_STORE(_ONCPU_ASM_COMMIT_##order)) \
+	:                                                              \
+	: _ONCPU_GUARD_INPUTS, [v] "r"(v), [expect] "r"(expect), [dst] "r"(dst), \
+	  [src] "r"(src), [len] "r"(len), [newv] "r"(newv)             \
+	: _ONCPU_COPY_CLOBBERS
 
 /*
  * Per-CPU arrays (layout in oncpu/cs.h): x9 = the slot, from the id read
@@ -695,61 +444,17 @@ cmpfail:
 
 #define _ONCPU_ARRAY_CLOBBERS _ONCPU_CS_CLOBBERS, "x12"
 
-/*
- * The popped item is an output register, valid on the commit path. The
- * _init variants leave out the check that the process is initialized (see
- * the x86-64 header). `volatile`: GCC deletes an asm goto whose outputs
- * are unused unless it is.
- */
-ONCPU_INLINE int _oncpu_cs_percpu_array_pop_init(int mode, void *base, intptr_t *load)
-{
-	intptr_t item;
-	if (mode == _oncpu_mode_ONCPU_CPU)
-		__asm__ __volatile__ goto(
-			     _ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_CPU_INDEX, _ONCPU_ASM_ARRAY_POP)
-			     : [load] "=&r"(item)
-			     : [area] "r"(_ONCPU_AREA), [base] "r"(base)
-			     : _ONCPU_ARRAY_CLOBBERS
-			     : abort, cmpfail, unavailable);
-	else
-		__asm__ __volatile__ goto(
-			     _ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_VCPU_INDEX, _ONCPU_ASM_ARRAY_POP)
-			     : [load] "=&r"(item)
-			     : _ONCPU_CS_INPUTS, [base] "r"(base)
-			     : _ONCPU_ARRAY_CLOBBERS
-			     : abort, cmpfail, unavailable);
-	*load = item;
-	return ONCPU_CS_COMMITTED;
-abort:
-	return ONCPU_CS_ABORTED;
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-unavailable:
-	return ONCPU_CS_UNAVAILABLE;
-}
+#define _ONCPU_ARCH_PERCPU_ARRAY_POP(mode_token)                       \
+	_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_##mode_token##_INDEX, _ONCPU_ASM_ARRAY_POP) \
+	: [load] "=&r"(item)                                           \
+	: _ONCPU_##mode_token##_INPUTS, [base] "r"(base)               \
+	: _ONCPU_ARRAY_CLOBBERS
 
-ONCPU_INLINE int _oncpu_cs_percpu_array_push_init(int mode, void *base, intptr_t cap, intptr_t v)
-{
-	if (mode == _oncpu_mode_ONCPU_CPU)
-		__asm__ goto(_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_CPU_INDEX, _ONCPU_ASM_ARRAY_PUSH)
-			     :
-			     : [area] "r"(_ONCPU_AREA), [base] "r"(base), [cap] "r"(cap), [v] "r"(v)
-			     : _ONCPU_ARRAY_CLOBBERS
-			     : abort, cmpfail, unavailable);
-	else
-		__asm__ goto(_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_VCPU_INDEX, _ONCPU_ASM_ARRAY_PUSH)
-			     :
-			     : _ONCPU_CS_INPUTS, [base] "r"(base), [cap] "r"(cap), [v] "r"(v)
-			     : _ONCPU_ARRAY_CLOBBERS
-			     : abort, cmpfail, unavailable);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return ONCPU_CS_ABORTED;
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-unavailable:
-	return ONCPU_CS_UNAVAILABLE;
-}
+#define _ONCPU_ARCH_PERCPU_ARRAY_PUSH(mode_token)                      \
+	_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_##mode_token##_INDEX, _ONCPU_ASM_ARRAY_PUSH) \
+	:                                                              \
+	: _ONCPU_##mode_token##_INPUTS, [base] "r"(base), [cap] "r"(cap), [v] "r"(v) \
+	: _ONCPU_ARRAY_CLOBBERS
 
 /* clang-format on */
 

@@ -64,26 +64,18 @@ ONCPU_INLINE void _oncpu_tp_store32(ptrdiff_t off, uint32_t v)
 
 #endif /* ONCPU_ARCH_X86_64_H */
 
-/* ---- stage 2: the critical sections ---- */
+/* ---- stage 2: the critical sections' assembly ---- */
 #if defined(_ONCPU_ARCH_SECTIONS) && defined(ONCPU_HAVE_RSEQ_ASM) &&                               \
     !defined(_ONCPU_ARCH_X86_64_SECTIONS)
 #define _ONCPU_ARCH_X86_64_SECTIONS 1
 
-#define _ONCPU_S(x)         #x
-#define _ONCPU_XS(x)        _ONCPU_S(x)
 #define _ONCPU_RSEQ_SIG_ASM 0x53053053 /* ONCPU_RSEQ_SIG without the C suffix */
 
 /* One assembly line per string, in columns: exempt from clang-format. */
 /* clang-format off */
 
-/*
- * Race-window injection for tests (compile the test with -DONCPU_INJECT and
- * ONCPU_INJECT_DEFINE() once): point n spins _oncpu_inject_loops[n] times.
- */
+/* Race-window injection point n (see oncpu/arch/ops.h). */
 #ifdef ONCPU_INJECT
-#define ONCPU_INJECT_DEFINE() \
-	__attribute__((visibility("hidden"))) volatile int _oncpu_inject_loops[8]
-extern volatile int _oncpu_inject_loops[8];
 #define _ONCPU_INJECT(n)                                               \
 	"movl _oncpu_inject_loops+4*" #n "(%%rip), %%r11d\n\t"         \
 	"testl %%r11d, %%r11d\n\t"                                     \
@@ -157,6 +149,29 @@ extern volatile int _oncpu_inject_loops[8];
 	"jmp %l[unavailable]\n\t"                                      \
 	".popsection\n\t"
 
+/* A section that checks its id, then runs body, which commits. */
+#define _ONCPU_ASM_ID_OP(body)                                         \
+	_ONCPU_ASM_TABLE                                               \
+	_ONCPU_ASM_ENTER                                               \
+	_ONCPU_INJECT(1)                                               \
+	_ONCPU_ASM_CHECK_ID                                            \
+	body                                                           \
+	"2:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
+
+/* The same for a body that may branch to the compare-failed exit 5. */
+#define _ONCPU_ASM_ID_CMP_OP(body)                                     \
+	_ONCPU_ASM_TABLE                                               \
+	_ONCPU_ASM_EXIT_POINT("5f")                                    \
+	_ONCPU_ASM_ENTER                                               \
+	_ONCPU_INJECT(1)                                               \
+	_ONCPU_ASM_CHECK_ID                                            \
+	body                                                           \
+	"2:\n\t"                                                       \
+	_ONCPU_ASM_CLEAR                                               \
+	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+
 /* rax = current cpu_id << stride shift, or exit 6 when unregistered. */
 #define _ONCPU_ASM_CPU_INDEX                                           \
 	"movslq %%fs:" _ONCPU_XS(ONCPU_RSEQ_OFF_CPU_ID) "(%[off]), %%rax\n\t" \
@@ -172,12 +187,32 @@ extern volatile int _oncpu_inject_loops[8];
 	"movl %%fs:(%[idoff]), %%eax\n\t"                              \
 	"shlq $" _ONCPU_XS(ONCPU_PERCPU_STRIDE_SHIFT) ", %%rax\n\t"
 
-#define _ONCPU_ASM_PERCPU_ADD(index)                                   \
+/* The inputs of a section that checks its id, and of the per-mode ones. */
+#define _ONCPU_CS_INPUTS \
+	[off] "r"(_oncpu_process.rseq_offset), [idoff] "r"(_oncpu_id_offset(mode))
+#define _ONCPU_CPU_INPUTS  [off] "r"(_oncpu_process.rseq_offset)
+#define _ONCPU_VCPU_INPUTS _ONCPU_CS_INPUTS
+#define _ONCPU_CS_CLOBBERS "memory", "cc", "rax" _ONCPU_INJECT_CLOBBER
+
+/* x86 is TSO: a release commit needs no fence, only the compiler barrier
+ * that "memory" already gives; both orders share one section. */
+#define _ONCPU_ARCH_ORDERED(mo) 0
+
+#define _ONCPU_ARCH_ADD                                                \
+	_ONCPU_ASM_ID_OP(                                              \
+		_ONCPU_INJECT(2)                                       \
+		"addq %[count], %[v]\n\t")                             \
+	: /* no outputs */                                             \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [count] "er"(count) \
+	: _ONCPU_CS_CLOBBERS
+
+/* One store to arm, two loads, one add: the counter fast path. */
+#define _ONCPU_ARCH_PERCPU_ADD(mode_token)                             \
 	_ONCPU_ASM_TABLE                                               \
 	_ONCPU_ASM_EXIT_POINT("6f")                                    \
 	_ONCPU_ASM_ENTER                                               \
 	_ONCPU_INJECT(1)                                               \
-	index                                                          \
+	_ONCPU_ASM_##mode_token##_INDEX                                \
 	/* base+displacement, not (base, index): the core then forwards \
 	 * the previous add's store to this load without latency */   \
 	"addq %[base], %%rax\n\t"                                      \
@@ -186,227 +221,84 @@ extern volatile int _oncpu_inject_loops[8];
 	"2:\n\t"                                                       \
 	_ONCPU_ASM_CLEAR                                               \
 	_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")                   \
-	_ONCPU_ASM_UNAVAILABLE_EXIT
+	_ONCPU_ASM_UNAVAILABLE_EXIT                                    \
+	:                                                              \
+	: _ONCPU_##mode_token##_INPUTS, [base] "r"(base), [count] "er"(count) \
+	: _ONCPU_CS_CLOBBERS
 
-#define _ONCPU_CS_INPUTS \
-	[off] "r"(_oncpu_process.rseq_offset), [idoff] "r"(_oncpu_id_offset(mode))
-#define _ONCPU_CS_CLOBBERS "memory", "cc", "rax" _ONCPU_INJECT_CLOBBER
+#define _ONCPU_ARCH_CMPEQ_STORE                                        \
+	_ONCPU_ASM_ID_CMP_OP(                                          \
+		_ONCPU_INJECT(2)                                       \
+		"cmpq %[v], %[expect]\n\t"                             \
+		"jnz 5f\n\t"                                           \
+		_ONCPU_INJECT(3)                                       \
+		"movq %[newv], %[v]\n\t")                              \
+	:                                                              \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect), \
+	  [newv] "r"(newv)                                             \
+	: _ONCPU_CS_CLOBBERS
 
-ONCPU_INLINE int _oncpu_cs_add(int mode, intptr_t *v, intptr_t count, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		_ONCPU_INJECT(2)
-		"addq %[count], %[v]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
-		: /* no outputs */
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [count] "er"(count)
-		: _ONCPU_CS_CLOBBERS
-		: abort);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-}
+/* The list pop after the compares: *load = *v; *v = *(*v + voff). */
+#define _ONCPU_ASM_LIST_POP                                            \
+	"movq %[v], %%rax\n\t"                                         \
+	"cmpq %%rax, %[expectnot]\n\t"                                 \
+	"je 5f\n\t"                                                    \
+	_ONCPU_INJECT(2)                                               \
+	"movq %%rax, %[load]\n\t"                                      \
+	"addq %[voff], %%rax\n\t"                                      \
+	"movq (%%rax), %%rax\n\t"                                      \
+	_ONCPU_INJECT(3)                                               \
+	"movq %%rax, %[v]\n\t"
 
-/*
- * *(base + id * ONCPU_PERCPU_STRIDE) += count, the id read inside the
- * section: one store to arm, two loads, one add. The counter fast path.
- */
-ONCPU_INLINE int _oncpu_cs_percpu_add(int mode, void *base, intptr_t count)
-{
-	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))
-		return ONCPU_CS_UNAVAILABLE;
-	if (mode == _oncpu_mode_ONCPU_CPU)
-		__asm__ goto(_ONCPU_ASM_PERCPU_ADD(_ONCPU_ASM_CPU_INDEX)
-			     :
-			     : [off] "r"(_oncpu_process.rseq_offset), [base] "r"(base),
-			       [count] "er"(count)
-			     : _ONCPU_CS_CLOBBERS
-			     : abort, unavailable);
-	else
-		__asm__ goto(_ONCPU_ASM_PERCPU_ADD(_ONCPU_ASM_VCPU_INDEX)
-			     :
-			     : _ONCPU_CS_INPUTS, [base] "r"(base), [count] "er"(count)
-			     : _ONCPU_CS_CLOBBERS
-			     : abort, unavailable);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return ONCPU_CS_ABORTED;
-unavailable:
-	return ONCPU_CS_UNAVAILABLE;
-}
+#define _ONCPU_ARCH_CMPNE_LOAD_OFF_STORE                               \
+	_ONCPU_ASM_ID_CMP_OP(_ONCPU_ASM_LIST_POP)                      \
+	:                                                              \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expectnot] "r"(expectnot), \
+	  [voff] "er"(voff), [load] "m"(*load)                         \
+	: _ONCPU_CS_CLOBBERS
 
-ONCPU_INLINE int _oncpu_cs_cmpeq_store(int mode, intptr_t *v, intptr_t expect, intptr_t newv,
-				       int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		_ONCPU_INJECT(2)
-		"cmpq %[v], %[expect]\n\t"
-		"jnz 5f\n\t"
-		_ONCPU_INJECT(3)
-		"movq %[newv], %[v]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		  [newv] "r"(newv)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
+/* if (*v != expect) exit 5; *v2 = newv2; commit *v = newv. */
+#define _ONCPU_ASM_TRYSTORE_STORE                                      \
+	"cmpq %[v], %[expect]\n\t"                                     \
+	"jnz 5f\n\t"                                                   \
+	_ONCPU_INJECT(2)                                               \
+	"movq %[newv2], %[v2]\n\t"                                     \
+	_ONCPU_INJECT(3)                                               \
+	"movq %[newv], %[v]\n\t"
 
-ONCPU_INLINE int _oncpu_cs_cmpne_load_off_store(int mode, intptr_t *v, intptr_t expectnot,
-						ptrdiff_t voff, intptr_t *load, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		"movq %[v], %%rax\n\t"
-		"cmpq %%rax, %[expectnot]\n\t"
-		"je 5f\n\t"
-		_ONCPU_INJECT(2)
-		"movq %%rax, %[load]\n\t"
-		"addq %[voff], %%rax\n\t"
-		"movq (%%rax), %%rax\n\t"
-		_ONCPU_INJECT(3)
-		"movq %%rax, %[v]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expectnot] "r"(expectnot),
-		  [voff] "er"(voff), [load] "m"(*load)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
-
-/* x86 is TSO: a release commit needs no fence, only the compiler barrier
- * that "memory" already gives; both orders share one implementation. */
-ONCPU_INLINE int _oncpu_cs_cmpeq_trystore_store(int mode, int mo, intptr_t *v, intptr_t expect,
-						intptr_t *v2, intptr_t newv2, intptr_t newv, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	(void)mo;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		"cmpq %[v], %[expect]\n\t"
-		"jnz 5f\n\t"
-		_ONCPU_INJECT(2)
-		"movq %[newv2], %[v2]\n\t"
-		_ONCPU_INJECT(3)
-		"movq %[newv], %[v]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		  [v2] "m"(*v2), [newv2] "r"(newv2), [newv] "r"(newv)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
+#define _ONCPU_ARCH_CMPEQ_TRYSTORE_STORE(order)                        \
+	_ONCPU_ASM_ID_CMP_OP(_ONCPU_ASM_TRYSTORE_STORE)                \
+	:                                                              \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect), \
+	  [v2] "m"(*v2), [newv2] "r"(newv2), [newv] "r"(newv)          \
+	: _ONCPU_CS_CLOBBERS
 
 /* The copy is `rep movsb`: interruptible at any byte, which only aborts. */
-ONCPU_INLINE int _oncpu_cs_cmpeq_memcpy_store(int mode, int mo, intptr_t *v, intptr_t expect,
-					      void *dst, const void *src, size_t len,
-					      intptr_t newv, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	(void)mo;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		"cmpq %[v], %[expect]\n\t"
-		"jnz 5f\n\t"
-		"movq %[src], %%rsi\n\t"
-		"movq %[dst], %%rdi\n\t"
-		"movq %[len], %%rcx\n\t"
-		"rep movsb\n\t"
-		_ONCPU_INJECT(2)
-		"movq %[newv], %[v]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect),
-		  [dst] "r"(dst), [src] "r"(src), [len] "r"(len), [newv] "r"(newv)
-		: _ONCPU_CS_CLOBBERS, "rsi", "rdi", "rcx"
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
+#define _ONCPU_ARCH_CMPEQ_MEMCPY_STORE(order)                          \
+	_ONCPU_ASM_ID_CMP_OP(                                          \
+		"cmpq %[v], %[expect]\n\t"                             \
+		"jnz 5f\n\t"                                           \
+		"movq %[src], %%rsi\n\t"                               \
+		"movq %[dst], %%rdi\n\t"                               \
+		"movq %[len], %%rcx\n\t"                               \
+		"rep movsb\n\t"                                        \
+		_ONCPU_INJECT(2)                                       \
+		"movq %[newv], %[v]\n\t")                              \
+	:                                                              \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [v] "m"(*v), [expect] "r"(expect), \
+	  [dst] "r"(dst), [src] "r"(src), [len] "r"(len), [newv] "r"(newv) \
+	: _ONCPU_CS_CLOBBERS, "rsi", "rdi", "rcx"
 
-ONCPU_INLINE int _oncpu_cs_deref_off_add(int mode, intptr_t *ptr, ptrdiff_t off, intptr_t inc,
-					 int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		"movq %[ptr], %%rax\n\t"
-		"addq %[off2], %%rax\n\t"
-		_ONCPU_INJECT(2)
-		"addq %[inc], (%%rax)\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [ptr] "m"(*ptr), [off2] "er"(off),
-		  [inc] "er"(inc)
-		: _ONCPU_CS_CLOBBERS
-		: abort);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-}
+#define _ONCPU_ARCH_DEREF_OFF_ADD                                      \
+	_ONCPU_ASM_ID_OP(                                              \
+		"movq %[ptr], %%rax\n\t"                               \
+		"addq %[off2], %%rax\n\t"                              \
+		_ONCPU_INJECT(2)                                       \
+		"addq %[inc], (%%rax)\n\t")                            \
+	:                                                              \
+	: _ONCPU_CS_INPUTS, [id] "r"(id), [ptr] "m"(*ptr), [off2] "er"(off), \
+	  [inc] "er"(inc)                                              \
+	: _ONCPU_CS_CLOBBERS
 
 /*
  * Guarded operations: the guard (g, gexpect) is compared right after the id
@@ -421,194 +313,67 @@ abort:
 	"cmpq %[gexpect], %[g]\n\t"                                    \
 	"jnz 5f\n\t"                                                   \
 	_ONCPU_INJECT(4)
+#define _ONCPU_GUARD_INPUTS                                            \
+	_ONCPU_CS_INPUTS, [id] "r"(id), [g] "m"(*g), [gexpect] "er"(gexpect)
 
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_store(int mode, intptr_t *g, intptr_t gexpect,
-					     intptr_t *v, intptr_t expect, intptr_t newv, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		_ONCPU_ASM_CHECK_GUARD
-		"cmpq %[v], %[expect]\n\t"
-		"jnz 5f\n\t"
-		_ONCPU_INJECT(2)
-		"movq %[newv], %[v]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "m"(*g), [gexpect] "er"(gexpect),
-		  [v] "m"(*v), [expect] "r"(expect), [newv] "r"(newv)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
+#define _ONCPU_ARCH_CMPEQ_CMPEQ_STORE                                  \
+	_ONCPU_ASM_ID_CMP_OP(                                          \
+		_ONCPU_ASM_CHECK_GUARD                                 \
+		"cmpq %[v], %[expect]\n\t"                             \
+		"jnz 5f\n\t"                                           \
+		_ONCPU_INJECT(2)                                       \
+		"movq %[newv], %[v]\n\t")                              \
+	:                                                              \
+	: _ONCPU_GUARD_INPUTS, [v] "m"(*v), [expect] "r"(expect), [newv] "r"(newv) \
+	: _ONCPU_CS_CLOBBERS
 
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpne_load_off_store(int mode, intptr_t *g, intptr_t gexpect,
-						       intptr_t *v, intptr_t expectnot,
-						       ptrdiff_t voff, intptr_t *load, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		_ONCPU_ASM_CHECK_GUARD
-		"movq %[v], %%rax\n\t"
-		"cmpq %%rax, %[expectnot]\n\t"
-		"je 5f\n\t"
-		_ONCPU_INJECT(2)
-		"movq %%rax, %[load]\n\t"
-		"addq %[voff], %%rax\n\t"
-		"movq (%%rax), %%rax\n\t"
-		_ONCPU_INJECT(3)
-		"movq %%rax, %[v]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "m"(*g), [gexpect] "er"(gexpect),
-		  [v] "m"(*v), [expectnot] "r"(expectnot), [voff] "er"(voff), [load] "m"(*load)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
+#define _ONCPU_ARCH_CMPEQ_CMPNE_LOAD_OFF_STORE                         \
+	_ONCPU_ASM_ID_CMP_OP(_ONCPU_ASM_CHECK_GUARD _ONCPU_ASM_LIST_POP) \
+	:                                                              \
+	: _ONCPU_GUARD_INPUTS, [v] "m"(*v), [expectnot] "r"(expectnot), \
+	  [voff] "er"(voff), [load] "m"(*load)                         \
+	: _ONCPU_CS_CLOBBERS
 
-/* TSO: both orders share one implementation (see cmpeq_trystore_store). */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_trystore_store(int mode, int mo, intptr_t *g,
-						       intptr_t gexpect, intptr_t *v,
-						       intptr_t expect, intptr_t *v2,
-						       intptr_t newv2, intptr_t newv, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	(void)mo;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		_ONCPU_ASM_CHECK_GUARD
-		"cmpq %[v], %[expect]\n\t"
-		"jnz 5f\n\t"
-		_ONCPU_INJECT(2)
-		"movq %[newv2], %[v2]\n\t"
-		_ONCPU_INJECT(3)
-		"movq %[newv], %[v]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "m"(*g), [gexpect] "er"(gexpect),
-		  [v] "m"(*v), [expect] "r"(expect), [v2] "m"(*v2), [newv2] "r"(newv2),
-		  [newv] "r"(newv)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
+#define _ONCPU_ARCH_CMPEQ_CMPEQ_TRYSTORE_STORE(order)                  \
+	_ONCPU_ASM_ID_CMP_OP(_ONCPU_ASM_CHECK_GUARD _ONCPU_ASM_TRYSTORE_STORE) \
+	:                                                              \
+	: _ONCPU_GUARD_INPUTS, [v] "m"(*v), [expect] "r"(expect), [v2] "m"(*v2), \
+	  [newv2] "r"(newv2), [newv] "r"(newv)                         \
+	: _ONCPU_CS_CLOBBERS
 
 /* *src is loaded after both compares: the value the commit pairs with. */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_load_store(int mode, intptr_t *g, intptr_t gexpect,
-						  intptr_t *v, intptr_t expect, intptr_t *src,
-						  intptr_t *load, intptr_t newv, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	__asm__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		_ONCPU_ASM_CHECK_GUARD
-		"cmpq %[v], %[expect]\n\t"
-		"jnz 5f\n\t"
-		_ONCPU_INJECT(2)
-		"movq %[src], %%rax\n\t"
-		"movq %%rax, %[load]\n\t"
-		_ONCPU_INJECT(3)
-		"movq %[newv], %[v]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		:
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "m"(*g), [gexpect] "er"(gexpect),
-		  [v] "m"(*v), [expect] "r"(expect), [src] "m"(*src), [load] "m"(*load),
-		  [newv] "r"(newv)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
+#define _ONCPU_ARCH_CMPEQ_CMPEQ_LOAD_STORE                             \
+	_ONCPU_ASM_ID_CMP_OP(                                          \
+		_ONCPU_ASM_CHECK_GUARD                                 \
+		"cmpq %[v], %[expect]\n\t"                             \
+		"jnz 5f\n\t"                                           \
+		_ONCPU_INJECT(2)                                       \
+		"movq %[src], %%rax\n\t"                               \
+		"movq %%rax, %[load]\n\t"                              \
+		_ONCPU_INJECT(3)                                       \
+		"movq %[newv], %[v]\n\t")                              \
+	:                                                              \
+	: _ONCPU_GUARD_INPUTS, [v] "m"(*v), [expect] "r"(expect), [src] "m"(*src), \
+	  [load] "m"(*load), [newv] "r"(newv)                          \
+	: _ONCPU_CS_CLOBBERS
 
 /*
  * `rep movsb` as in cmpeq_memcpy_store. dst, src and len travel in rdi, rsi
  * and rcx as in-out operands rather than clobbers: with the guard compare
  * too few registers would be left at -O0 with a frame pointer (sanitizer
- * builds). `volatile` is spelled out: GCC 12 deletes an asm goto whose
- * outputs are unused unless it is.
+ * builds).
  */
-ONCPU_INLINE int _oncpu_cs_cmpeq_cmpeq_memcpy_store(int mode, int mo, intptr_t *g,
-						     intptr_t gexpect, intptr_t *v,
-						     intptr_t expect, void *dst, const void *src,
-						     size_t len, intptr_t newv, int id)
-{
-	if (ONCPU_UNLIKELY(!_oncpu_cs_id_usable(id)))
-		return ONCPU_CS_UNAVAILABLE;
-	void *d = dst;
-	const void *s = src;
-	size_t n = len;
-	(void)mo;
-	__asm__ __volatile__ goto(
-		_ONCPU_ASM_TABLE
-		_ONCPU_ASM_EXIT_POINT("5f")
-		_ONCPU_ASM_ENTER
-		_ONCPU_INJECT(1)
-		_ONCPU_ASM_CHECK_ID
-		_ONCPU_ASM_CHECK_GUARD
-		"cmpq %[v], %[expect]\n\t"
-		"jnz 5f\n\t"
-		"rep movsb\n\t"
-		_ONCPU_INJECT(2)
-		"movq %[newv], %[v]\n\t"
-		"2:\n\t"
-		_ONCPU_ASM_CLEAR
-		_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-		: "+D"(d), "+S"(s), "+c"(n)
-		: _ONCPU_CS_INPUTS, [id] "r"(id), [g] "m"(*g), [gexpect] "er"(gexpect),
-		  [v] "m"(*v), [expect] "r"(expect), [newv] "r"(newv)
-		: _ONCPU_CS_CLOBBERS
-		: abort, cmpfail);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return _oncpu_cs_aborted();
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-}
+#define _ONCPU_ARCH_CMPEQ_CMPEQ_MEMCPY_STORE(order)                    \
+	_ONCPU_ASM_ID_CMP_OP(                                          \
+		_ONCPU_ASM_CHECK_GUARD                                 \
+		"cmpq %[v], %[expect]\n\t"                             \
+		"jnz 5f\n\t"                                           \
+		"rep movsb\n\t"                                        \
+		_ONCPU_INJECT(2)                                       \
+		"movq %[newv], %[v]\n\t")                              \
+	: "+D"(dst), "+S"(src), "+c"(len)                              \
+	: _ONCPU_GUARD_INPUTS, [v] "m"(*v), [expect] "r"(expect), [newv] "r"(newv) \
+	: _ONCPU_CS_CLOBBERS
 
 /*
  * Per-CPU arrays: the section reads the id itself and addresses the array
@@ -666,65 +431,17 @@ cmpfail:
 
 #define _ONCPU_ARRAY_CLOBBERS _ONCPU_CS_CLOBBERS, "rcx", "rdx"
 
-/*
- * The popped item is an output register, valid on the commit path (the only
- * one that stores it): through memory it would cost the caller a store and
- * a reload. `volatile` as in cmpeq_cmpeq_memcpy_store.
- *
- * The _init variants leave out the check that the process is initialized
- * (_oncpu_process.rseq_offset != 0): only for callers that know it is, e.g.
- * because a section already ran on their structure (oncpu/cache.h).
- */
-ONCPU_INLINE int _oncpu_cs_percpu_array_pop_init(int mode, void *base, intptr_t *load)
-{
-	intptr_t item;
-	if (mode == _oncpu_mode_ONCPU_CPU)
-		__asm__ __volatile__ goto(
-			     _ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_CPU_INDEX, _ONCPU_ASM_ARRAY_POP)
-			     : [load] "=&r"(item)
-			     : [off] "r"(_oncpu_process.rseq_offset), [base] "r"(base)
-			     : _ONCPU_ARRAY_CLOBBERS
-			     : abort, cmpfail, unavailable);
-	else
-		__asm__ __volatile__ goto(
-			     _ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_VCPU_INDEX, _ONCPU_ASM_ARRAY_POP)
-			     : [load] "=&r"(item)
-			     : _ONCPU_CS_INPUTS, [base] "r"(base)
-			     : _ONCPU_ARRAY_CLOBBERS
-			     : abort, cmpfail, unavailable);
-	*load = item;
-	return ONCPU_CS_COMMITTED;
-abort:
-	return ONCPU_CS_ABORTED;
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-unavailable:
-	return ONCPU_CS_UNAVAILABLE;
-}
+#define _ONCPU_ARCH_PERCPU_ARRAY_POP(mode_token)                       \
+	_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_##mode_token##_INDEX, _ONCPU_ASM_ARRAY_POP) \
+	: [load] "=&r"(item)                                           \
+	: _ONCPU_##mode_token##_INPUTS, [base] "r"(base)               \
+	: _ONCPU_ARRAY_CLOBBERS
 
-ONCPU_INLINE int _oncpu_cs_percpu_array_push_init(int mode, void *base, intptr_t cap, intptr_t v)
-{
-	if (mode == _oncpu_mode_ONCPU_CPU)
-		__asm__ goto(_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_CPU_INDEX, _ONCPU_ASM_ARRAY_PUSH)
-			     :
-			     : [off] "r"(_oncpu_process.rseq_offset), [base] "r"(base),
-			       [cap] "erm"(cap), [v] "r"(v)
-			     : _ONCPU_ARRAY_CLOBBERS
-			     : abort, cmpfail, unavailable);
-	else
-		__asm__ goto(_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_VCPU_INDEX, _ONCPU_ASM_ARRAY_PUSH)
-			     :
-			     : _ONCPU_CS_INPUTS, [base] "r"(base), [cap] "erm"(cap), [v] "r"(v)
-			     : _ONCPU_ARRAY_CLOBBERS
-			     : abort, cmpfail, unavailable);
-	return ONCPU_CS_COMMITTED;
-abort:
-	return ONCPU_CS_ABORTED;
-cmpfail:
-	return ONCPU_CS_CMPFAIL;
-unavailable:
-	return ONCPU_CS_UNAVAILABLE;
-}
+#define _ONCPU_ARCH_PERCPU_ARRAY_PUSH(mode_token)                      \
+	_ONCPU_ASM_ARRAY_OP(_ONCPU_ASM_##mode_token##_INDEX, _ONCPU_ASM_ARRAY_PUSH) \
+	:                                                              \
+	: _ONCPU_##mode_token##_INPUTS, [base] "r"(base), [cap] "erm"(cap), [v] "r"(v) \
+	: _ONCPU_ARRAY_CLOBBERS
 
 /* clang-format on */
 
