@@ -12,8 +12,8 @@
 #include <oncpu/config.h>
 
 #define _ONCPU_ARCH_INCLUDE_OK 1
-#define _ONCPU_S(x)  #x
-#define _ONCPU_XS(x) _ONCPU_S(x) /* x, macro-expanded, as a string for asm */
+#define _ONCPU_S(x)            #x
+#define _ONCPU_XS(x)           _ONCPU_S(x) /* x, macro-expanded, as a string for asm */
 #if defined(__x86_64__)
 #include <oncpu/arch/x86_64.h>
 #elif defined(__aarch64__)

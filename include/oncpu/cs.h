@@ -174,7 +174,7 @@ ONCPU_INLINE int _oncpu_cs_aborted(void)
 	return ONCPU_LIKELY(_oncpu_registered_cpu() >= 0) ? ONCPU_CS_ABORTED : ONCPU_CS_UNAVAILABLE;
 }
 
-/* The operations: the architecture header's second stage. */
+/* The operations: oncpu/arch/ops.h around the architecture's asm. */
 #define _ONCPU_ARCH_SECTIONS 1
 #include <oncpu/arch.h>
 
@@ -198,7 +198,7 @@ __attribute__((constructor, used)) static void _oncpu_pin_this_module(void)
 #endif
 
 /* The per-CPU array operations check that the process is initialized; the
- * architecture's _init variants leave that out (see oncpu/arch/generic.h). */
+ * _init variants leave that out (see oncpu/arch/ops.h). */
 ONCPU_INLINE int _oncpu_cs_percpu_array_pop(int mode, void *base, intptr_t *load)
 {
 	if (ONCPU_UNLIKELY(_oncpu_process.rseq_offset == 0))

@@ -20,21 +20,31 @@
  *   ONCPU_HAVE_RSEQ_ASM     defined (unless ONCPU_NO_RSEQ_ASM is) when stage 2
  *                           has real sections; requires ONCPU_HAVE_TP_LOAD.
  *
- * Stage 2, the sections (when _ONCPU_ARCH_SECTIONS is defined, from
- * oncpu/cs.h; only with ONCPU_HAVE_RSEQ_ASM): every _oncpu_cs_* operation
- * that oncpu/cs.h specifies in pseudo-code, in both indexing modes (the
- * id read from _oncpu_id_offset(mode)) and, where an operation takes one,
- * both memory orders (release: every earlier store is visible before the
- * commit); the per-CPU array operations as _oncpu_cs_percpu_array_pop_init
- * and _push_init, which oncpu/cs.h wraps with the check that the process
- * is initialized. An id-taking operation answers _oncpu_cs_aborted() from
- * its abort handler and ONCPU_CS_UNAVAILABLE, without a section, for an
- * id that fails _oncpu_cs_id_usable() (both in oncpu/cs.h). Each section
+ * Stage 2, the sections' assembly (when _ONCPU_ARCH_SECTIONS is defined,
+ * from oncpu/cs.h; only with ONCPU_HAVE_RSEQ_ASM): for every operation that
+ * oncpu/cs.h specifies in pseudo-code, a macro _ONCPU_ARCH_<OPERATION>
+ * (ADD, PERCPU_ADD, CMPEQ_STORE, ... PERCPU_ARRAY_PUSH) that expands to
+ * the inside of an asm goto up to its labels: "template" : outputs :
+ * inputs : clobbers. oncpu/arch/ops.h holds the one C function of each
+ * operation around it (id check, labels, answers, dispatch); the operands
+ * name that function's parameters and `mode` (the id is at
+ * _oncpu_id_offset(mode)). The operations that read their id inside the
+ * section (PERCPU_ADD, PERCPU_ARRAY_POP, _PUSH) take the indexing mode as a
+ * token, CPU or VCPU; those with a memory order take RELAXED or RELEASE
+ * (release: every earlier store is visible before the commit), and
+ * _ONCPU_ARCH_ORDERED(mo) says whether a release commit needs a section of
+ * its own (0 where every store is a release store). The template jumps to
+ * %l[abort] from the abort handler, %l[cmpfail] from a failed compare and
+ * %l[unavailable] when a section that read its id finds the thread not
+ * registered (cpu_id < 0). _ONCPU_INJECT(n) is the race-window injection
+ * (-DONCPU_INJECT: spin _oncpu_inject_loops[n] times at point n; 1 after
+ * arming, 2 and 3 before the stores, 4 between the guard and the data
+ * compare). Each section
  *   - stores its descriptor's address into rseq_cs (tp + rseq_offset + 8)
  *     before its first instruction and leaves it there on exit (the kernel
  *     clears it lazily; oncpu/cs.h keeps the module mapped), except with
  *     ONCPU_UNLOADABLE, where every exit (commit, compare failure, abort,
- *     not registered) clears rseq_cs: _ONCPU_ASM_CLEAR;
+ *     not registered) clears rseq_cs;
  *   - emits the descriptor into __rseq_cs (32-byte aligned {version 0,
  *     flags 0, start_ip, post_commit_offset, abort_ip}), its address into
  *     __rseq_cs_ptr_array, and {start_ip, exit_ip} for every exit that is
@@ -45,21 +55,19 @@
  *     __rseq_failure; aarch64 inline, branched over, as its conditional
  *     branches have a short reach);
  *   - commits with a single final store, the last instruction of the
- *     section; a section that read its id answers ONCPU_CS_UNAVAILABLE
- *     when the thread is not registered (cpu_id < 0);
- *   - in test builds (-DONCPU_INJECT) spins _oncpu_inject_loops[n] times at
- *     injection point n (1 after arming, 2 and 3 before the stores, 4
- *     between the guard and the data compare) and provides
- *     ONCPU_INJECT_DEFINE().
- * The operations are always inline; a program built for the architecture
- * carries them in its own text.
+ *     section; guarded operations load the guard first (see oncpu/cs.h).
+ * A new architecture is its header with both stages and its line in
+ * oncpu/arch.h; oncpu/arch/ops.h serves it unchanged. The operations are
+ * always inline; a program built for the architecture carries them in its
+ * own text.
  *
  * This file completes the stage an architecture header left out: the
  * primitives for an unknown architecture (no thread-pointer loads, a
- * compiler barrier as the spin hint) and, without ONCPU_HAVE_RSEQ_ASM,
- * operations that all answer ONCPU_CS_UNAVAILABLE, never
- * ONCPU_CS_ABORTED, so a retry loop cannot spin: callers take their atomic
- * fallback, which is what every oncpu structure does.
+ * compiler barrier as the spin hint) and, without ONCPU_HAVE_RSEQ_ASM, in
+ * place of oncpu/arch/ops.h, operations that all answer
+ * ONCPU_CS_UNAVAILABLE, never ONCPU_CS_ABORTED, so a retry loop cannot
+ * spin: callers take their atomic fallback, which is what every oncpu
+ * structure does.
  */
 #ifndef _ONCPU_ARCH_INCLUDE_OK
 #error "do not include <oncpu/arch/generic.h> directly; include <oncpu/cs.h>"
