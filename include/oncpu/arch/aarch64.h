@@ -168,29 +168,6 @@ ONCPU_INLINE void _oncpu_tp_store32(ptrdiff_t off, uint32_t v)
 	_ONCPU_ASM_STUBS(abort_label, cmpfail_label,                   \
 	                 "6:\n\t" _ONCPU_ASM_CLEAR "b %l[unavailable]\n\t")
 
-/* A section that checks its id, then runs body, which commits. */
-#define _ONCPU_ASM_ID_OP(body)                                         \
-	_ONCPU_ASM_TABLE                                               \
-	_ONCPU_ASM_ENTER                                               \
-	_ONCPU_INJECT(1)                                               \
-	_ONCPU_ASM_CHECK_ID                                            \
-	body                                                           \
-	"2:\n\t"                                                       \
-	_ONCPU_ASM_CLEAR                                               \
-	_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
-
-/* The same for a body that may branch to the compare-failed exit 5. */
-#define _ONCPU_ASM_ID_CMP_OP(body)                                     \
-	_ONCPU_ASM_TABLE                                               \
-	_ONCPU_ASM_EXIT_POINT("5f")                                    \
-	_ONCPU_ASM_ENTER                                               \
-	_ONCPU_INJECT(1)                                               \
-	_ONCPU_ASM_CHECK_ID                                            \
-	body                                                           \
-	"2:\n\t"                                                       \
-	_ONCPU_ASM_CLEAR                                               \
-	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
-
 /* x9 = current cpu_id << stride shift, or exit 6 when unregistered. */
 #define _ONCPU_ASM_CPU_INDEX                                           \
 	"ldr w9, [%[area], #" _ONCPU_XS(ONCPU_RSEQ_OFF_CPU_ID) "]\n\t" \
