@@ -36,10 +36,16 @@
  * its own (0 where every store is a release store). The template jumps to
  * %l[abort] from the abort handler, %l[cmpfail] from a failed compare and
  * %l[unavailable] when a section that read its id finds the thread not
- * registered (cpu_id < 0). _ONCPU_INJECT(n) is the race-window injection
- * (-DONCPU_INJECT: spin _oncpu_inject_loops[n] times at point n; 1 after
- * arming, 2 and 3 before the stores, 4 between the guard and the data
- * compare). Each section
+ * registered (cpu_id < 0). The fragments from which ops.h builds the
+ * skeleton of every id-checking section (_ONCPU_ASM_ID_OP and _ID_CMP_OP):
+ * _ONCPU_ASM_TABLE (descriptor 3 for [1, 2) with abort handler 4),
+ * _ONCPU_ASM_EXIT_POINT(label), _ONCPU_ASM_ENTER (arm; label 1),
+ * _ONCPU_ASM_CHECK_ID (to 4 unless the thread's id is [id]),
+ * _ONCPU_ASM_CLEAR (the disarm of ONCPU_UNLOADABLE, else "") and
+ * _ONCPU_ASM_FAILURE(abort, cmpfail) (signature, 4 and 5); and
+ * _ONCPU_INJECT(n), the race-window injection (-DONCPU_INJECT: spin
+ * _oncpu_inject_loops[n] times at point n; 1 after arming, 2 and 3 before
+ * the stores, 4 between the guard and the data compare). Each section
  *   - stores its descriptor's address into rseq_cs (tp + rseq_offset + 8)
  *     before its first instruction and leaves it there on exit (the kernel
  *     clears it lazily; oncpu/cs.h keeps the module mapped), except with
