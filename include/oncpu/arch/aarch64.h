@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * oncpu/arch/aarch64.h - 64-bit Arm: the primitives and the rseq critical
- * sections in assembly. Selected by <oncpu/arch.h>; the contract is at the
- * top of oncpu/arch/generic.h, the operations are specified in oncpu/cs.h.
+ * sections' assembly, one macro per operation (_ONCPU_ARCH_*), which
+ * oncpu/arch/ops.h wraps in the C that all architectures share. Selected
+ * by <oncpu/arch.h>; the contract is at the top of oncpu/arch/generic.h,
+ * the operations are specified in oncpu/cs.h.
  */
 #ifndef _ONCPU_ARCH_INCLUDE_OK
 #error "do not include <oncpu/arch/aarch64.h> directly; include <oncpu/cs.h>"

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * oncpu/arch/x86_64.h - x86-64: the primitives and the rseq critical
- * sections in assembly. Selected by <oncpu/arch.h>; the contract is at the
- * top of oncpu/arch/generic.h, the operations are specified in oncpu/cs.h.
+ * sections' assembly, one macro per operation (_ONCPU_ARCH_*), which
+ * oncpu/arch/ops.h wraps in the C that all architectures share. Selected
+ * by <oncpu/arch.h>; the contract is at the top of oncpu/arch/generic.h,
+ * the operations are specified in oncpu/cs.h.
  *
  * Every section has the same skeleton (labels are the kernel selftests'):
  *   3:  descriptor in __rseq_cs, its address in __rseq_cs_ptr_array
