@@ -33,31 +33,26 @@ extern volatile int _oncpu_inject_loops[8];
 
 /*
  * The skeleton every section that checks its id shares, from the
- * architecture's fragments (oncpu/arch/generic.h): descriptor, exit point
- * 5 where the body can fail a compare, arming, injection point 1, the id
- * check, the body (which ends with the committing store), label 2, and the
- * abort handler 4 and compare-failed exit 5.
+ * architecture's fragments (oncpu/arch/generic.h): descriptor, the exit
+ * points, arming, injection point 1, the id check, the body (which ends
+ * with the committing store), label 2, and the abort handler 4 and the
+ * compare-failed exit 5. _ONCPU_ASM_ID_CMP_OP is the one for a body that
+ * can fail a compare (exit 5), _ONCPU_ASM_ID_OP for one that cannot.
  */
 /* clang-format off */
-#define _ONCPU_ASM_ID_OP(body)                                         \
+#define _ONCPU_ASM_ID_SECTION(exit_points, body, cmpfail_label)        \
 	_ONCPU_ASM_TABLE                                               \
+	exit_points                                                    \
 	_ONCPU_ASM_ENTER                                               \
 	_ONCPU_INJECT(1)                                               \
 	_ONCPU_ASM_CHECK_ID                                            \
 	body                                                           \
 	"2:\n\t"                                                       \
 	_ONCPU_ASM_CLEAR                                               \
-	_ONCPU_ASM_FAILURE("%l[abort]", "%l[abort]")
+	_ONCPU_ASM_FAILURE("%l[abort]", cmpfail_label)
+#define _ONCPU_ASM_ID_OP(body)     _ONCPU_ASM_ID_SECTION("", body, "%l[abort]")
 #define _ONCPU_ASM_ID_CMP_OP(body)                                     \
-	_ONCPU_ASM_TABLE                                               \
-	_ONCPU_ASM_EXIT_POINT("5f")                                    \
-	_ONCPU_ASM_ENTER                                               \
-	_ONCPU_INJECT(1)                                               \
-	_ONCPU_ASM_CHECK_ID                                            \
-	body                                                           \
-	"2:\n\t"                                                       \
-	_ONCPU_ASM_CLEAR                                               \
-	_ONCPU_ASM_FAILURE("%l[abort]", "%l[cmpfail]")
+	_ONCPU_ASM_ID_SECTION(_ONCPU_ASM_EXIT_POINT("5f"), body, "%l[cmpfail]")
 /* clang-format on */
 
 /*
