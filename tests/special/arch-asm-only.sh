@@ -24,7 +24,7 @@ for h in "$inc"/*.h; do
 	ops=$(echo "$stage2" | sed -n 's/^#define _ONCPU_ARCH_\([A-Z0-9_]*\).*/\1/p' | grep -Evx 'ORDERED|[A-Z0-9_]*_SECTIONS' || true)
 	[ -n "$ops" ] || fail "$h: no _ONCPU_ARCH_* operation macros"
 	for op in $ops; do
-		fn=_oncpu_cs_$(echo "$op" | tr 'A-Z' 'a-z')
+		fn=_oncpu_cs_$(echo "$op" | tr '[:upper:]' '[:lower:]')
 		fns "$inc/ops.h" | grep -Eqx "$fn(_init)?" || fail "$h: _ONCPU_ARCH_$op has no function $fn in ops.h"
 	done
 	n=$((n + 1))
