@@ -71,15 +71,13 @@ bench_round() {
 	echo "VMTEST: RUN bench.mutex.$round: oncpu-bench $bargs"
 	b0=$(uptime_s)
 	want=$round
-	if [ "$round" = none ]; then
-		export ONCPU_DESCHED_PROVIDER=none
-	else
-		want=$VMSUITE_EXPECT_PROVIDER
-	fi
-	# shellcheck disable=SC2086 # $bargs: several options
-	timeout -s KILL 900 "$VMSUITE_BENCHBIN" $bargs > "/tmp/bench.$round.json" 2> "/tmp/bench.$round.err"
+	[ "$round" = none ] || want=$VMSUITE_EXPECT_PROVIDER
+	(
+		[ "$round" = none ] && export ONCPU_DESCHED_PROVIDER=none
+		# shellcheck disable=SC2086 # $bargs: several options
+		exec timeout -s KILL 900 "$VMSUITE_BENCHBIN" $bargs
+	) > "/tmp/bench.$round.json" 2> "/tmp/bench.$round.err"
 	rc=$?
-	unset ONCPU_DESCHED_PROVIDER
 	cat "/tmp/bench.$round.err" "/tmp/bench.$round.json"
 	bp=$(bench_providers "/tmp/bench.$round.json")
 	if [ "$rc" != 0 ]; then
