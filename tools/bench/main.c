@@ -597,20 +597,24 @@ static void print_row(const struct result *r)
 /* Measure every selected case of one module that runs at `threads`. */
 static void run_group(const struct module *m, int threads)
 {
-	struct result *group[64];
-	int n = 0;
+	/* new_result() may move `results`: pointers are taken after the last. */
+	int base = nresults, n = 0;
 	for (const struct bench_case *bc = m->cases; bc->name && n < 64; bc++) {
 		int counts[MAX_THREAD_COUNTS], k = case_thread_counts(bc, counts);
 		if (!selected(bc->name))
 			continue;
 		for (int i = 0; i < k; i++)
 			if (counts[i] == threads) {
-				group[n++] = new_result(bc, threads);
+				new_result(bc, threads);
+				n++;
 				break;
 			}
 	}
 	if (n == 0)
 		return;
+	struct result *group[64];
+	for (int i = 0; i < n; i++)
+		group[i] = &results[base + i];
 	for (int i = 0; i < n; i++) {
 		struct result *r = group[i];
 		r->iters = opt.iters;
