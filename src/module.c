@@ -48,9 +48,8 @@ ONCPU_API void _oncpu_module_pin(const void *addr_in_module)
 	if (!dladdr(addr_in_module, &mod) || !mod.dli_fname)
 		return;
 	/* The main program (its program headers are AT_PHDR) is never
-	 * unloaded; liboncpu itself is linked with -z nodelete. */
-	if (mod.dli_fbase == module_base((const void *)getauxval(AT_PHDR)) ||
-	    mod.dli_fbase == module_base((const void *)_oncpu_module_pin))
+	 * unloaded. */
+	if (mod.dli_fbase == module_base((const void *)getauxval(AT_PHDR)))
 		return;
 	/* RTLD_NOLOAD finds the module by the name it was loaded under and
 	 * loads nothing; RTLD_NODELETE marks it. The handle's reference is
@@ -65,4 +64,15 @@ ONCPU_API void _oncpu_module_pin(const void *addr_in_module)
 	        "oncpu: cannot keep %s loaded (%s); it holds rseq sections: do not "
 	        "dlclose it, or build it with -DONCPU_UNLOADABLE\n",
 	        mod.dli_fname, why ? why : "not found by name");
+}
+
+/*
+ * liboncpu pins the module it lives in as well: liboncpu.so is linked with
+ * -z nodelete already, but a plugin that carries liboncpu.a holds the
+ * library's rseq areas (its TLS, which the kernel keeps writing until each
+ * thread exits) and descriptors, and must outlive every thread too.
+ */
+__attribute__((constructor)) static void pin_own_module(void)
+{
+	_oncpu_module_pin((const void *)pin_own_module);
 }
