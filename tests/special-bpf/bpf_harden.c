@@ -172,7 +172,13 @@ static void lost(const char *how, void *replacement)
 
 	out0 = bpftest_pd(w.blk, ONCPU_BPF_PD_SWITCH_OUT);
 	sample(10000, true, &on, &off);
-	out1 = bpftest_pd(w.blk, ONCPU_BPF_PD_SWITCH_OUT);
+	/* The samples can end on the frozen word's last value and the first
+	 * value written again (a switch-in) before any switch-out is written:
+	 * wait for one (the worker pulses: a few ms when it is tracked). */
+	uint64_t end = bpftest_now_ns() + 10000000000ULL;
+	while ((out1 = bpftest_pd(w.blk, ONCPU_BPF_PD_SWITCH_OUT)) == out0 &&
+	       bpftest_now_ns() < end)
+		usleep(1000);
 	printf("   after blocking in the mutex: %llu switch-outs written, %d on / %d off samples\n",
 	       (unsigned long long)(out1 - out0), on, off);
 	CHECK_MSG(out1 > out0, "the worker was not registered again after blocking");
