@@ -401,6 +401,16 @@ class _Stepper(object):
             return
         if cmd in self.ARMED:
             self._arm(pc)
+        elif cmd == "finish" and self.origin["inside"] is not None:
+            # GDB finishes an inlined frame by stepping, and each step
+            # inside the section aborts it (the retry loop enters it
+            # again: a livelock): leave the section first.
+            inside, self.origin = self.origin["inside"], None
+            self.busy = True
+            try:
+                self.escape(inside)
+            finally:
+                self.busy = False
 
     def post(self, cmd):
         self._disarm()
@@ -582,7 +592,8 @@ class _HookCommand(gdb.Command):
 
 
 def _install_hooks():
-    for cmd in ("step", "next", "stepi", "nexti", "until", "advance"):
+    for cmd in ("step", "next", "stepi", "nexti", "until", "advance",
+                "finish"):
         gdb.execute("define hook-%s\nrseq-internal-hook pre %s\nend"
                     % (cmd, cmd), to_string=True)
         gdb.execute("define hookpost-%s\nrseq-internal-hook post %s\nend"
