@@ -536,7 +536,11 @@ class _Stepper(object):
         try:
             while True:
                 try:
-                    gdb.execute("continue", to_string=True)
+                    text = gdb.execute("continue", to_string=True)
+                    # The stop handlers' own messages were captured too.
+                    for line in text.splitlines():
+                        if line.startswith("[rseq] "):
+                            gdb.write(line + "\n")
                 except gdb.error as e:
                     _msg("stopped while leaving %s: %s" % (cs.name(), e))
                     return False
