@@ -35,6 +35,12 @@ struct node {
 	int id;
 };
 
+/* n's link, NULL for no node (&NULL->link would be undefined). */
+static struct oncpu_stack_node *link_of(struct node *n)
+{
+	return n ? &n->link : NULL;
+}
+
 struct tagged {
 	struct node *ptr;
 	uintptr_t tag;
@@ -171,7 +177,7 @@ static void run_mutex(void *ctx, int tid, long iters)
 	struct node *n = c->pt[tid].held;
 	for (long i = 0; i < iters; i++) {
 		pthread_mutex_lock(&c->lock);
-		n->link.next = &c->head->link;
+		n->link.next = link_of(c->head);
 		c->head = n;
 		pthread_mutex_unlock(&c->lock);
 		pthread_mutex_lock(&c->lock);
@@ -239,7 +245,7 @@ static void run_treiber(void *ctx, int tid, long iters)
 		struct tagged old;
 		do {
 			old = load_top(&c->top);
-			n->link.next = &old.ptr->link;
+			n->link.next = link_of(old.ptr);
 		} while (!cas_top(&c->top, old, n));
 		for (;;) {
 			old = load_top(&c->top);
