@@ -72,10 +72,23 @@
  * (moving the lock's and the data's lines to another CPU costs more than a
  * short critical section), and the threads that sleep leave their CPUs to
  * the threads that do not need the lock.
+ *
+ * Lending the CPU. A thread that goes to sleep on a lock that its running
+ * owner keeps re-taking rarely falls asleep: the owner releases and
+ * re-takes the lock within the system call's entry, futex_wait() finds
+ * _state changed (EAGAIN), and the would-be sleeper tries again, round
+ * after round, while the owner pays a futex_wake() for each. After such a
+ * miss the thread calls sched_yield() before it tries again: when another
+ * task waits for its CPU (another process on a loaded machine), that task
+ * runs now, the owner keeps the lock's line on its own CPU meanwhile, and
+ * the scheduler gives the waiter its time back later; with nothing else to
+ * run, the call returns at once. The provider's check of the thread's
+ * registration runs only after a real sleep (a switch it can compare).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/prctl.h>
@@ -540,9 +553,18 @@ static void lock_slow(oncpu_mutex_t *m)
 			 * notices that it starves. */
 			struct timespec ts = {0, ONCPU_MUTEX_STARVATION_NS};
 			long r = futex(&m->_state, FUTEX_WAIT_PRIVATE, s, &ts);
+			int err = r == 0 ? 0 : errno;
 			slept = true;
-			/* A lost registration would freeze this thread's on-CPU
-			 * word for its waiters: the provider checks it here. */
+			if (err == EAGAIN) {
+				/* _state changed before this thread fell asleep: the
+				 * owner released the lock and, most often, took it
+				 * again. Lend the CPU to whatever else waits for it
+				 * (see "Lending the CPU" above) before trying again. */
+				sched_yield();
+				continue;
+			}
+			/* It was switched out: a lost registration would freeze
+			 * its on-CPU word for its waiters, the provider checks. */
 			_oncpu_desched_recheck();
 			if (r == 0) {
 				/* Woken: no longer in flight; look at the lock (and
