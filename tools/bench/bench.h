@@ -14,6 +14,7 @@
 #ifndef ONCPU_BENCH_H
 #define ONCPU_BENCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -74,5 +75,15 @@ static inline uint64_t bench_now_ns(void)
  */
 #define BENCH_ACQUIRE_SAMPLES 2048
 void bench_record_acquire(int tid, uint64_t ns);
+
+/*
+ * Memory for what every thread of a run touches on every op (a lock and the
+ * data it protects): `size` bytes, 128-byte aligned, half a page in page
+ * offset from the worker threads' stack frames, so that no stack slot the
+ * loop writes is 4 KiB apart from it (see main.c, "Memory layout"); NULL
+ * when out of memory. Free with bench_free_shared() (NULL is ignored).
+ */
+void *bench_alloc_shared(size_t size);
+void bench_free_shared(void *p);
 
 #endif /* ONCPU_BENCH_H */

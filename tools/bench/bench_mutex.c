@@ -164,7 +164,7 @@ static int start_hogs(struct mutex_ctx *c);
 
 static void *setup(enum family family, enum kind kind, int threads)
 {
-	struct mutex_ctx *c = aligned_alloc(128, sizeof(*c));
+	struct mutex_ctx *c = bench_alloc_shared(sizeof(*c));
 	if (!c)
 		return NULL;
 	*c = (struct mutex_ctx){.kind = kind, .family = family, .threads = threads};
@@ -188,7 +188,7 @@ static void *setup(enum family family, enum kind kind, int threads)
 		if (start_hogs(c) != 0) {
 			pthread_mutex_destroy(&c->pm);
 			oncpu_mutex_destroy(&c->om);
-			free(c);
+			bench_free_shared(c);
 			return NULL;
 		}
 		size_t len = strlen(c->info);
@@ -502,7 +502,7 @@ static int teardown(void *ctx)
 		        c->b, expected);
 	pthread_mutex_destroy(&c->pm);
 	oncpu_mutex_destroy(&c->om);
-	free(c);
+	bench_free_shared(c);
 	return bad ? -1 : 0;
 }
 

@@ -16,15 +16,16 @@
  *      and, for cases that record it, the median of the runs' 99th
  *      percentiles of the time to acquire a lock.
  *
- * Memory layout. Where a case's hot data sits relative to its threads'
- * stacks matters: with the lock of mutex_hog at the page offset of a stack
- * slot that the loop writes on every op (4 KiB apart, or any multiple),
- * every mutex in it ran 1.4 to 2.2 times slower, and which processes hit it
- * depended on how the heap happened to be laid out (most likely 4 KiB
- * aliasing: a load that matches an older store in address bits 0-11 waits
- * until the CPU has told them apart). So every worker moves its stack
- * frames half a page, in page offset, away from the case's context (see
- * worker_main()): the same layout in every process, for every case.
+ * Memory layout. Where a case's hot shared data sits relative to its
+ * threads' stacks matters: with mutex_hog's lock at the page offset of a
+ * stack slot that the loop writes on every op (4 KiB apart, or any
+ * multiple), every mutex in it ran 1.4 to 2.2 times slower, and which
+ * processes hit it depended on how the heap happened to be laid out (most
+ * likely 4 KiB aliasing: a load that matches an older store in address
+ * bits 0-11 waits until the CPU has told them apart). Data that every
+ * thread touches on every op therefore comes from bench_alloc_shared(): half
+ * a page, in page offset, from the workers' first stack frame, the same
+ * layout in every process.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -397,7 +398,51 @@ static double acquire_p99(int threads)
 	return p;
 }
 
-#define PAGE_BYTES 4096
+#define PAGE_BYTES   4096
+#define SHARED_ALIGN 128 /* a pair of lines, which some CPUs fetch together */
+
+/* Page offset of a worker thread's first frame: workers and the probe all
+ * start on stacks of the same default size and layout. */
+static uintptr_t worker_frame_offset;
+
+static void *frame_probe(void *arg)
+{
+	(void)arg;
+	return __builtin_frame_address(0);
+}
+
+static void probe_worker_frames(void)
+{
+	pthread_t t;
+	void *frame = NULL;
+	if (pthread_create(&t, NULL, frame_probe, NULL) == 0)
+		pthread_join(t, &frame);
+	worker_frame_offset = (uintptr_t)frame % PAGE_BYTES;
+}
+
+void *bench_alloc_shared(size_t size)
+{
+	uintptr_t off = (worker_frame_offset + PAGE_BYTES / 2) % PAGE_BYTES;
+	off &= ~(uintptr_t)(SHARED_ALIGN - 1);
+	if (off < sizeof(void *))
+		off += PAGE_BYTES; /* room for the block's address, below */
+	size_t total = (off + size + PAGE_BYTES - 1) & ~(size_t)(PAGE_BYTES - 1);
+	char *block = aligned_alloc(PAGE_BYTES, total);
+	if (!block)
+		return NULL;
+	char *p = block + off;
+	memcpy(p - sizeof(block), &block, sizeof(block));
+	return p;
+}
+
+void bench_free_shared(void *p)
+{
+	char *block;
+	if (!p)
+		return;
+	memcpy(&block, (char *)p - sizeof(block), sizeof(block));
+	free(block);
+}
 
 static void *worker_main(void *arg)
 {
@@ -405,12 +450,6 @@ static void *worker_main(void *arg)
 	/* Register outside the timed part; failure means fallback mode, which
 	 * every case must handle (the header says which mode runs). */
 	(void)oncpu_thread_init();
-	/* The frames of the case's loop go below this gap, about half a page
-	 * from the context in page offset (see "Memory layout" above). */
-	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
-	size_t gap_bytes = (here - (uintptr_t)w->ctx - PAGE_BYTES / 2) % PAGE_BYTES;
-	volatile char *gap = __builtin_alloca(gap_bytes + 1);
-	gap[0] = 0;
 	pthread_barrier_wait(w->start);
 	double c0 = clock_seconds(CLOCK_THREAD_CPUTIME_ID);
 	w->t0 = now();
@@ -841,6 +880,7 @@ static void list_cases(void)
 int main(int argc, char **argv)
 {
 	parse_options(argc, argv);
+	probe_worker_frames();
 
 	cpu_set_t set;
 	opt.cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
