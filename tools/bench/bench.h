@@ -79,10 +79,14 @@ void bench_record_acquire(int tid, uint64_t ns);
 /*
  * Memory for what every thread of a run touches on every op (a lock and the
  * data it protects): `size` bytes, 128-byte aligned, half a page in page
- * offset from the worker threads' stack frames, so that no stack slot the
- * loop writes is 4 KiB apart from it (see main.c, "Memory layout"); NULL
+ * offset from a worker thread's first stack frame, so that no stack slot
+ * the loop writes is a multiple of 4 KiB apart from it (layout.c); NULL
  * when out of memory. Free with bench_free_shared() (NULL is ignored).
+ * bench_layout_init() finds where worker stacks start; the driver calls it
+ * once, before any setup (without it, the data goes half a page from page
+ * offset 0).
  */
+void bench_layout_init(void);
 void *bench_alloc_shared(size_t size);
 void bench_free_shared(void *p);
 

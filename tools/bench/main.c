@@ -16,16 +16,9 @@
  *      and, for cases that record it, the median of the runs' 99th
  *      percentiles of the time to acquire a lock.
  *
- * Memory layout. Where a case's hot shared data sits relative to its
- * threads' stacks matters: with mutex_hog's lock at the page offset of a
- * stack slot that the loop writes on every op (4 KiB apart, or any
- * multiple), every mutex in it ran 1.4 to 2.2 times slower, and which
- * processes hit it depended on how the heap happened to be laid out (most
- * likely 4 KiB aliasing: a load that matches an older store in address
- * bits 0-11 waits until the CPU has told them apart). Data that every
- * thread touches on every op therefore comes from bench_alloc_shared(): half
- * a page, in page offset, from the workers' first stack frame, the same
- * layout in every process.
+ * Data that every thread of a case touches on every op comes from
+ * bench_alloc_shared() (layout.c): the same place, relative to the worker
+ * threads' stacks, in every process.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -396,52 +389,6 @@ static double acquire_p99(int threads)
 	double p = (double)all[(size_t)ceil(0.99 * (double)n) - 1];
 	free(all);
 	return p;
-}
-
-#define PAGE_BYTES   4096
-#define SHARED_ALIGN 128 /* a pair of lines, which some CPUs fetch together */
-
-/* Page offset of a worker thread's first frame: workers and the probe all
- * start on stacks of the same default size and layout. */
-static uintptr_t worker_frame_offset;
-
-static void *frame_probe(void *arg)
-{
-	(void)arg;
-	return __builtin_frame_address(0);
-}
-
-static void probe_worker_frames(void)
-{
-	pthread_t t;
-	void *frame = NULL;
-	if (pthread_create(&t, NULL, frame_probe, NULL) == 0)
-		pthread_join(t, &frame);
-	worker_frame_offset = (uintptr_t)frame % PAGE_BYTES;
-}
-
-void *bench_alloc_shared(size_t size)
-{
-	uintptr_t off = (worker_frame_offset + PAGE_BYTES / 2) % PAGE_BYTES;
-	off &= ~(uintptr_t)(SHARED_ALIGN - 1);
-	if (off < sizeof(void *))
-		off += PAGE_BYTES; /* room for the block's address, below */
-	size_t total = (off + size + PAGE_BYTES - 1) & ~(size_t)(PAGE_BYTES - 1);
-	char *block = aligned_alloc(PAGE_BYTES, total);
-	if (!block)
-		return NULL;
-	char *p = block + off;
-	memcpy(p - sizeof(block), &block, sizeof(block));
-	return p;
-}
-
-void bench_free_shared(void *p)
-{
-	char *block;
-	if (!p)
-		return;
-	memcpy(&block, (char *)p - sizeof(block), sizeof(block));
-	free(block);
 }
 
 static void *worker_main(void *arg)
@@ -880,7 +827,7 @@ static void list_cases(void)
 int main(int argc, char **argv)
 {
 	parse_options(argc, argv);
-	probe_worker_frames();
+	bench_layout_init();
 
 	cpu_set_t set;
 	opt.cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
