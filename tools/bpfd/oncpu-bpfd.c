@@ -103,6 +103,12 @@ __attribute__((format(printf, 1, 2))) static void die(const char *fmt, ...)
 	exit(1);
 }
 
+/* The most that a path adds after pin_dir: "/links/new-" and a link's name
+ * (link_name(): 63 bytes at most); main() refuses a longer pin_dir. */
+#define PIN_SUFFIX_MAX 128
+_Static_assert(sizeof("/" ONCPU_BPF_PIN_LINKS "/new-") - 1 + 63 <= PIN_SUFFIX_MAX,
+               "PIN_SUFFIX_MAX");
+
 static char *pin_path(const char *name)
 {
 	static char buf[4][PATH_MAX];
@@ -133,11 +139,13 @@ static void parent_of_pin_dir(char *parent, size_t len)
 /* The info of the provider pinned in directory dir, or false. */
 static bool read_info(const char *dir, struct oncpu_bpf_info *info)
 {
-	char p[PATH_MAX + 16];
-	snprintf(p, sizeof(p), "%s/%s", dir, ONCPU_BPF_PIN_INFO);
+	char p[PATH_MAX];
+	memset(info, 0, sizeof(*info));
+	int len = snprintf(p, sizeof(p), "%s/%s", dir, ONCPU_BPF_PIN_INFO);
+	if (len < 0 || (size_t)len >= sizeof(p))
+		return false; /* no such path: a shortened one could name something else */
 	int fd = bpf_obj_get(p);
 	uint32_t key = 0;
-	memset(info, 0, sizeof(*info));
 	bool ok = fd >= 0 && bpf_map_lookup_elem(fd, &key, info) == 0;
 	if (fd >= 0)
 		close(fd);
@@ -158,9 +166,13 @@ static int other_providers(const char *parent, uint32_t *mode)
 		struct oncpu_bpf_info info;
 		if (e->d_name[0] == '.')
 			continue;
-		snprintf(dir, sizeof(dir), "%s/%s", parent, e->d_name);
-		char info_pin[PATH_MAX + 300];
-		snprintf(info_pin, sizeof(info_pin), "%s/%s", dir, ONCPU_BPF_PIN_INFO);
+		char info_pin[PATH_MAX];
+		int len = snprintf(dir, sizeof(dir), "%s/%s", parent, e->d_name);
+		int info_len =
+		    snprintf(info_pin, sizeof(info_pin), "%s/%s", dir, ONCPU_BPF_PIN_INFO);
+		if (len < 0 || (size_t)len >= sizeof(dir) || info_len < 0 ||
+		    (size_t)info_len >= sizeof(info_pin))
+			continue; /* too long a path to hold a provider */
 		if (strcmp(dir, pin_dir) == 0 || !exists(info_pin))
 			continue;
 		n++; /* a provider of any ABI still needs the search permission */
@@ -992,6 +1004,17 @@ static void usage(FILE *f)
 	        ONCPU_BPFD_DEFAULT_LIBRARY, ONCPU_BPF_PIN_DIR);
 }
 
+/* --seconds: a number of seconds, more than 0 and at most an hour. */
+static double parse_seconds(const char *arg)
+{
+	char *end;
+	errno = 0;
+	double s = strtod(arg, &end);
+	if (errno || end == arg || *end || !(s > 0 && s <= 3600))
+		die("--seconds %s: not a number of seconds between 0 and 3600", arg);
+	return s;
+}
+
 int main(int argc, char **argv)
 {
 	const char *env = getenv("ONCPU_BPF_PIN_DIR");
@@ -1040,7 +1063,7 @@ int main(int argc, char **argv)
 		else if (strcmp(rest[k], "--registered") == 0)
 			registered = true;
 		else if (strcmp(rest[k], "--seconds") == 0 && k + 1 < nrest)
-			seconds = atof(rest[++k]);
+			seconds = parse_seconds(rest[++k]);
 		else if (strcmp(rest[k], "-v") == 0)
 			verbose = true;
 		else if (rest[k][0] != '-' && nfiles < 256)
@@ -1050,6 +1073,12 @@ int main(int argc, char **argv)
 			return 64;
 		}
 	}
+	/* Every path is pin_dir followed by at most PIN_SUFFIX_MAX bytes: a
+	 * longer pin_dir would be cut short, and name another directory. */
+	size_t pin_len = strlen(pin_dir);
+	if (pin_len + PIN_SUFFIX_MAX >= PATH_MAX)
+		die("the pin directory is too long (%zu bytes, at most %d): %.60s...", pin_len,
+		    PATH_MAX - 1 - PIN_SUFFIX_MAX, pin_dir);
 	if (strcmp(cmd, "load") == 0)
 		return cmd_load(files, nfiles, no_attach, group);
 	if (strcmp(cmd, "attach") == 0)
